@@ -1,0 +1,1 @@
+//! Market generator, exchange simulator and load tools.

@@ -1,0 +1,138 @@
+//! Exact decimal-string to fixed-point conversion (never via a float).
+
+use std::fmt;
+
+/// Why a decimal string could not be converted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FixedError {
+    /// Empty string, stray characters or no digits.
+    #[error("not a decimal number")]
+    Syntax,
+    /// A non-zero digit beyond the configured number of decimals.
+    #[error("more precision than the configured decimals")]
+    Precision,
+    /// Does not fit in `i64` at this scale.
+    #[error("out of range")]
+    Overflow,
+}
+
+/// Parses an ASCII decimal (`-12.3400`, `0.5`, `7`) into an integer count of
+/// `10^-decimals` units. Trailing zeros beyond `decimals` are accepted; a
+/// non-zero digit beyond `decimals` is [`FixedError::Precision`].
+///
+/// ```
+/// assert_eq!(feeds::fixed::parse(b"97000.01000000", 2), Ok(9_700_001));
+/// assert!(feeds::fixed::parse(b"0.015", 2).is_err());
+/// ```
+#[inline]
+pub fn parse(s: &[u8], decimals: u8) -> Result<i64, FixedError> {
+    let (neg, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        Some(_) => (false, s),
+        None => return Err(FixedError::Syntax),
+    };
+    let mut value: i64 = 0;
+    let mut frac: i32 = -1; // digits seen after the point; -1 = no point yet
+    let mut any = false;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                any = true;
+                let d = i64::from(c - b'0');
+                if frac >= 0 {
+                    if frac >= i32::from(decimals) {
+                        if d != 0 {
+                            return Err(FixedError::Precision);
+                        }
+                        continue;
+                    }
+                    frac += 1;
+                }
+                value = value
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_add(d))
+                    .ok_or(FixedError::Overflow)?;
+            }
+            b'.' if frac < 0 => frac = 0,
+            _ => return Err(FixedError::Syntax),
+        }
+    }
+    if !any {
+        return Err(FixedError::Syntax);
+    }
+    let have = frac.max(0);
+    for _ in have..i32::from(decimals) {
+        value = value.checked_mul(10).ok_or(FixedError::Overflow)?;
+    }
+    Ok(if neg { -value } else { value })
+}
+
+/// Formats `value` units of `10^-decimals` as a decimal string with exactly
+/// `decimals` fraction digits (`9700001, 2` → `"97000.01"`).
+#[must_use]
+pub fn format(value: i64, decimals: u8) -> String {
+    Display(value, decimals).to_string()
+}
+
+/// [`fmt::Display`] adapter for a fixed-point value.
+#[derive(Clone, Copy, Debug)]
+pub struct Display(pub i64, pub u8);
+
+impl fmt::Display for Display {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Display(v, d) = *self;
+        if d == 0 {
+            return write!(f, "{v}");
+        }
+        let scale = 10u64.pow(u32::from(d));
+        let sign = if v < 0 { "-" } else { "" };
+        let a = v.unsigned_abs();
+        write!(
+            f,
+            "{sign}{}.{:0width$}",
+            a / scale,
+            a % scale,
+            width = usize::from(d)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_binance_strings() {
+        assert_eq!(parse(b"97000.00000000", 8), Ok(9_700_000_000_000));
+        assert_eq!(parse(b"0.00308000", 8), Ok(308_000));
+        assert_eq!(parse(b"0.00000000", 8), Ok(0));
+        assert_eq!(parse(b"97000.01000000", 2), Ok(9_700_001));
+        assert_eq!(parse(b"12", 3), Ok(12_000));
+        assert_eq!(parse(b"-1.5", 1), Ok(-15));
+        assert_eq!(parse(b".5", 1), Ok(5));
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert_eq!(parse(b"", 8), Err(FixedError::Syntax));
+        assert_eq!(parse(b"-", 8), Err(FixedError::Syntax));
+        assert_eq!(parse(b"1.2.3", 8), Err(FixedError::Syntax));
+        assert_eq!(parse(b"1e5", 8), Err(FixedError::Syntax));
+        assert_eq!(parse(b"0.015", 2), Err(FixedError::Precision));
+        assert_eq!(parse(b"99999999999999999999", 0), Err(FixedError::Overflow));
+        assert_eq!(parse(b"99999999999", 8), Err(FixedError::Overflow));
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        assert_eq!(format(9_700_001, 2), "97000.01");
+        assert_eq!(format(308_000, 8), "0.00308000");
+        assert_eq!(format(-15, 1), "-1.5");
+        assert_eq!(format(7, 0), "7");
+        for (s, d) in [("97000.01000000", 8u8), ("0.00000001", 8), ("-3.250", 3)] {
+            let v = parse(s.as_bytes(), d).unwrap();
+            assert_eq!(format(v, d), s);
+        }
+    }
+}
