@@ -1,0 +1,495 @@
+//! The per-connection WebSocket feed loop.
+//!
+//! [`run_feed`] owns one WebSocket connection (and its reconnects) plus at most one
+//! in-flight REST snapshot. It is meant for a tokio current-thread runtime driven by
+//! the engine's pinned receiver thread. Ordering contract, which makes runs against
+//! the simulator deterministic: every WebSocket frame that is already readable is
+//! delivered to [`FeedHandler::on_frame`] before a snapshot that completes at the
+//! same time is delivered to [`FeedHandler::on_snapshot`]; and the snapshot's HTTP
+//! connection is closed before `on_snapshot` runs.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
+use tokio::time::{interval_at, sleep, timeout, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use super::backoff::Backoff;
+use super::http::{self, HttpError, HttpResponse, Target};
+
+/// A connection that stayed up at least this long resets the backoff.
+const HEALTHY_UPTIME: Duration = Duration::from_secs(5);
+/// Upper bound on sending our Close frame at shutdown.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
+/// Initial capacity of the reused frame buffer (grows to the largest frame seen).
+const FRAME_BUF: usize = 64 << 10;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type SnapshotFuture = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send>>;
+
+/// Maps a symbol to the REST path (with query) of its snapshot, appended to `rest_base`.
+pub type SnapshotPath = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// Configuration of one feed connection.
+#[derive(Clone)]
+pub struct FeedOptions {
+    /// Full WebSocket URL, `ws://` or `wss://`, including combined-stream query.
+    pub ws_url: String,
+    /// Text message sent right after every (re)connect, before `on_connected`.
+    pub subscribe: Option<String>,
+    /// REST base URL without trailing slash, e.g. `https://api.binance.com`.
+    pub rest_base: String,
+    /// Snapshots fetched after every (re)connect, in this order.
+    pub snapshot_symbols: Vec<String>,
+    /// Symbol → path and query, e.g. `|s| format!("/api/v3/depth?symbol={s}&limit=1000")`.
+    pub snapshot_path: SnapshotPath,
+    /// Reconnect backoff: `(initial, max, jitter_fraction)`, see [`Backoff`].
+    pub backoff: (Duration, Duration, f64),
+    /// Bound on TCP connect + TLS + WebSocket handshake + subscribe.
+    pub connect_timeout: Duration,
+    /// Client Ping period; `Duration::ZERO` disables pings.
+    pub ping_interval: Duration,
+    /// Reconnect when no message (of any kind) arrived for this long; zero disables.
+    pub idle_timeout: Duration,
+    /// Bound on one snapshot GET.
+    pub http_timeout: Duration,
+    /// Stop after this many reconnect attempts (`Some(0)`: never reconnect).
+    pub max_reconnects: Option<u64>,
+}
+
+impl fmt::Debug for FeedOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FeedOptions")
+            .field("ws_url", &self.ws_url)
+            .field("subscribe", &self.subscribe)
+            .field("rest_base", &self.rest_base)
+            .field("snapshot_symbols", &self.snapshot_symbols)
+            .field("backoff", &self.backoff)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("ping_interval", &self.ping_interval)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("http_timeout", &self.http_timeout)
+            .field("max_reconnects", &self.max_reconnects)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Callbacks from [`run_feed`], all on the feed thread.
+///
+/// Every `on_connected` is followed by exactly one `on_disconnected` (also at
+/// shutdown) before the next `on_connected`.
+pub trait FeedHandler {
+    /// The WebSocket is up and the subscription (if any) was sent.
+    fn on_connected(&mut self);
+    /// The connection is gone (`reason` is human-readable); books are now unsynced.
+    fn on_disconnected(&mut self, reason: &str);
+    /// A text or binary message payload, in a buffer reused across frames.
+    /// `recv_ns` is `CLOCK_REALTIME` in ns when the message was taken off the socket.
+    fn on_frame(&mut self, recv_ns: i64, frame: &mut [u8]);
+    /// A snapshot body (2xx) for `symbol`; its HTTP connection is already closed.
+    fn on_snapshot(&mut self, symbol: &str, recv_ns: i64, body: &mut [u8]);
+    /// A snapshot request failed; it is not retried unless requested again.
+    fn on_snapshot_error(&mut self, symbol: &str, err: &str);
+    /// A connect attempt (TCP, TLS, handshake or subscribe) failed; a retry follows
+    /// after the backoff unless `max_reconnects` is exhausted.
+    fn on_connect_error(&mut self, _err: &str) {}
+    /// Polled after each loop event (frame, snapshot, tick); `true` ends [`run_feed`].
+    fn should_stop(&mut self) -> bool {
+        false
+    }
+}
+
+/// Snapshot requests shared with other threads (e.g. the signal thread after a
+/// sequence gap). Duplicate pending requests are merged.
+#[derive(Debug, Default)]
+pub struct SnapshotRequests {
+    queue: Mutex<VecDeque<String>>,
+    /// Cheap "queue non-empty" hint so the hot loop does not take the lock per frame.
+    pending: AtomicBool,
+    notify: Notify,
+}
+
+impl SnapshotRequests {
+    /// An empty queue.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ask the feed loop to fetch a snapshot of `symbol` (no-op if already pending).
+    pub fn request(&self, symbol: &str) {
+        {
+            let mut q = self.lock();
+            if q.iter().any(|s| s == symbol) {
+                return;
+            }
+            q.push_back(symbol.to_owned());
+            self.pending.store(true, Ordering::Release);
+        }
+        self.notify.notify_one();
+    }
+
+    /// Symbols waiting to be fetched (not counting the one in flight), in order.
+    #[must_use]
+    pub fn pending(&self) -> Vec<String> {
+        self.lock().iter().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<String>> {
+        // A panic while holding this lock cannot leave the deque inconsistent.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn pop(&self) -> Option<String> {
+        if !self.pending.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut q = self.lock();
+        let next = q.pop_front();
+        self.pending.store(!q.is_empty(), Ordering::Release);
+        next
+    }
+
+    /// Put `first` (in order) at the front, ahead of other pending requests, and
+    /// drop their duplicates further back.
+    fn prepend<'a>(&self, first: impl DoubleEndedIterator<Item = &'a str>) {
+        let mut q = self.lock();
+        for sym in first.rev() {
+            match q.iter().position(|s| s == sym) {
+                Some(i) => {
+                    if let Some(s) = q.remove(i) {
+                        q.push_front(s);
+                    }
+                }
+                None => q.push_front(sym.to_owned()),
+            }
+        }
+        self.pending.store(!q.is_empty(), Ordering::Release);
+    }
+
+    async fn notified(&self) {
+        self.notify.notified().await;
+    }
+}
+
+/// Counters returned by [`run_feed`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FeedStats {
+    /// Successful handshakes (each followed by `on_connected`).
+    pub connects: u64,
+    /// Reconnect attempts after the first connect attempt (successful or not).
+    pub reconnects: u64,
+    /// Text and binary messages delivered to `on_frame`.
+    pub frames: u64,
+    /// Payload bytes delivered to `on_frame`.
+    pub bytes: u64,
+    /// Snapshots delivered to `on_snapshot`.
+    pub snapshots: u64,
+    /// Snapshot failures delivered to `on_snapshot_error`.
+    pub snapshot_errors: u64,
+    /// Client Pings sent.
+    pub pings_sent: u64,
+    /// Pongs received.
+    pub pongs: u64,
+}
+
+/// How one connected session ended.
+enum SessionEnd {
+    Stop,
+    /// Connection lost (`on_disconnected` already called); `healthy` resets the backoff.
+    Lost { healthy: bool },
+}
+
+/// Run the feed until `shutdown` turns `true` (or its sender is dropped), the
+/// handler asks to stop, or `max_reconnects` is exhausted. Never panics on
+/// network input; all network failures end in a reconnect.
+pub async fn run_feed(
+    opts: FeedOptions,
+    requests: Arc<SnapshotRequests>,
+    handler: &mut impl FeedHandler,
+    mut shutdown: watch::Receiver<bool>,
+) -> FeedStats {
+    let mut stats = FeedStats::default();
+    let (initial, max, jitter) = opts.backoff;
+    let mut backoff = Backoff::new(initial, max, jitter);
+    let mut frame_buf = Vec::with_capacity(FRAME_BUF);
+    let mut first_attempt = true;
+
+    loop {
+        if *shutdown.borrow() || stop_requested(&mut shutdown) || handler.should_stop() {
+            break;
+        }
+        if !first_attempt {
+            if opts.max_reconnects.is_some_and(|m| stats.reconnects >= m) {
+                break;
+            }
+            stats.reconnects += 1;
+        }
+        first_attempt = false;
+
+        let connected = tokio::select! {
+            biased;
+            () = wait_shutdown(&mut shutdown) => break,
+            r = timeout(opts.connect_timeout, connect(&opts)) => {
+                r.unwrap_or_else(|_| Err(format!("connect timed out after {:?}", opts.connect_timeout)))
+            }
+        };
+        match connected {
+            Ok(mut ws) => {
+                stats.connects += 1;
+                handler.on_connected();
+                requests.prepend(opts.snapshot_symbols.iter().map(String::as_str));
+                let end = session(
+                    &opts,
+                    &mut ws,
+                    &requests,
+                    handler,
+                    &mut shutdown,
+                    &mut stats,
+                    &mut frame_buf,
+                )
+                .await;
+                match end {
+                    SessionEnd::Stop => {
+                        // Best effort: tell the server, but never hang on it.
+                        let _ = timeout(CLOSE_TIMEOUT, ws.close(None)).await;
+                        handler.on_disconnected("shutdown");
+                        break;
+                    }
+                    SessionEnd::Lost { healthy: true } => backoff.reset(),
+                    SessionEnd::Lost { healthy: false } => {}
+                }
+            }
+            Err(err) => handler.on_connect_error(&err),
+        }
+        if opts.max_reconnects.is_some_and(|m| stats.reconnects >= m) {
+            break;
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            biased;
+            () = wait_shutdown(&mut shutdown) => break,
+            () = sleep(delay) => {}
+        }
+    }
+    stats
+}
+
+/// One connected session: returns when the connection is lost or a stop is requested.
+async fn session(
+    opts: &FeedOptions,
+    ws: &mut Ws,
+    requests: &SnapshotRequests,
+    handler: &mut impl FeedHandler,
+    shutdown: &mut watch::Receiver<bool>,
+    stats: &mut FeedStats,
+    frame_buf: &mut Vec<u8>,
+) -> SessionEnd {
+    let started = Instant::now();
+    let mut frames_here = 0u64;
+    let mut last_rx = started;
+    let mut inflight: Option<(String, SnapshotFuture)> = None;
+
+    let ping_on = !opts.ping_interval.is_zero();
+    let ping_period = if ping_on { opts.ping_interval } else { Duration::from_secs(3600) };
+    let mut ping = interval_at(tokio::time::Instant::now() + ping_period, ping_period);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+    let idle_on = !opts.idle_timeout.is_zero();
+    let idle = sleep(if idle_on { opts.idle_timeout } else { Duration::from_secs(3600) });
+    tokio::pin!(idle);
+
+    let end = loop {
+        if inflight.is_none() {
+            if let Some(symbol) = requests.pop() {
+                let url = format!("{}{}", opts.rest_base, (opts.snapshot_path)(&symbol));
+                let t = opts.http_timeout;
+                inflight = Some((symbol, Box::pin(async move { http::get(&url, t).await })));
+            }
+        }
+
+        tokio::select! {
+            biased;
+            msg = ws.next() => {
+                let recv_ns = realtime_ns();
+                last_rx = Instant::now();
+                match msg {
+                    Some(Ok(Message::Text(t))) => {
+                        deliver(handler, stats, frame_buf, recv_ns, t.as_bytes());
+                        frames_here += 1;
+                    }
+                    Some(Ok(Message::Binary(b))) => {
+                        deliver(handler, stats, frame_buf, recv_ns, &b);
+                        frames_here += 1;
+                    }
+                    // tungstenite queued the Pong; the next read (polled right away) flushes it.
+                    Some(Ok(Message::Ping(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Pong(_))) => stats.pongs += 1,
+                    Some(Ok(Message::Close(frame))) => break close_reason(frame.as_ref()),
+                    Some(Err(e)) => break format!("websocket error: {e}"),
+                    None => break "websocket stream ended".to_owned(),
+                }
+            }
+            r = poll_inflight(&mut inflight), if inflight.is_some() => {
+                let recv_ns = realtime_ns();
+                if let Some((symbol, _)) = inflight.take() {
+                    match r {
+                        Ok(mut resp) => {
+                            stats.snapshots += 1;
+                            handler.on_snapshot(&symbol, recv_ns, &mut resp.body);
+                        }
+                        Err(e) => {
+                            stats.snapshot_errors += 1;
+                            handler.on_snapshot_error(&symbol, &e.to_string());
+                        }
+                    }
+                }
+            }
+            () = requests.notified(), if inflight.is_none() => {}
+            _ = ping.tick(), if ping_on => {
+                if let Err(e) = ws.send(Message::Ping(Default::default())).await {
+                    break format!("ping send failed: {e}");
+                }
+                stats.pings_sent += 1;
+            }
+            () = &mut idle, if idle_on => {
+                let deadline = last_rx + opts.idle_timeout;
+                if Instant::now() >= deadline {
+                    break format!("idle: no message for {:?}", opts.idle_timeout);
+                }
+                // Re-arm lazily instead of resetting the timer on every frame.
+                let left = deadline.saturating_duration_since(Instant::now());
+                idle.as_mut().reset(tokio::time::Instant::now() + left);
+            }
+            () = wait_shutdown(shutdown) => return SessionEnd::Stop,
+        }
+
+        if handler.should_stop() || stop_requested(shutdown) {
+            return SessionEnd::Stop;
+        }
+    };
+
+    // The connection is gone: the in-flight snapshot (if any) is dropped with it,
+    // and re-queued so a request from another thread is not lost.
+    if let Some((symbol, _)) = inflight.take() {
+        requests.prepend(std::iter::once(symbol.as_str()));
+    }
+    handler.on_disconnected(&end);
+    SessionEnd::Lost { healthy: frames_here > 0 || started.elapsed() >= HEALTHY_UPTIME }
+}
+
+fn deliver(
+    handler: &mut impl FeedHandler,
+    stats: &mut FeedStats,
+    buf: &mut Vec<u8>,
+    recv_ns: i64,
+    payload: &[u8],
+) {
+    buf.clear();
+    buf.extend_from_slice(payload);
+    stats.frames += 1;
+    stats.bytes += payload.len() as u64;
+    handler.on_frame(recv_ns, buf);
+}
+
+async fn poll_inflight(inflight: &mut Option<(String, SnapshotFuture)>) -> Result<HttpResponse, HttpError> {
+    match inflight {
+        Some((_, fut)) => fut.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Connect, handshake and subscribe. Does its own TCP connect so that IPv6
+/// literals (`ws://[::1]:port`) work and `TCP_NODELAY` is set.
+async fn connect(opts: &FeedOptions) -> Result<Ws, String> {
+    let target = Target::parse(&opts.ws_url, "ws", "wss")?;
+    let tcp = http::connect_tcp(&target.host, target.port)
+        .await
+        .map_err(|e| format!("connect {}: {e}", target.host_header))?;
+    let connector = if target.tls {
+        Connector::Rustls(http::tls_client_config()?)
+    } else {
+        Connector::Plain
+    };
+    let (mut ws, _response) = tokio_tungstenite::client_async_tls_with_config(
+        opts.ws_url.as_str(),
+        tcp,
+        None,
+        Some(connector),
+    )
+    .await
+    .map_err(|e| format!("websocket handshake with {}: {e}", target.host_header))?;
+    if let Some(sub) = &opts.subscribe {
+        ws.send(Message::text(sub.as_str())).await.map_err(|e| format!("subscribe: {e}"))?;
+    }
+    Ok(ws)
+}
+
+fn close_reason(frame: Option<&CloseFrame>) -> String {
+    match frame {
+        Some(f) if !f.reason.is_empty() => format!("closed by server: {} {}", f.code, f.reason),
+        Some(f) => format!("closed by server: {}", f.code),
+        None => "closed by server".to_owned(),
+    }
+}
+
+/// Cheap per-event check (one atomic load unless the value changed); a dropped
+/// sender counts as shutdown.
+fn stop_requested(shutdown: &mut watch::Receiver<bool>) -> bool {
+    match shutdown.has_changed() {
+        Ok(false) => false,
+        Ok(true) => *shutdown.borrow_and_update(),
+        Err(_) => true,
+    }
+}
+
+/// Resolves when shutdown is signalled or its sender is gone.
+async fn wait_shutdown(shutdown: &mut watch::Receiver<bool>) {
+    // `wait_for` errs only when the sender is dropped: treat that as shutdown too.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// `CLOCK_REALTIME` in nanoseconds (0 before 1970, saturating after 2262).
+fn realtime_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_dedup_and_prepend() {
+        let r = SnapshotRequests::new();
+        assert_eq!(r.pop(), None);
+        r.request("ETH");
+        r.request("BTC");
+        r.request("ETH");
+        assert_eq!(r.pending(), ["ETH", "BTC"]);
+        r.prepend(["BTC", "SOL"].into_iter());
+        assert_eq!(r.pending(), ["BTC", "SOL", "ETH"]);
+        assert_eq!(r.pop().as_deref(), Some("BTC"));
+        assert_eq!(r.pop().as_deref(), Some("SOL"));
+        assert_eq!(r.pop().as_deref(), Some("ETH"));
+        assert_eq!(r.pop(), None);
+        r.request("BTC");
+        assert_eq!(r.pop().as_deref(), Some("BTC"));
+    }
+
+    #[test]
+    fn close_reasons_are_readable() {
+        assert_eq!(close_reason(None), "closed by server");
+    }
+}

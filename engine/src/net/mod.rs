@@ -1,0 +1,16 @@
+//! Network layer of the engine.
+//!
+//! - [`http`]: a minimal async HTTP/1.1 `GET` client (plain and TLS) for REST snapshots.
+//! - [`backoff`]: exponential reconnect backoff with jitter.
+//! - [`feed`]: the per-connection WebSocket feed loop run by the pinned receiver thread.
+//!
+//! Everything here is I/O glue: frames and snapshot bodies are handed to a
+//! [`feed::FeedHandler`] as `&mut [u8]`, and parsing stays in sans-IO code elsewhere.
+
+pub mod backoff;
+pub mod feed;
+pub mod http;
+
+pub use backoff::Backoff;
+pub use feed::{run_feed, FeedHandler, FeedOptions, FeedStats, SnapshotRequests};
+pub use http::{get, HttpError, HttpResponse};
