@@ -98,3 +98,87 @@ pub trait DepthView {
     /// Sum of the sizes of the best `min(levels, #ask levels)` ask levels.
     fn ask_depth(&self, levels: usize) -> i64;
 }
+
+impl Quote {
+    /// L1 validity (SIGNALS.md §2.4): all four fields `> 0` and `bid < ask`.
+    /// A zero/negative price or size is [`Validity::EmptySide`] (checked
+    /// first), otherwise `bid >= ask` is [`Validity::Crossed`].
+    #[inline]
+    #[must_use]
+    pub const fn validity(&self) -> Validity {
+        if self.bid_px <= 0 || self.ask_px <= 0 || self.bid_qty <= 0 || self.ask_qty <= 0 {
+            Validity::EmptySide
+        } else if self.bid_px >= self.ask_px {
+            Validity::Crossed
+        } else {
+            Validity::Valid
+        }
+    }
+
+    /// `true` iff [`Quote::validity`] is [`Validity::Valid`].
+    #[inline]
+    #[must_use]
+    pub const fn is_valid(&self) -> bool {
+        matches!(self.validity(), Validity::Valid)
+    }
+
+    /// `M2 = bid + ask` (twice the mid), ticks.
+    #[inline]
+    #[must_use]
+    pub fn m2(&self) -> i64 {
+        crate::num::add64(self.bid_px, self.ask_px)
+    }
+
+    /// The top of `book` as a quote stamped `ts_ns` (absent side → zeros).
+    #[inline]
+    #[must_use]
+    pub fn from_depth(ts_ns: i64, book: &(impl DepthView + ?Sized)) -> Self {
+        let (bid_px, bid_qty) = book.best_bid().unwrap_or((0, 0));
+        let (ask_px, ask_qty) = book.best_ask().unwrap_or((0, 0));
+        Self {
+            ts_ns,
+            bid_px,
+            bid_qty,
+            ask_px,
+            ask_qty,
+        }
+    }
+}
+
+/// Validity of an L1 event (SIGNALS.md §2.4). Only [`Validity::Valid`]
+/// events are samples; the others emit nothing and should raise the
+/// instrument's `crossed` / `empty_side` flag upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validity {
+    /// All prices and sizes positive and `bid < ask`.
+    Valid,
+    /// `bid >= ask` (crossed or locked).
+    Crossed,
+    /// A zero/absent price or size, or an empty book side.
+    EmptySide,
+}
+
+/// A simple [`DepthView`] over best-first level slices, handy for tests and
+/// bots that keep their own book as sorted vectors.
+#[derive(Clone, Copy, Debug)]
+pub struct SliceDepth<'a> {
+    /// Bid levels `(price, size)`, best (highest) first.
+    pub bids: &'a [(i64, i64)],
+    /// Ask levels `(price, size)`, best (lowest) first.
+    pub asks: &'a [(i64, i64)],
+}
+
+impl DepthView for SliceDepth<'_> {
+    fn best_bid(&self) -> Option<(i64, i64)> {
+        self.bids.first().copied()
+    }
+    fn best_ask(&self) -> Option<(i64, i64)> {
+        self.asks.first().copied()
+    }
+    fn bid_depth(&self, levels: usize) -> i64 {
+        self.bids.iter().take(levels).map(|l| l.1).sum()
+    }
+    fn ask_depth(&self, levels: usize) -> i64 {
+        self.asks.iter().take(levels).map(|l| l.1).sum()
+    }
+}
