@@ -1,0 +1,873 @@
+//! Local Binance-spot exchange simulator: WebSocket market streams and
+//! `GET /api/v3/depth` on one TCP port.
+//!
+//! # Protocol
+//!
+//! * WebSocket (a request with `Upgrade: websocket`, detected by peeking):
+//!   combined streams `/stream?streams=a/b/c` (frames wrapped as
+//!   `{"stream":..,"data":..}`), raw `/ws/<stream>[/<stream>..]`, and
+//!   `{"method":"SUBSCRIBE"|"UNSUBSCRIBE"|"LIST_SUBSCRIPTIONS","params":[..],"id":N}`
+//!   messages answered with `{"result":null,"id":N}`. Pings are answered with
+//!   pongs (by tungstenite) and the simulator pings every
+//!   [`SimConfig::ping_interval`]. Only subscribed streams are sent; payloads
+//!   are sliced out of the source text, never re-serialised.
+//! * HTTP: `GET /api/v3/depth?symbol=X&limit=N` (JSON body, `Content-Length`,
+//!   `Connection: close`), `GET /api/v3/ping`; anything else is 404.
+//!
+//! # Playback clock
+//!
+//! One playback position is shared by all connections. Playback starts when a
+//! WebSocket client has a subscription and **stops while no subscribed client
+//! is connected** (the simulator clock stops while nobody listens), while a
+//! depth response is being served and during a stall fault. Records are paced
+//! by their original receive-time gaps divided by the speed factor, measured
+//! on that clock, so pauses never cause bursts. At the end of the source the
+//! connections stay open and idle until shutdown ([`EndBehaviour::Idle`]) and
+//! [`SimHandle::is_exhausted`] turns true.
+//!
+//! # Deterministic snapshots
+//!
+//! The simulator keeps its own book per symbol (the source's snapshot record
+//! plus the diffs played). A depth request for a symbol whose playback has
+//! not reached the source's snapshot record is **held** until it does and is
+//! then answered with the recorded body verbatim; later requests get a
+//! snapshot rendered from the simulator's book (`lastUpdateId` = `u` of the
+//! last diff played). Generator sources answer from the generator's book at
+//! once. While a response is served, playback pauses: frames written before
+//! the response precede the snapshot, frames after it follow it. Playback
+//! resumes when the client closes the HTTP connection (or after
+//! [`SimConfig::http_eof_timeout`]). A request still held when the source
+//! ends gets 503 (400 for a symbol the source never mentioned).
+
+mod frame;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, StreamExt};
+use futures_util::SinkExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+pub use frame::{classify, parse_stream, Class, Classified, Kind, SimBook, StreamKey};
+
+use crate::source::{FrameSource, SourceRecord};
+
+/// Playback speed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Speed {
+    /// No pacing: send as fast as the clients read.
+    Max,
+    /// Original inter-record gaps divided by this factor (1.0 = real time).
+    Factor(f64),
+}
+
+/// Fault injection, counted per WebSocket connection.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Faults {
+    /// Close the TCP connection (no close frame) right after this many
+    /// frames on the connection. Playback continues from the same position
+    /// on the next connection.
+    pub drop_after_frames: Option<u64>,
+    /// Do not send the Nth (1-based) depth diff due on the connection,
+    /// producing a U/u gap.
+    pub skip_depth_at: Vec<u64>,
+    /// After this many frames on the connection, stop sending for the given
+    /// time (the socket stays open; the playback clock stops meanwhile).
+    pub stall: Option<(u64, Duration)>,
+}
+
+/// What happens when the source is exhausted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EndBehaviour {
+    /// Keep connections open and idle until shutdown.
+    #[default]
+    Idle,
+    /// Send a close frame to every client and stop accepting WebSockets.
+    Close,
+}
+
+/// Simulator configuration.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Listen address (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Playback speed.
+    pub speed: Speed,
+    /// Faults applied to each faulty connection.
+    pub faults: Faults,
+    /// Faults apply to the first N WebSocket connections only (`None`: all).
+    pub fault_connections: Option<u64>,
+    /// Interval of the simulator's own pings.
+    pub ping_interval: Duration,
+    /// End-of-source behaviour.
+    pub at_end: EndBehaviour,
+    /// How long to wait for a depth client to close its connection.
+    pub http_eof_timeout: Duration,
+}
+
+impl SimConfig {
+    /// Defaults: max speed, no faults, pings every 20 s, idle at end.
+    pub fn new(listen: SocketAddr) -> Self {
+        SimConfig {
+            listen,
+            speed: Speed::Max,
+            faults: Faults::default(),
+            fault_connections: None,
+            ping_interval: Duration::from_secs(20),
+            at_end: EndBehaviour::Idle,
+            http_eof_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    frames_sent: AtomicU64,
+    records_played: AtomicU64,
+    exhausted: AtomicBool,
+    connections: AtomicU64,
+    accepted: AtomicU64,
+    depth_served: AtomicU64,
+    error: std::sync::Mutex<Option<String>>,
+}
+
+/// Entry point; see the module docs.
+pub struct Simulator;
+
+impl Simulator {
+    /// Binds `cfg.listen` and starts the simulator on its own thread (tokio
+    /// current-thread runtime).
+    pub fn start(cfg: SimConfig, source: Box<dyn FrameSource + Send>) -> io::Result<SimHandle> {
+        let listener = StdListener::bind(cfg.listen)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let stats = Arc::new(Stats::default());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let st = Arc::clone(&stats);
+        let thread = std::thread::Builder::new().name("wiresignal-sim".into()).spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(run(cfg, source, listener, st, stop_rx))
+        })?;
+        Ok(SimHandle { addr, stats, stop: stop_tx, thread: Some(thread) })
+    }
+}
+
+/// Handle to a running simulator. Dropping it shuts the simulator down.
+pub struct SimHandle {
+    addr: SocketAddr,
+    stats: Arc<Stats>,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl SimHandle {
+    /// The bound address (resolves port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// WebSocket data frames written, summed over connections.
+    pub fn frames_sent(&self) -> u64 {
+        self.stats.frames_sent.load(Ordering::Acquire)
+    }
+
+    /// Source records consumed by playback (including snapshots and
+    /// unroutable records).
+    pub fn records_played(&self) -> u64 {
+        self.stats.records_played.load(Ordering::Acquire)
+    }
+
+    /// True once the source has no more records (and all were played).
+    pub fn is_exhausted(&self) -> bool {
+        self.stats.exhausted.load(Ordering::Acquire)
+    }
+
+    /// Currently open WebSocket connections.
+    pub fn connections(&self) -> u64 {
+        self.stats.connections.load(Ordering::Acquire)
+    }
+
+    /// WebSocket connections accepted so far.
+    pub fn connections_accepted(&self) -> u64 {
+        self.stats.accepted.load(Ordering::Acquire)
+    }
+
+    /// Depth responses written so far.
+    pub fn depth_served(&self) -> u64 {
+        self.stats.depth_served.load(Ordering::Acquire)
+    }
+
+    /// Source read error that stopped playback, if any.
+    pub fn error(&self) -> Option<String> {
+        self.stats.error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Polls until the source is exhausted; `false` on timeout.
+    pub fn wait_exhausted(&self, timeout: Duration) -> bool {
+        let end = std::time::Instant::now() + timeout;
+        while !self.is_exhausted() {
+            if std::time::Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
+    /// Stops the simulator, closes every connection and joins its thread.
+    pub fn shutdown(mut self) -> io::Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> io::Result<()> {
+        let _ = self.stop.send(true);
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| io::Error::other("simulator thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
+
+type WsSink = SplitSink<WebSocketStream<TcpStream>, Message>;
+
+enum Ctl {
+    Open { id: u64, sink: WsSink, kill: oneshot::Sender<()>, combined: bool, streams: Vec<String> },
+    Msg { id: u64, msg: Message },
+    Gone { id: u64 },
+    Depth { symbol: String, limit: usize, stream: TcpStream },
+    Served,
+}
+
+async fn run(
+    cfg: SimConfig,
+    source: Box<dyn FrameSource + Send>,
+    listener: StdListener,
+    stats: Arc<Stats>,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    let (ctl_tx, ctl_rx) = mpsc::channel::<Ctl>(1024);
+    let accept_stats = Arc::clone(&stats);
+    let accept_tx = ctl_tx.clone();
+    let mut accept_stop = stop.clone();
+    let accept = async move {
+        let mut next_id = 0u64;
+        loop {
+            tokio::select! {
+                r = listener.accept() => {
+                    if let Ok((stream, _)) = r {
+                        let _ = stream.set_nodelay(true);
+                        next_id += 1;
+                        tokio::spawn(handle_conn(stream, next_id, accept_tx.clone(), Arc::clone(&accept_stats)));
+                    }
+                }
+                _ = accept_stop.changed() => break,
+            }
+        }
+    };
+    let actor = Actor::new(cfg, source, stats, ctl_tx);
+    tokio::select! {
+        _ = accept => {}
+        r = actor.run(ctl_rx) => r?,
+        _ = stop.changed() => {}
+    }
+    Ok(())
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+async fn handle_conn(mut stream: TcpStream, id: u64, ctl: mpsc::Sender<Ctl>, stats: Arc<Stats>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let head_len = loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return,
+        };
+        if let Some(end) = find_head_end(&buf[..n]) {
+            break end;
+        }
+        if n == buf.len() || Instant::now() >= deadline {
+            let _ = write_response(&mut stream, "431 Request Header Fields Too Large", "").await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let (path, is_ws, is_get) = match req.parse(&buf[..head_len]) {
+        Ok(httparse::Status::Complete(_)) => {
+            let ws = req.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case("upgrade")
+                    && String::from_utf8_lossy(h.value).to_ascii_lowercase().contains("websocket")
+            });
+            (req.path.unwrap_or("/").to_string(), ws, req.method == Some("GET"))
+        }
+        _ => {
+            let _ = write_response(&mut stream, "400 Bad Request", "").await;
+            return;
+        }
+    };
+    let (route, query) = path.split_once('?').unwrap_or((&path, ""));
+    if is_ws {
+        let Some((combined, streams)) = ws_route(route, query) else {
+            let _ = write_response(&mut stream, "404 Not Found", "").await;
+            return;
+        };
+        let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+            return;
+        };
+        stats.accepted.fetch_add(1, Ordering::AcqRel);
+        let (sink, mut read) = ws.split();
+        let (kill, mut killed) = oneshot::channel();
+        if ctl.send(Ctl::Open { id, sink, kill, combined, streams }).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                m = read.next() => match m {
+                    Some(Ok(msg)) => {
+                        if ctl.send(Ctl::Msg { id, msg }).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ => break,
+                },
+                _ = &mut killed => return,
+            }
+        }
+        let _ = ctl.send(Ctl::Gone { id }).await;
+        return;
+    }
+    // Plain HTTP: consume the head we peeked.
+    if stream.read_exact(&mut buf[..head_len]).await.is_err() {
+        return;
+    }
+    match (is_get, route) {
+        (true, "/api/v3/depth") => {
+            let mut symbol = None;
+            let mut limit = 100usize;
+            for kv in query.split('&') {
+                match kv.split_once('=') {
+                    Some(("symbol", v)) if !v.is_empty() => symbol = Some(v.to_ascii_uppercase()),
+                    Some(("limit", v)) => limit = v.parse().unwrap_or(100).clamp(1, 5000),
+                    _ => {}
+                }
+            }
+            match symbol {
+                Some(symbol) => {
+                    let _ = ctl.send(Ctl::Depth { symbol, limit, stream }).await;
+                }
+                None => {
+                    let body = r#"{"code":-1102,"msg":"Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."}"#;
+                    let _ = write_response(&mut stream, "400 Bad Request", body).await;
+                }
+            }
+        }
+        (true, "/api/v3/ping") => {
+            let _ = write_response(&mut stream, "200 OK", "{}").await;
+        }
+        _ => {
+            let _ = write_response(&mut stream, "404 Not Found", "").await;
+        }
+    }
+}
+
+/// `(combined, initial streams)` for a WebSocket path.
+fn ws_route(route: &str, query: &str) -> Option<(bool, Vec<String>)> {
+    let split = |s: &str| s.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    if route == "/stream" || route == "/stream/" {
+        let streams = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("streams="))
+            .map(split)
+            .unwrap_or_default();
+        return Some((true, streams));
+    }
+    if route == "/ws" {
+        return Some((false, Vec::new()));
+    }
+    route.strip_prefix("/ws/").map(|rest| (false, split(rest)))
+}
+
+async fn write_response(stream: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.flush().await?;
+    stream.shutdown().await
+}
+
+/// Writes a depth response, then waits for the client to close.
+async fn serve_depth(mut stream: TcpStream, status: &'static str, body: String, eof: Duration) {
+    if write_response(&mut stream, status, &body).await.is_ok() {
+        let _ = tokio::time::timeout(eof, async {
+            let mut b = [0u8; 1024];
+            while let Ok(n) = stream.read(&mut b).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+struct Sub {
+    name: String,
+    key: StreamKey,
+}
+
+struct Conn {
+    id: u64,
+    sink: WsSink,
+    _kill: oneshot::Sender<()>,
+    combined: bool,
+    subs: Vec<Sub>,
+    frames: u64,
+    depth_seen: u64,
+    faulty: bool,
+    dirty: bool,
+    dead: bool,
+}
+
+struct Held {
+    symbol: String,
+    stream: TcpStream,
+}
+
+struct Actor {
+    cfg: SimConfig,
+    source: Box<dyn FrameSource + Send>,
+    stats: Arc<Stats>,
+    ctl_tx: mpsc::Sender<Ctl>,
+    conns: Vec<Conn>,
+    ws_ordinal: u64,
+    rec: SourceRecord,
+    have_rec: bool,
+    exhausted: bool,
+    books: HashMap<String, SimBook>,
+    drop_pending: bool,
+    known: std::collections::HashSet<String>,
+    held: Vec<Held>,
+    serving: usize,
+    stall_until: Option<Instant>,
+    /// Playback clock: (instant, recv_ns) anchor, shifted by pauses.
+    anchor: Option<(Instant, i64)>,
+    paused_at: Option<Instant>,
+}
+
+impl Actor {
+    fn new(
+        cfg: SimConfig,
+        source: Box<dyn FrameSource + Send>,
+        stats: Arc<Stats>,
+        ctl_tx: mpsc::Sender<Ctl>,
+    ) -> Self {
+        Actor {
+            cfg,
+            source,
+            stats,
+            ctl_tx,
+            conns: Vec::new(),
+            ws_ordinal: 0,
+            rec: SourceRecord::default(),
+            have_rec: false,
+            exhausted: false,
+            books: HashMap::new(),
+            drop_pending: false,
+            known: std::collections::HashSet::new(),
+            held: Vec::new(),
+            serving: 0,
+            stall_until: None,
+            anchor: None,
+            paused_at: None,
+        }
+    }
+
+    fn playing(&self, now: Instant) -> bool {
+        !self.exhausted
+            && self.serving == 0
+            && self.stall_until.is_none_or(|t| t <= now)
+            && self.conns.iter().any(|c| !c.subs.is_empty())
+    }
+
+    /// Pulls the next record if needed; false at the end of the source.
+    fn pull(&mut self) -> bool {
+        if self.have_rec {
+            return true;
+        }
+        match self.source.next_record(&mut self.rec) {
+            Ok(true) => {
+                self.have_rec = true;
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                if let Ok(mut g) = self.stats.error.lock() {
+                    *g = Some(e.to_string());
+                }
+                false
+            }
+        }
+    }
+
+    fn due(&mut self, now: Instant) -> Instant {
+        match self.cfg.speed {
+            Speed::Max => now,
+            Speed::Factor(f) => {
+                let (t0, ns0) = *self.anchor.get_or_insert((now, self.rec.recv_ns));
+                let gap = (self.rec.recv_ns - ns0).max(0) as f64 / f.max(1e-9);
+                t0 + Duration::from_nanos(gap as u64)
+            }
+        }
+    }
+
+    async fn run(mut self, mut ctl_rx: mpsc::Receiver<Ctl>) -> io::Result<()> {
+        let mut ping = tokio::time::interval(self.cfg.ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        loop {
+            let now = Instant::now();
+            if self.stall_until.is_some_and(|t| t <= now) {
+                self.stall_until = None;
+            }
+            let mut playing = self.playing(now);
+            if playing && !self.pull() {
+                self.finish().await;
+                playing = false;
+            }
+            // Stop / restart the playback clock.
+            match (playing, self.paused_at) {
+                (false, None) => self.paused_at = Some(now),
+                (true, Some(p)) => {
+                    if let Some((t0, _)) = self.anchor.as_mut() {
+                        *t0 += now - p;
+                    }
+                    self.paused_at = None;
+                }
+                _ => {}
+            }
+            let due = if playing { self.due(now) } else { now };
+            let stall = self.stall_until;
+            tokio::select! {
+                biased;
+                c = ctl_rx.recv() => match c {
+                    Some(c) => self.control(c).await,
+                    None => return Ok(()),
+                },
+                _ = ping.tick() => {
+                    for c in &mut self.conns {
+                        if c.sink.send(Message::Ping(Bytes::from_static(b"wiresignal"))).await.is_err() {
+                            c.dead = true;
+                        }
+                    }
+                    self.reap();
+                }
+                _ = tokio::time::sleep_until(stall.unwrap_or(now)), if stall.is_some() => {}
+                _ = tokio::time::sleep_until(due), if playing => self.play_batch().await,
+            }
+        }
+    }
+
+    async fn finish(&mut self) {
+        self.exhausted = true;
+        self.stats.exhausted.store(true, Ordering::Release);
+        for h in std::mem::take(&mut self.held) {
+            let (status, body) = if self.known.contains(&h.symbol.to_ascii_lowercase()) {
+                ("503 Service Unavailable", r#"{"code":-1,"msg":"No snapshot in the simulator source."}"#)
+            } else {
+                ("400 Bad Request", r#"{"code":-1121,"msg":"Invalid symbol."}"#)
+            };
+            tokio::spawn(serve_depth(h.stream, status, body.to_string(), self.cfg.http_eof_timeout));
+        }
+        if self.cfg.at_end == EndBehaviour::Close {
+            for c in &mut self.conns {
+                let _ = c.sink.send(Message::Close(None)).await;
+            }
+            self.conns.clear();
+            self.stats.connections.store(0, Ordering::Release);
+        }
+    }
+
+    fn reap(&mut self) {
+        let before = self.conns.len();
+        self.conns.retain(|c| !c.dead);
+        let gone = (before - self.conns.len()) as u64;
+        if gone > 0 {
+            self.stats.connections.fetch_sub(gone, Ordering::AcqRel);
+        }
+    }
+
+    async fn control(&mut self, c: Ctl) {
+        match c {
+            Ctl::Open { id, sink, kill, combined, streams } => {
+                let faulty = self.cfg.fault_connections.is_none_or(|n| self.ws_ordinal < n);
+                self.ws_ordinal += 1;
+                let subs = streams.into_iter().map(|name| Sub { key: parse_stream(&name), name }).collect();
+                self.conns.push(Conn {
+                    id,
+                    sink,
+                    _kill: kill,
+                    combined,
+                    subs,
+                    frames: 0,
+                    depth_seen: 0,
+                    faulty,
+                    dirty: false,
+                    dead: false,
+                });
+                self.stats.connections.fetch_add(1, Ordering::AcqRel);
+                if self.exhausted && self.cfg.at_end == EndBehaviour::Close {
+                    if let Some(mut c) = self.conns.pop() {
+                        let _ = c.sink.send(Message::Close(None)).await;
+                        self.stats.connections.fetch_sub(1, Ordering::AcqRel);
+                    }
+                }
+            }
+            Ctl::Msg { id, msg } => {
+                let Some(conn) = self.conns.iter_mut().find(|c| c.id == id) else {
+                    return;
+                };
+                if let Message::Text(t) = msg {
+                    let reply = handle_request(conn, t.as_str());
+                    if conn.sink.send(Message::text(reply)).await.is_err() {
+                        conn.dead = true;
+                        self.reap();
+                    }
+                }
+                // Pings are answered by tungstenite itself (the pong is
+                // flushed by the reader); close frames end the reader.
+            }
+            Ctl::Gone { id } => {
+                if let Some(c) = self.conns.iter_mut().find(|c| c.id == id) {
+                    c.dead = true;
+                }
+                self.reap();
+            }
+            Ctl::Depth { symbol, limit, stream } => {
+                let lower = symbol.to_ascii_lowercase();
+                if let Some(body) = self.source.synthesize_snapshot(&symbol, limit) {
+                    self.serve(stream, "200 OK", body);
+                } else if let Some(book) = self.books.get(&lower).filter(|b| b.synced()) {
+                    let body = book.render(limit);
+                    self.serve(stream, "200 OK", body);
+                } else if self.exhausted {
+                    let (status, body) = if self.known.contains(&lower) {
+                        ("503 Service Unavailable", r#"{"code":-1,"msg":"No snapshot in the simulator source."}"#)
+                    } else {
+                        ("400 Bad Request", r#"{"code":-1121,"msg":"Invalid symbol."}"#)
+                    };
+                    self.serve(stream, status, body.to_string());
+                } else {
+                    self.held.push(Held { symbol, stream });
+                }
+            }
+            Ctl::Served => {
+                self.serving = self.serving.saturating_sub(1);
+            }
+        }
+    }
+
+    fn serve(&mut self, stream: TcpStream, status: &'static str, body: String) {
+        self.serving += 1;
+        let tx = self.ctl_tx.clone();
+        let eof = self.cfg.http_eof_timeout;
+        self.stats.depth_served.fetch_add(1, Ordering::AcqRel);
+        tokio::spawn(async move {
+            serve_depth(stream, status, body, eof).await;
+            let _ = tx.send(Ctl::Served).await;
+        });
+    }
+
+    /// Plays due records (up to a batch), then flushes every touched sink.
+    async fn play_batch(&mut self) {
+        let mut n = 0;
+        loop {
+            self.play_one().await;
+            n += 1;
+            let now = Instant::now();
+            if n >= 256 || self.drop_pending || !self.playing(now) || !self.pull() || self.due(now) > now {
+                break;
+            }
+        }
+        for c in &mut self.conns {
+            if c.dirty {
+                c.dirty = false;
+                if c.sink.flush().await.is_err() {
+                    c.dead = true;
+                }
+            }
+        }
+        // Drop faults: close after the flush so the client gets every frame.
+        self.drop_pending = false;
+        let drop_after = self.cfg.faults.drop_after_frames;
+        for c in &mut self.conns {
+            if c.faulty && drop_after.is_some_and(|n| c.frames >= n) {
+                c.dead = true;
+            }
+        }
+        self.reap();
+    }
+
+    async fn play_one(&mut self) {
+        self.have_rec = false;
+        self.stats.records_played.fetch_add(1, Ordering::AcqRel);
+        let frame = std::mem::take(&mut self.rec.frame);
+        let c = classify(&frame);
+        match c.class {
+            Class::Stream { kind, symbol, depth } => {
+                if let Some((first, last, b, a)) = depth {
+                    self.books.entry(symbol.clone()).or_default().diff(first, last, b, a);
+                }
+                self.send(&frame, &c.payload, c.wrapper_stream.as_deref(), kind, &symbol).await;
+                self.known.insert(symbol);
+            }
+            Class::Snapshot { symbol, last_update_id, bids, asks } => {
+                let symbol = symbol.or_else(|| self.source.snapshot_symbol().map(str::to_string));
+                if let Some(symbol) = symbol {
+                    let lower = symbol.to_ascii_lowercase();
+                    self.books.entry(lower.clone()).or_default().snapshot(last_update_id, bids, asks);
+                    let body = frame[c.payload.clone()].to_string();
+                    let (now, rest): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
+                        .into_iter()
+                        .partition(|h| h.symbol.eq_ignore_ascii_case(&symbol));
+                    self.held = rest;
+                    // Flush before answering so every frame played so far
+                    // precedes the snapshot.
+                    for c in &mut self.conns {
+                        if c.dirty {
+                            c.dirty = false;
+                            if c.sink.flush().await.is_err() {
+                                c.dead = true;
+                            }
+                        }
+                    }
+                    for h in now {
+                        self.serve(h.stream, "200 OK", body.clone());
+                    }
+                    self.known.insert(lower);
+                }
+            }
+            Class::Other => {}
+        }
+        self.rec.frame = frame;
+    }
+
+    async fn send(&mut self, frame: &str, payload: &std::ops::Range<usize>, wrapper: Option<&str>, kind: Kind, symbol: &str) {
+        let mut raw: Option<Utf8Bytes> = None;
+        let mut total = 0u64;
+        let stall = self.cfg.faults.stall;
+        let drop_after = self.cfg.faults.drop_after_frames;
+        for c in &mut self.conns {
+            if c.dead || (c.faulty && drop_after.is_some_and(|n| c.frames >= n)) {
+                continue;
+            }
+            let mut depth_counted = false;
+            for s in &c.subs {
+                if s.key.kind != Some(kind) || s.key.symbol != symbol {
+                    continue;
+                }
+                if kind == Kind::Depth && !depth_counted {
+                    depth_counted = true;
+                    c.depth_seen += 1;
+                    if c.faulty && self.cfg.faults.skip_depth_at.contains(&c.depth_seen) {
+                        break;
+                    }
+                }
+                let msg = if c.combined {
+                    if wrapper == Some(s.name.as_str()) {
+                        Utf8Bytes::from(frame)
+                    } else {
+                        let p = &frame[payload.clone()];
+                        let mut w = String::with_capacity(p.len() + s.name.len() + 22);
+                        w.push_str("{\"stream\":\"");
+                        w.push_str(&s.name);
+                        w.push_str("\",\"data\":");
+                        w.push_str(p);
+                        w.push('}');
+                        Utf8Bytes::from(w)
+                    }
+                } else {
+                    raw.get_or_insert_with(|| Utf8Bytes::from(&frame[payload.clone()])).clone()
+                };
+                if c.sink.feed(Message::Text(msg)).await.is_err() {
+                    c.dead = true;
+                    break;
+                }
+                c.dirty = true;
+                c.frames += 1;
+                total += 1;
+                if c.faulty && drop_after == Some(c.frames) {
+                    self.drop_pending = true;
+                    break;
+                }
+                if c.faulty {
+                    if let Some((after, dur)) = stall {
+                        if c.frames == after {
+                            self.stall_until = Some(Instant::now() + dur);
+                        }
+                    }
+                }
+            }
+        }
+        self.stats.frames_sent.fetch_add(total, Ordering::AcqRel);
+    }
+}
+
+/// Handles a client text message (SUBSCRIBE / UNSUBSCRIBE /
+/// LIST_SUBSCRIPTIONS); returns the reply text.
+fn handle_request(conn: &mut Conn, text: &str) -> String {
+    let v: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => return r#"{"error":{"code":3,"msg":"Invalid JSON"},"id":null}"#.to_string(),
+    };
+    let id = v.get("id").cloned().unwrap_or(serde_json::Value::Null);
+    let params: Vec<String> = v
+        .get("params")
+        .and_then(|p| p.as_array())
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let result = match v.get("method").and_then(|m| m.as_str()) {
+        Some("SUBSCRIBE") => {
+            for name in params {
+                if !conn.subs.iter().any(|s| s.name == name) {
+                    conn.subs.push(Sub { key: parse_stream(&name), name });
+                }
+            }
+            serde_json::Value::Null
+        }
+        Some("UNSUBSCRIBE") => {
+            conn.subs.retain(|s| !params.contains(&s.name));
+            serde_json::Value::Null
+        }
+        Some("LIST_SUBSCRIPTIONS") => {
+            serde_json::Value::Array(conn.subs.iter().map(|s| serde_json::Value::String(s.name.clone())).collect())
+        }
+        _ => {
+            return serde_json::json!({"error": {"code": 2, "msg": "Invalid request"}, "id": id}).to_string();
+        }
+    };
+    serde_json::json!({"result": result, "id": id}).to_string()
+}

@@ -1,0 +1,299 @@
+//! Record sources for the simulator: capture files and the generator.
+//!
+//! Capture reading goes through the small [`CaptureRecords`] trait so the
+//! simulator does not care which reader parses the file. [`LineCaptureReader`]
+//! is a self-contained reader of the capture format (see
+//! `shared/data/MANIFEST.md`): gzip or plain text, `#` header lines with
+//! `key=value` tokens, then `<recv_unix_ns> <frame>` records.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use crate::generator::Generator;
+
+/// One record: local receive time and the frame text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceRecord {
+    /// Receive time, Unix ns.
+    pub recv_ns: i64,
+    /// Frame payload (WebSocket text or REST snapshot body), verbatim.
+    pub frame: String,
+}
+
+/// A time-ordered stream of records the simulator plays back.
+pub trait FrameSource {
+    /// Overwrites `rec` with the next record (reusing its buffer). `Ok(false)`
+    /// at the end of the source.
+    fn next_record(&mut self, rec: &mut SourceRecord) -> io::Result<bool>;
+
+    /// Symbol that symbol-less REST snapshot bodies at the current position
+    /// belong to (a capture whose `symbols=` header names exactly one).
+    fn snapshot_symbol(&self) -> Option<&str> {
+        None
+    }
+
+    /// Sources with a live book (the generator) render depth snapshots of
+    /// their current state; captures return `None` and the simulator serves
+    /// the recorded snapshot or its own book instead.
+    fn synthesize_snapshot(&mut self, _symbol: &str, _limit: usize) -> Option<String> {
+        None
+    }
+}
+
+/// Reads records of one capture file.
+pub trait CaptureRecords {
+    /// `venue=` header value.
+    fn venue(&self) -> Option<&str>;
+    /// `symbols=` header value, split on commas.
+    fn symbols(&self) -> &[String];
+    /// Next record into `rec`; `Ok(false)` at end of file.
+    fn next_into(&mut self, rec: &mut SourceRecord) -> io::Result<bool>;
+}
+
+/// Stand-alone capture reader (gzip detected by magic bytes). Blank lines and
+/// lines whose prefix is not an integer are skipped.
+pub struct LineCaptureReader {
+    reader: Box<dyn BufRead + Send>,
+    venue: Option<String>,
+    symbols: Vec<String>,
+    pending: Option<String>,
+    line: String,
+    line_no: u64,
+}
+
+impl LineCaptureReader {
+    /// Opens `path` and reads its header.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let mut file = BufReader::with_capacity(1 << 16, File::open(path)?);
+        let gz = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+        let reader: Box<dyn BufRead + Send> = if gz {
+            Box::new(BufReader::with_capacity(1 << 16, flate2::bufread::MultiGzDecoder::new(file)))
+        } else {
+            Box::new(file)
+        };
+        Self::from_reader(reader)
+    }
+
+    /// Reads a capture from any buffered reader (already decompressed).
+    pub fn from_reader(reader: Box<dyn BufRead + Send>) -> io::Result<Self> {
+        let mut r = LineCaptureReader {
+            reader,
+            venue: None,
+            symbols: Vec::new(),
+            pending: None,
+            line: String::with_capacity(1 << 16),
+            line_no: 0,
+        };
+        loop {
+            r.line.clear();
+            if r.reader.read_line(&mut r.line)? == 0 {
+                break;
+            }
+            r.line_no += 1;
+            let Some(meta) = r.line.strip_prefix('#') else {
+                r.pending = Some(std::mem::take(&mut r.line));
+                break;
+            };
+            for tok in meta.split_whitespace() {
+                if let Some(v) = tok.strip_prefix("venue=") {
+                    r.venue = Some(v.to_string());
+                } else if let Some(v) = tok.strip_prefix("symbols=") {
+                    r.symbols = v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    fn parse_line(line: &str, rec: &mut SourceRecord) -> bool {
+        let line = line.trim_end_matches(['\n', '\r']);
+        let Some((ts, frame)) = line.split_once(' ') else {
+            return false;
+        };
+        let Ok(ns) = ts.parse::<i64>() else {
+            return false;
+        };
+        if frame.is_empty() {
+            return false;
+        }
+        rec.recv_ns = ns;
+        rec.frame.clear();
+        rec.frame.push_str(frame);
+        true
+    }
+}
+
+impl CaptureRecords for LineCaptureReader {
+    fn venue(&self) -> Option<&str> {
+        self.venue.as_deref()
+    }
+
+    fn symbols(&self) -> &[String] {
+        &self.symbols
+    }
+
+    fn next_into(&mut self, rec: &mut SourceRecord) -> io::Result<bool> {
+        if let Some(line) = self.pending.take() {
+            let ok = Self::parse_line(&line, rec);
+            self.line = line;
+            if ok {
+                return Ok(true);
+            }
+        }
+        loop {
+            self.line.clear();
+            if self.reader.read_line(&mut self.line)? == 0 {
+                return Ok(false);
+            }
+            self.line_no += 1;
+            if self.line.starts_with('#') {
+                continue;
+            }
+            if Self::parse_line(&self.line, rec) {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// Plays one or more capture files in order as one stream (consecutive
+/// pieces of a rotated recording).
+pub struct CaptureSource {
+    paths: Vec<PathBuf>,
+    next: usize,
+    current: Option<Box<dyn CaptureRecords + Send>>,
+    snapshot_symbol: Option<String>,
+    open: fn(&Path) -> io::Result<Box<dyn CaptureRecords + Send>>,
+}
+
+fn open_line_reader(p: &Path) -> io::Result<Box<dyn CaptureRecords + Send>> {
+    Ok(Box::new(LineCaptureReader::open(p)?))
+}
+
+impl CaptureSource {
+    /// Source over `paths`, opened lazily in order with [`LineCaptureReader`].
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        Self::with_reader(paths, open_line_reader)
+    }
+
+    /// Source over `paths` with a custom reader constructor.
+    pub fn with_reader(
+        paths: Vec<PathBuf>,
+        open: fn(&Path) -> io::Result<Box<dyn CaptureRecords + Send>>,
+    ) -> Self {
+        CaptureSource { paths, next: 0, current: None, snapshot_symbol: None, open }
+    }
+
+    /// Single-file source; opens the file now so a bad path fails early.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let mut s = Self::new(vec![path.to_path_buf()]);
+        s.advance_file()?;
+        Ok(s)
+    }
+
+    fn advance_file(&mut self) -> io::Result<bool> {
+        let Some(p) = self.paths.get(self.next) else {
+            self.current = None;
+            return Ok(false);
+        };
+        self.next += 1;
+        let r = (self.open)(p)?;
+        self.snapshot_symbol = match r.symbols() {
+            [one] => Some(one.to_ascii_uppercase()),
+            _ => None,
+        };
+        self.current = Some(r);
+        Ok(true)
+    }
+}
+
+impl FrameSource for CaptureSource {
+    fn next_record(&mut self, rec: &mut SourceRecord) -> io::Result<bool> {
+        loop {
+            if let Some(r) = self.current.as_mut() {
+                if r.next_into(rec)? {
+                    return Ok(true);
+                }
+            }
+            if !self.advance_file()? {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn snapshot_symbol(&self) -> Option<&str> {
+        self.snapshot_symbol.as_deref()
+    }
+}
+
+/// The generator as a simulator source; depth requests are answered from the
+/// generator's live book.
+pub struct GeneratorSource {
+    generator: Generator,
+}
+
+impl GeneratorSource {
+    /// Wraps `generator`.
+    pub fn new(generator: Generator) -> Self {
+        GeneratorSource { generator }
+    }
+}
+
+impl FrameSource for GeneratorSource {
+    fn next_record(&mut self, rec: &mut SourceRecord) -> io::Result<bool> {
+        Ok(match self.generator.next() {
+            Some(r) => {
+                rec.recv_ns = r.recv_ns;
+                rec.frame = r.frame;
+                true
+            }
+            None => false,
+        })
+    }
+
+    fn synthesize_snapshot(&mut self, symbol: &str, limit: usize) -> Option<String> {
+        self.generator.snapshot(symbol, limit)
+    }
+}
+
+/// In-memory records (tests, tools).
+pub struct VecSource {
+    records: std::vec::IntoIter<SourceRecord>,
+    snapshot_symbol: Option<String>,
+}
+
+impl VecSource {
+    /// Source over `records`; `snapshot_symbol` attributes symbol-less
+    /// snapshot bodies.
+    pub fn new(records: Vec<SourceRecord>, snapshot_symbol: Option<String>) -> Self {
+        VecSource { records: records.into_iter(), snapshot_symbol }
+    }
+}
+
+impl FrameSource for VecSource {
+    fn next_record(&mut self, rec: &mut SourceRecord) -> io::Result<bool> {
+        Ok(match self.records.next() {
+            Some(r) => {
+                *rec = r;
+                true
+            }
+            None => false,
+        })
+    }
+
+    fn snapshot_symbol(&self) -> Option<&str> {
+        self.snapshot_symbol.as_deref()
+    }
+}
+
+/// Reads every record of a capture (tests and tools).
+pub fn read_all(path: &Path) -> io::Result<(Option<String>, Vec<String>, Vec<SourceRecord>)> {
+    let mut r = LineCaptureReader::open(path)?;
+    let mut out = Vec::new();
+    let mut rec = SourceRecord::default();
+    while r.next_into(&mut rec)? {
+        out.push(std::mem::take(&mut rec));
+    }
+    Ok((r.venue().map(str::to_string), r.symbols().to_vec(), out))
+}
