@@ -551,13 +551,15 @@ impl Generator {
             let q = level_qty(&mut self.rng, self.syms[i].mean_lots, d);
             let s = &mut self.syms[i];
             if bid_side {
-                let px = (fair.floor() as i64 - d).min(ba - 1);
+                // Quote from the fair price, or join just inside the spread
+                // when the book lags behind it.
+                let px = (fair.floor() as i64).min(ba - 1) - d;
                 if px > 0 {
                     let cur = s.bids.get(&px).copied().unwrap_or(0);
                     s.set_level(true, px, cur + q);
                 }
             } else {
-                let px = (fair.ceil() as i64 + d).max(bb + 1).max(fair.floor() as i64 + 1);
+                let px = (fair.ceil() as i64).max(bb + 1).max(fair.floor() as i64 + 1) + d;
                 let cur = s.asks.get(&px).copied().unwrap_or(0);
                 s.set_level(false, px, cur + q);
             }

@@ -39,6 +39,12 @@ pub trait FrameSource {
     fn synthesize_snapshot(&mut self, _symbol: &str, _limit: usize) -> Option<String> {
         None
     }
+
+    /// True when [`FrameSource::synthesize_snapshot`] answers for every
+    /// symbol it knows (so `None` means an unknown symbol).
+    fn has_live_book(&self) -> bool {
+        false
+    }
 }
 
 /// Reads records of one capture file.
@@ -254,6 +260,10 @@ impl FrameSource for GeneratorSource {
 
     fn synthesize_snapshot(&mut self, symbol: &str, limit: usize) -> Option<String> {
         self.generator.snapshot(symbol, limit)
+    }
+
+    fn has_live_book(&self) -> bool {
+        true
     }
 }
 

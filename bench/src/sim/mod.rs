@@ -670,6 +670,9 @@ impl Actor {
                 let lower = symbol.to_ascii_lowercase();
                 if let Some(body) = self.source.synthesize_snapshot(&symbol, limit) {
                     self.serve(stream, "200 OK", body);
+                } else if self.source.has_live_book() {
+                    let body = r#"{"code":-1121,"msg":"Invalid symbol."}"#;
+                    self.serve(stream, "400 Bad Request", body.to_string());
                 } else if let Some(book) = self.books.get(&lower).filter(|b| b.synced()) {
                     let body = book.render(limit);
                     self.serve(stream, "200 OK", body);
@@ -856,18 +859,18 @@ fn handle_request(conn: &mut Conn, text: &str) -> String {
                     conn.subs.push(Sub { key: parse_stream(&name), name });
                 }
             }
-            serde_json::Value::Null
+            "null".to_string()
         }
         Some("UNSUBSCRIBE") => {
             conn.subs.retain(|s| !params.contains(&s.name));
-            serde_json::Value::Null
+            "null".to_string()
         }
         Some("LIST_SUBSCRIPTIONS") => {
-            serde_json::Value::Array(conn.subs.iter().map(|s| serde_json::Value::String(s.name.clone())).collect())
+            let names: Vec<&str> = conn.subs.iter().map(|s| s.name.as_str()).collect();
+            serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_string())
         }
-        _ => {
-            return serde_json::json!({"error": {"code": 2, "msg": "Invalid request"}, "id": id}).to_string();
-        }
+        _ => return format!(r#"{{"error":{{"code":2,"msg":"Invalid request"}},"id":{id}}}"#),
     };
-    serde_json::json!({"result": result, "id": id}).to_string()
+    // Binance's field order: result first.
+    format!(r#"{{"result":{result},"id":{id}}}"#)
 }
