@@ -1,1 +1,250 @@
-//! TODO
+//! The venue boundary: one [`VenueAdapter`] per feed connection, a registry
+//! of venues ([`VENUES`]), and helpers shared by venue parsers.
+//!
+//! Adding a venue is a new folder under `venues/` plus one line in
+//! [`VENUES`]; nothing else dispatches on the venue.
+
+use std::fmt;
+
+use crate::event::Event;
+use crate::fixed::FixedError;
+use crate::instruments::Instruments;
+use crate::venues;
+
+/// What a frame was, after parsing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FrameKind {
+    /// A trade of the selected trade source.
+    Trade,
+    /// A best bid/offer update.
+    Quote,
+    /// A diff-depth update.
+    Depth,
+    /// A full depth snapshot.
+    Snapshot,
+    /// Subscription ack, pong, heartbeat: expected, carries no data.
+    Control,
+    /// Known but unused: other trade source, unconfigured symbol, partial depth,
+    /// kline, ticker, an unattributable snapshot... No events.
+    Ignored,
+    /// Not recognised (counted by the engine). No events.
+    Unknown,
+}
+
+/// Why a frame could not be parsed. Nothing is appended to the output when a
+/// parser returns one of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// Not valid JSON (byte offset of the error as reported by simd-json).
+    Json {
+        /// Byte offset.
+        offset: usize,
+    },
+    /// A field required by the frame's kind is absent.
+    MissingField(&'static str),
+    /// A field has the wrong JSON type (e.g. a number where a string is expected).
+    WrongType(&'static str),
+    /// A decimal or integer field is malformed or out of range.
+    BadNumber {
+        /// Field name.
+        field: &'static str,
+        /// Cause.
+        err: FixedError,
+    },
+    /// A decimal carries more precision than the instrument's configured scale
+    /// (a configuration error, SIGNALS.md 1.1).
+    Precision {
+        /// Field name.
+        field: &'static str,
+    },
+    /// A depth message with more levels than an event header can count.
+    TooManyLevels,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Json { offset } => write!(f, "invalid JSON (at byte {offset})"),
+            Self::MissingField(k) => write!(f, "missing field `{k}`"),
+            Self::WrongType(k) => write!(f, "field `{k}` has the wrong type"),
+            Self::BadNumber { field, err } => write!(f, "field `{field}`: {err}"),
+            Self::Precision { field } => {
+                write!(f, "field `{field}` has more decimals than configured")
+            }
+            Self::TooManyLevels => f.write_str("too many depth levels"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+impl ParseError {
+    /// Invalid JSON.
+    #[cold]
+    #[inline(never)]
+    #[must_use]
+    pub fn json(e: &simd_json::Error) -> Self {
+        Self::Json { offset: e.index() }
+    }
+
+    /// Missing field.
+    #[cold]
+    #[inline(never)]
+    #[must_use]
+    pub fn missing(field: &'static str) -> Self {
+        Self::MissingField(field)
+    }
+
+    /// Wrong JSON type.
+    #[cold]
+    #[inline(never)]
+    #[must_use]
+    pub fn wrong_type(field: &'static str) -> Self {
+        Self::WrongType(field)
+    }
+
+    /// A fixed-point conversion failed.
+    #[cold]
+    #[inline(never)]
+    #[must_use]
+    pub fn fixed(field: &'static str, err: FixedError) -> Self {
+        match err {
+            FixedError::Precision => Self::Precision { field },
+            err => Self::BadNumber { field, err },
+        }
+    }
+
+    /// Too many levels.
+    #[cold]
+    #[inline(never)]
+    #[must_use]
+    pub fn too_many_levels() -> Self {
+        Self::TooManyLevels
+    }
+}
+
+/// A venue's sans-IO protocol: stream names, subscription messages and the
+/// frame parser. One instance per connection, used on its receiver thread.
+pub trait VenueAdapter: Send {
+    /// Venue name as in configuration and capture headers (`binance-spot`).
+    fn name(&self) -> &'static str;
+
+    /// Parses one WebSocket text frame (or an inline REST snapshot of a
+    /// capture) in place. Appends the frame's events to `out`: first the
+    /// announcement of any instrument seen for the first time, then the
+    /// events (a depth or snapshot header followed by its levels). On `Err`
+    /// nothing is appended.
+    ///
+    /// # Errors
+    /// Malformed JSON, a missing or mistyped required field, a bad number or
+    /// more decimals than the instrument's scale.
+    fn parse(
+        &mut self,
+        recv_ns: i64,
+        frame: &mut [u8],
+        out: &mut Vec<Event>,
+    ) -> Result<FrameKind, ParseError>;
+
+    /// Parses a REST depth snapshot fetched live for `symbol`.
+    ///
+    /// # Errors
+    /// As [`VenueAdapter::parse`]; a body that is not a snapshot (an error
+    /// reply) is [`ParseError::MissingField`].
+    fn parse_snapshot(
+        &mut self,
+        symbol: &str,
+        recv_ns: i64,
+        body: &mut [u8],
+        out: &mut Vec<Event>,
+    ) -> Result<FrameKind, ParseError>;
+
+    /// The `symbols=` header of a capture being replayed, used to attribute
+    /// snapshots that name no symbol.
+    fn set_capture_symbols(&mut self, symbols: &[String]);
+
+    /// Stream names to subscribe for `symbols`, per instrument configuration.
+    fn streams(&self, symbols: &[String]) -> Vec<String>;
+
+    /// WebSocket URL subscribing to `streams` at connect time.
+    fn ws_url(&self, base: &str, streams: &[String]) -> String;
+
+    /// A subscribe request for `streams` on an open connection.
+    fn subscribe_message(&self, streams: &[String], id: u64) -> String;
+
+    /// Path and query of the REST depth snapshot of `symbol`.
+    fn snapshot_path(&self, symbol: &str, limit: u32) -> String;
+}
+
+/// A registry entry: how to build the adapter of a venue.
+pub struct VenueDef {
+    /// Venue name (`binance-spot`).
+    pub name: &'static str,
+    /// Builds an adapter; `venue_index` is this entry's index in [`VENUES`].
+    pub new: fn(venue_index: u16, instruments: Instruments) -> Box<dyn VenueAdapter>,
+}
+
+impl fmt::Debug for VenueDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VenueDef")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// Every supported venue, one line each.
+pub static VENUES: &[VenueDef] = &[VenueDef {
+    name: venues::binance_spot::NAME,
+    new: venues::binance_spot::new_adapter,
+}];
+
+/// Looks a venue up by name; returns its index and definition.
+#[must_use]
+pub fn venue_by_name(name: &str) -> Option<(u16, &'static VenueDef)> {
+    VENUES
+        .iter()
+        .enumerate()
+        .find(|(_, v)| v.name == name)
+        .and_then(|(i, v)| Some((u16::try_from(i).ok()?, v)))
+}
+
+/// Exchange timestamp to ns with unit detection (SIGNALS.md 1.2):
+/// `v < 10^14` → ms, `v < 10^17` → µs, otherwise ns. Saturates.
+#[inline]
+#[must_use]
+pub const fn exchange_ts_ns(v: i64) -> i64 {
+    if v < 100_000_000_000_000 {
+        v.saturating_mul(1_000_000)
+    } else if v < 100_000_000_000_000_000 {
+        v.saturating_mul(1_000)
+    } else {
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_detection() {
+        assert_eq!(exchange_ts_ns(1_723_161_255_342), 1_723_161_255_342_000_000);
+        assert_eq!(
+            exchange_ts_ns(1_723_161_255_342_123),
+            1_723_161_255_342_123_000
+        );
+        assert_eq!(
+            exchange_ts_ns(1_723_161_255_342_123_456),
+            1_723_161_255_342_123_456
+        );
+        assert_eq!(exchange_ts_ns(99_999_999_999_999), i64::MAX); // saturates past 2262
+        assert_eq!(exchange_ts_ns(100_000_000_000_000), 100_000_000_000_000_000);
+    }
+
+    #[test]
+    fn registry() {
+        let (i, d) = venue_by_name("binance-spot").unwrap();
+        assert_eq!((i, d.name), (0, "binance-spot"));
+        assert!(venue_by_name("nope").is_none());
+    }
+}

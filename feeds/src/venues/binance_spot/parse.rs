@@ -1,0 +1,378 @@
+//! Frame classification and normalization (SIGNALS.md 2.2-2.4).
+
+use simd_json::{Node, Tape};
+
+use super::messages::{as_bool, as_i64, as_str, as_u64, for_each_level, req, Fields, Raw};
+use super::{BinanceSpot, DepthSeen};
+use crate::event::{
+    BookSide, DepthHeader, Event, InstrumentId, Level, QuoteEvent, Side, SnapshotHeader, Symbol,
+    TradeEvent, TradeKind,
+};
+use crate::fixed;
+use crate::instruments::InstrumentSpec;
+use crate::venue::{exchange_ts_ns, FrameKind, ParseError};
+
+/// Event types Binance spot sends that the engine does not use.
+const IGNORED_EVENTS: &[&str] = &[
+    "kline",
+    "24hrTicker",
+    "24hrMiniTicker",
+    "1hTicker",
+    "4hTicker",
+    "1dTicker",
+    "avgPrice",
+];
+
+/// What the tape is to be read as.
+#[derive(Clone, Copy)]
+pub(super) enum Mode<'a> {
+    /// A WebSocket frame (or inline snapshot of a capture).
+    Frame,
+    /// A REST snapshot body fetched for this symbol.
+    RestSnapshot(&'a str),
+}
+
+impl BinanceSpot {
+    /// Parses `frame` in place and dispatches; on anything but a data frame,
+    /// whatever was pushed (a first-sight announcement) is discarded.
+    pub(super) fn parse_impl(
+        &mut self,
+        mode: Mode<'_>,
+        recv_ns: i64,
+        frame: &mut [u8],
+        out: &mut Vec<Event>,
+    ) -> Result<FrameKind, ParseError> {
+        let start = out.len();
+        // The tape keeps its allocation across frames; `reset` empties it and
+        // rebinds its lifetime to this frame.
+        let mut tape: Tape<'_> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
+        let res = match simd_json::fill_tape(frame, &mut self.buffers, &mut tape) {
+            Ok(()) => match mode {
+                Mode::Frame => self.dispatch(&tape.0, recv_ns, out),
+                Mode::RestSnapshot(sym) => self.rest_snapshot(&tape.0, sym, recv_ns, out),
+            },
+            Err(e) => Err(ParseError::json(&e)),
+        };
+        self.tape = tape.reset();
+        match res {
+            Ok(
+                k @ (FrameKind::Trade | FrameKind::Quote | FrameKind::Depth | FrameKind::Snapshot),
+            ) => Ok(k),
+            other => {
+                if out.len() > start {
+                    self.discard(start, out);
+                }
+                other
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn discard(&mut self, start: usize, out: &mut Vec<Event>) {
+        self.instruments.rollback(&out[start..]);
+        out.truncate(start);
+    }
+
+    fn dispatch(
+        &mut self,
+        nodes: &[Node<'_>],
+        recv_ns: i64,
+        out: &mut Vec<Event>,
+    ) -> Result<FrameKind, ParseError> {
+        let Some(root) = Fields::scan(nodes) else {
+            return Ok(FrameKind::Unknown);
+        };
+        let (f, stream) = match (root.stream, root.data) {
+            (Some(st), Some(data)) => {
+                let Ok(st) = as_str(st, "stream") else {
+                    return Ok(FrameKind::Unknown);
+                };
+                match Fields::scan(data) {
+                    Some(f) => (f, Some(st)),
+                    None => return Ok(FrameKind::Unknown),
+                }
+            }
+            _ => (root, None),
+        };
+        if let Some(e) = f.e {
+            return match as_str(e, "e") {
+                Ok("trade") => self.trade(&f, TradeKind::Trade, recv_ns, out),
+                Ok("aggTrade") => self.trade(&f, TradeKind::AggTrade, recv_ns, out),
+                Ok("depthUpdate") => self.depth(&f, recv_ns, out),
+                Ok("bookTicker") => self.quote(&f, recv_ns, out),
+                Ok(e) if IGNORED_EVENTS.contains(&e) => Ok(FrameKind::Ignored),
+                _ => Ok(FrameKind::Unknown),
+            };
+        }
+        if f.u.is_some()
+            && f.s.is_some()
+            && f.b.is_some()
+            && f.B.is_some()
+            && f.a.is_some()
+            && f.A.is_some()
+        {
+            return self.quote(&f, recv_ns, out);
+        }
+        if f.last_update_id.is_some() && f.bids.is_some() && f.asks.is_some() {
+            if stream.is_some_and(is_partial_depth) {
+                return Ok(FrameKind::Ignored);
+            }
+            return self.snapshot(&f, stream, recv_ns, out);
+        }
+        if stream.is_none() && f.result.is_some() && f.id.is_some() {
+            return Ok(FrameKind::Control);
+        }
+        Ok(FrameKind::Unknown)
+    }
+
+    /// Resolves the `s` field; `None`: not configured.
+    #[inline]
+    fn symbol(
+        &mut self,
+        f: &Fields<'_, '_>,
+        out: &mut Vec<Event>,
+    ) -> Result<Option<(InstrumentId, InstrumentSpec)>, ParseError> {
+        let s = as_str(req(f.s, "s")?, "s")?;
+        Ok(self.instruments.resolve(s.as_bytes(), out))
+    }
+
+    fn trade(
+        &mut self,
+        f: &Fields<'_, '_>,
+        kind: TradeKind,
+        recv_ns: i64,
+        out: &mut Vec<Event>,
+    ) -> Result<FrameKind, ParseError> {
+        let Some((inst, spec)) = self.symbol(f, out)? else {
+            return Ok(FrameKind::Ignored);
+        };
+        if spec.trade_source != kind {
+            return Ok(FrameKind::Ignored);
+        }
+        let (id_field, id) = match kind {
+            TradeKind::Trade => ("t", f.t),
+            TradeKind::AggTrade => ("a", f.a),
+        };
+        let id = as_u64(req(id, id_field)?, id_field)?;
+        let px = decimal(f.p, "p", spec.scale.price_decimals)?;
+        let qty = decimal(f.q, "q", spec.scale.qty_decimals)?;
+        let side = match f.m {
+            Some(m) if as_bool(m, "m")? => Side::Sell,
+            _ => Side::Buy,
+        };
+        let ts_ns = exchange_ts(f, recv_ns)?;
+        out.push(Event::Trade(TradeEvent {
+            inst,
+            id,
+            ts_ns,
+            recv_ns,
+            px,
+            qty,
+            side,
+            kind,
+        }));
+        Ok(FrameKind::Trade)
+    }
+
+    fn quote(
+        &mut self,
+        f: &Fields<'_, '_>,
+        recv_ns: i64,
+        out: &mut Vec<Event>,
+    ) -> Result<FrameKind, ParseError> {
+        let Some((inst, spec)) = self.symbol(f, out)? else {
+            return Ok(FrameKind::Ignored);
+        };
+        let (pd, qd) = (spec.scale.price_decimals, spec.scale.qty_decimals);
+        out.push(Event::Quote(QuoteEvent {
+            inst,
+            update_id: as_u64(req(f.u, "u")?, "u")?,
+            ts_ns: exchange_ts(f, recv_ns)?,
+            recv_ns,
+            bid_px: decimal(f.b, "b", pd)?,
+            bid_qty: decimal(f.B, "B", qd)?,
+            ask_px: decimal(f.a, "a", pd)?,
+            ask_qty: decimal(f.A, "A", qd)?,
+        }));
+        Ok(FrameKind::Quote)
+    }
+
+    fn depth(
+        &mut self,
+        f: &Fields<'_, '_>,
+        recv_ns: i64,
+        out: &mut Vec<Event>,
+    ) -> Result<FrameKind, ParseError> {
+        let Some((inst, spec)) = self.symbol(f, out)? else {
+            return Ok(FrameKind::Ignored);
+        };
+        let first_id = as_u64(req(f.U, "U")?, "U")?;
+        let last_id = as_u64(req(f.u, "u")?, "u")?;
+        let prev_last_id = match f.pu {
+            Some(v) => as_u64(v, "pu")?,
+            None => 0,
+        };
+        let ts_ns = exchange_ts(f, recv_ns)?;
+        let (bids, asks) = (req(f.b, "b")?, req(f.a, "a")?);
+        let header = out.len();
+        out.push(Event::Depth(DepthHeader {
+            inst,
+            first_id,
+            last_id,
+            prev_last_id,
+            ts_ns,
+            recv_ns,
+            levels: 0,
+        }));
+        let levels = push_levels(out, bids, "b", asks, "a", &spec)?;
+        if let Event::Depth(h) = &mut out[header] {
+            h.levels = levels;
+        }
+        self.depth_seen = match self.depth_seen {
+            DepthSeen::None => DepthSeen::One(spec.symbol),
+            DepthSeen::One(s) if s != spec.symbol => DepthSeen::Many,
+            seen => seen,
+        };
+        Ok(FrameKind::Depth)
+    }
+
+    /// A snapshot inside the stream: attribute a symbol (SIGNALS.md 2.2).
+    fn snapshot(
+        &mut self,
+        f: &Fields<'_, '_>,
+        stream: Option<&str>,
+        recv_ns: i64,
+        out: &mut Vec<Event>,
+    ) -> Result<FrameKind, ParseError> {
+        let sym = if let Some(v) = f.symbol.or(f.s) {
+            Symbol::new(as_str(v, "symbol")?)
+        } else if let Some(st) = stream {
+            Symbol::new(st.split('@').next().unwrap_or(st))
+        } else if let Some(s) = self.capture_symbol {
+            Some(s)
+        } else if let [only] = self.instruments.configured() {
+            Some(only.symbol)
+        } else if let (true, DepthSeen::One(s)) =
+            (self.instruments.configured().is_empty(), self.depth_seen)
+        {
+            Some(s)
+        } else {
+            None
+        };
+        let Some(sym) = sym else {
+            return Ok(FrameKind::Ignored);
+        };
+        let Some((inst, spec)) = self.instruments.resolve(sym.as_str().as_bytes(), out) else {
+            return Ok(FrameKind::Ignored);
+        };
+        emit_snapshot(f, inst, &spec, recv_ns, out)
+    }
+
+    fn rest_snapshot(
+        &mut self,
+        nodes: &[Node<'_>],
+        symbol: &str,
+        recv_ns: i64,
+        out: &mut Vec<Event>,
+    ) -> Result<FrameKind, ParseError> {
+        let f = Fields::scan(nodes).unwrap_or_default();
+        req(f.last_update_id, "lastUpdateId")?;
+        req(f.bids, "bids")?;
+        req(f.asks, "asks")?;
+        let Some((inst, spec)) = self.instruments.resolve(symbol.as_bytes(), out) else {
+            return Ok(FrameKind::Ignored);
+        };
+        emit_snapshot(&f, inst, &spec, recv_ns, out)
+    }
+}
+
+fn emit_snapshot(
+    f: &Fields<'_, '_>,
+    inst: InstrumentId,
+    spec: &InstrumentSpec,
+    recv_ns: i64,
+    out: &mut Vec<Event>,
+) -> Result<FrameKind, ParseError> {
+    let last_update_id = as_u64(req(f.last_update_id, "lastUpdateId")?, "lastUpdateId")?;
+    let (bids, asks) = (req(f.bids, "bids")?, req(f.asks, "asks")?);
+    let header = out.len();
+    out.push(Event::Snapshot(SnapshotHeader {
+        inst,
+        last_update_id,
+        recv_ns,
+        levels: 0,
+    }));
+    let levels = push_levels(out, bids, "bids", asks, "asks", spec)?;
+    if let Event::Snapshot(h) = &mut out[header] {
+        h.levels = levels;
+    }
+    Ok(FrameKind::Snapshot)
+}
+
+/// Pushes bid then ask levels (size 0 kept: it deletes); returns their count.
+#[inline]
+fn push_levels(
+    out: &mut Vec<Event>,
+    bids: Raw<'_, '_>,
+    bids_field: &'static str,
+    asks: Raw<'_, '_>,
+    asks_field: &'static str,
+    spec: &InstrumentSpec,
+) -> Result<u32, ParseError> {
+    let before = out.len();
+    let (pd, qd) = (spec.scale.price_decimals, spec.scale.qty_decimals);
+    for (v, field, side) in [
+        (bids, bids_field, BookSide::Bid),
+        (asks, asks_field, BookSide::Ask),
+    ] {
+        for_each_level(v, field, |px, qty| {
+            out.push(Event::Level(Level {
+                side,
+                px: fixed::parse(px.as_bytes(), pd).map_err(|e| ParseError::fixed(field, e))?,
+                qty: fixed::parse(qty.as_bytes(), qd).map_err(|e| ParseError::fixed(field, e))?,
+            }));
+            Ok(())
+        })?;
+    }
+    u32::try_from(out.len() - before).map_err(|_| ParseError::too_many_levels())
+}
+
+/// A required decimal-string field as fixed point.
+#[inline]
+fn decimal(v: Option<Raw<'_, '_>>, field: &'static str, decimals: u8) -> Result<i64, ParseError> {
+    let s = as_str(req(v, field)?, field)?;
+    fixed::parse(s.as_bytes(), decimals).map_err(|e| ParseError::fixed(field, e))
+}
+
+/// Exchange time: `T` if present, else `E`, else the receive time (SIGNALS.md 1.2).
+#[inline]
+fn exchange_ts(f: &Fields<'_, '_>, recv_ns: i64) -> Result<i64, ParseError> {
+    Ok(match (f.T, f.E) {
+        (Some(t), _) => exchange_ts_ns(as_i64(t, "T")?),
+        (None, Some(e)) => exchange_ts_ns(as_i64(e, "E")?),
+        (None, None) => recv_ns,
+    })
+}
+
+/// A partial-depth stream name: `@depth` followed by a digit (`btcusdt@depth20@100ms`).
+fn is_partial_depth(stream: &str) -> bool {
+    let b = stream.as_bytes();
+    stream
+        .match_indices("@depth")
+        .any(|(i, _)| b.get(i + 6).is_some_and(u8::is_ascii_digit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_partial_depth;
+
+    #[test]
+    fn partial_depth_names() {
+        assert!(is_partial_depth("btcusdt@depth5"));
+        assert!(is_partial_depth("btcusdt@depth20@100ms"));
+        assert!(!is_partial_depth("btcusdt@depth@100ms"));
+        assert!(!is_partial_depth("btcusdt@depth"));
+        assert!(!is_partial_depth("btcusdt@bookTicker"));
+    }
+}
