@@ -93,7 +93,14 @@ fn emit(last: &mut [f64], out: &mut impl FnMut(OutputId, f64), id: u16, v: Optio
 
 impl SrcSig {
     #[inline(always)]
-    fn update(&mut self, id: u16, ts: i64, x: i64, last: &mut [f64], out: &mut impl FnMut(OutputId, f64)) {
+    fn update(
+        &mut self,
+        id: u16,
+        ts: i64,
+        x: i64,
+        last: &mut [f64],
+        out: &mut impl FnMut(OutputId, f64),
+    ) {
         match self {
             Self::Zscore(s) => emit(last, out, id, s.update(x)),
             Self::Ema(s) => emit(last, out, id, s.update(x)),
@@ -182,21 +189,33 @@ impl SignalSet {
                 set.names.push(spec.id.clone());
             }
             let src = match spec.kind {
-                SignalKind::Zscore { n, source } => Some((SrcSig::Zscore(Zscore::new(n as usize)), source)),
-                SignalKind::Ema { span, source } => Some((SrcSig::Ema(Ema::new(span, src_scale(source))), source)),
-                SignalKind::EmaTime { tau_ns, source } => {
-                    Some((SrcSig::EmaTime(EmaTime::new(tau_ns, src_scale(source))), source))
+                SignalKind::Zscore { n, source } => {
+                    Some((SrcSig::Zscore(Zscore::new(n as usize)), source))
                 }
+                SignalKind::Ema { span, source } => {
+                    Some((SrcSig::Ema(Ema::new(span, src_scale(source))), source))
+                }
+                SignalKind::EmaTime { tau_ns, source } => Some((
+                    SrcSig::EmaTime(EmaTime::new(tau_ns, src_scale(source))),
+                    source,
+                )),
                 SignalKind::Rsi { n, source } => Some((SrcSig::Rsi(Rsi::new(n)), source)),
-                SignalKind::Bollinger { n, k, source } => {
-                    Some((SrcSig::Bollinger(Bollinger::new(n as usize, k, src_scale(source))), source))
-                }
+                SignalKind::Bollinger { n, k, source } => Some((
+                    SrcSig::Bollinger(Bollinger::new(n as usize, k, src_scale(source))),
+                    source,
+                )),
                 _ => None,
             };
             if let Some((sig, source)) = src {
                 match source {
-                    Source::TradePx => set.trade.push(Slot { out, sig: TradeSig::Src(sig) }),
-                    Source::Mid => set.book.push(Slot { out, sig: BookSig::Src(sig) }),
+                    Source::TradePx => set.trade.push(Slot {
+                        out,
+                        sig: TradeSig::Src(sig),
+                    }),
+                    Source::Mid => set.book.push(Slot {
+                        out,
+                        sig: BookSig::Src(sig),
+                    }),
                 }
                 continue;
             }
@@ -206,19 +225,27 @@ impl SignalSet {
                 SignalKind::SpreadBps => (book(BookSig::Spread(SpreadBps::new())), None),
                 SignalKind::Microprice => (book(BookSig::Micro(Microprice::new(scale))), None),
                 SignalKind::ImbalanceL1 => (book(BookSig::Imbalance(ImbalanceL1::new())), None),
-                SignalKind::ImbalanceDepth { levels } => {
-                    (book(BookSig::Depth(DepthImbalance::new(levels as usize))), None)
+                SignalKind::ImbalanceDepth { levels } => (
+                    book(BookSig::Depth(DepthImbalance::new(levels as usize))),
+                    None,
+                ),
+                SignalKind::Ofi { window_ns } => {
+                    (book(BookSig::Ofi(Ofi::new(window_ns, scale, cap))), None)
                 }
-                SignalKind::Ofi { window_ns } => (book(BookSig::Ofi(Ofi::new(window_ns, scale, cap))), None),
                 SignalKind::Rv { window_ns } => (book(BookSig::Rv(Rv::new(window_ns, cap))), None),
                 SignalKind::TradeImbalance { window_ns } => (
                     None,
-                    Some(TradeSig::TradeImbalance(TradeImbalance::new(window_ns, cap))),
+                    Some(TradeSig::TradeImbalance(TradeImbalance::new(
+                        window_ns, cap,
+                    ))),
                 ),
-                SignalKind::Vwap { window_ns } => (None, Some(TradeSig::Vwap(Vwap::new(window_ns, scale, cap)))),
-                SignalKind::KyleLambda { n } => {
-                    (None, Some(TradeSig::Kyle(KyleLambda::new(n as usize, scale))))
+                SignalKind::Vwap { window_ns } => {
+                    (None, Some(TradeSig::Vwap(Vwap::new(window_ns, scale, cap))))
                 }
+                SignalKind::KyleLambda { n } => (
+                    None,
+                    Some(TradeSig::Kyle(KyleLambda::new(n as usize, scale))),
+                ),
                 SignalKind::Zscore { .. }
                 | SignalKind::Ema { .. }
                 | SignalKind::EmaTime { .. }
@@ -390,10 +417,15 @@ mod tests {
     use super::*;
     use crate::{default_set, ParamValue, Side, SliceDepth};
 
-    fn rows_of(set: &mut SignalSet, f: impl FnOnce(&mut SignalSet, &mut Vec<OutputId>)) -> Vec<String> {
+    fn rows_of(
+        set: &mut SignalSet,
+        f: impl FnOnce(&mut SignalSet, &mut Vec<OutputId>),
+    ) -> Vec<String> {
         let mut ids = Vec::new();
         f(set, &mut ids);
-        ids.iter().map(|id| set.output_names()[usize::from(id.0)].clone()).collect()
+        ids.iter()
+            .map(|id| set.output_names()[usize::from(id.0)].clone())
+            .collect()
     }
 
     #[test]
@@ -413,7 +445,13 @@ mod tests {
         sigs.push(sigs[0].clone());
         let e = SignalSet::new(&SignalSetConfig::new(Scale::default(), sigs)).unwrap_err();
         assert_eq!(e, SpecError::DuplicateId("mid".into()));
-        let bad = vec![SignalSpec { id: "z".into(), kind: SignalKind::Zscore { n: 1, source: Source::Mid } }];
+        let bad = vec![SignalSpec {
+            id: "z".into(),
+            kind: SignalKind::Zscore {
+                n: 1,
+                source: Source::Mid,
+            },
+        }];
         assert!(SignalSet::new(&SignalSetConfig::new(Scale::default(), bad)).is_err());
         let mut cfg = SignalSetConfig::new(Scale::default(), default_set());
         cfg.window_capacity = 0;
@@ -428,42 +466,120 @@ mod tests {
             p("b_l5", "imbalance_depth", &[]),
             p("c_l1", "imbalance_l1", &[]),
         ];
-        let scale = Scale { price_decimals: 2, qty_decimals: 3 };
+        let scale = Scale {
+            price_decimals: 2,
+            qty_decimals: 3,
+        };
         let bids = [(10_000, 1_000), (9_999, 2_000)];
         let asks = [(10_001, 700)];
-        let book = SliceDepth { bids: &bids, asks: &asks };
+        let book = SliceDepth {
+            bids: &bids,
+            asks: &asks,
+        };
 
         let mut cfg = SignalSetConfig::new(scale, sigs);
         let mut bt = SignalSet::new(&cfg).unwrap();
-        assert_eq!(rows_of(&mut bt, |s, r| { s.on_depth(1, &book, &mut |id, _| r.push(id)); }), ["b_l5"]);
-        let q = Quote { ts_ns: 2, bid_px: 10_000, bid_qty: 1, ask_px: 10_001, ask_qty: 1 };
-        assert_eq!(rows_of(&mut bt, |s, r| { s.on_quote(&q, &mut |id, _| r.push(id)); }), ["a_mid", "c_l1"]);
+        assert_eq!(
+            rows_of(&mut bt, |s, r| {
+                s.on_depth(1, &book, &mut |id, _| r.push(id));
+            }),
+            ["b_l5"]
+        );
+        let q = Quote {
+            ts_ns: 2,
+            bid_px: 10_000,
+            bid_qty: 1,
+            ask_px: 10_001,
+            ask_qty: 1,
+        };
+        assert_eq!(
+            rows_of(&mut bt, |s, r| {
+                s.on_quote(&q, &mut |id, _| r.push(id));
+            }),
+            ["a_mid", "c_l1"]
+        );
 
         cfg.quote_source = QuoteSource::Depth;
         let mut d = SignalSet::new(&cfg).unwrap();
-        assert_eq!(rows_of(&mut d, |s, r| { s.on_depth(1, &book, &mut |id, _| r.push(id)); }), ["a_mid", "b_l5", "c_l1"]);
-        assert_eq!(rows_of(&mut d, |s, r| { s.on_quote(&q, &mut |id, _| r.push(id)); }), Vec::<String>::new());
+        assert_eq!(
+            rows_of(&mut d, |s, r| {
+                s.on_depth(1, &book, &mut |id, _| r.push(id));
+            }),
+            ["a_mid", "b_l5", "c_l1"]
+        );
+        assert_eq!(
+            rows_of(&mut d, |s, r| {
+                s.on_quote(&q, &mut |id, _| r.push(id));
+            }),
+            Vec::<String>::new()
+        );
         let l1 = d.last(d.output_id("c_l1").unwrap()).unwrap();
         assert!((l1 - 0.176_470_588_235_294_13).abs() < 1e-15);
 
-        let crossed = SliceDepth { bids: &bids, asks: &[(10_000, 5)] };
+        let crossed = SliceDepth {
+            bids: &bids,
+            asks: &[(10_000, 5)],
+        };
         let mut rows = 0;
-        assert_eq!(d.on_depth(3, &crossed, &mut |_, _| rows += 1), Validity::Crossed);
-        let empty = SliceDepth { bids: &[], asks: &asks };
-        assert_eq!(d.on_depth(3, &empty, &mut |_, _| rows += 1), Validity::EmptySide);
+        assert_eq!(
+            d.on_depth(3, &crossed, &mut |_, _| rows += 1),
+            Validity::Crossed
+        );
+        let empty = SliceDepth {
+            bids: &[],
+            asks: &asks,
+        };
+        assert_eq!(
+            d.on_depth(3, &empty, &mut |_, _| rows += 1),
+            Validity::EmptySide
+        );
         assert_eq!(rows, 0);
     }
 
     #[test]
     fn bad_trades_and_quotes_are_not_samples() {
-        let mut set = SignalSet::new(&SignalSetConfig::new(Scale::default(), default_set())).unwrap();
+        let mut set =
+            SignalSet::new(&SignalSetConfig::new(Scale::default(), default_set())).unwrap();
         let mut n = 0;
-        set.on_trade(&Trade { ts_ns: 0, px: 1, qty: 0, side: Side::Buy }, &mut |_, _| n += 1);
-        set.on_trade(&Trade { ts_ns: 0, px: -1, qty: 5, side: Side::Sell }, &mut |_, _| n += 1);
-        set.on_trade(&Trade { ts_ns: 0, px: i64::MAX, qty: -5, side: Side::Sell }, &mut |_, _| n += 1);
-        let q = Quote { ts_ns: 0, bid_px: 5, bid_qty: 1, ask_px: 5, ask_qty: 1 };
+        set.on_trade(
+            &Trade {
+                ts_ns: 0,
+                px: 1,
+                qty: 0,
+                side: Side::Buy,
+            },
+            &mut |_, _| n += 1,
+        );
+        set.on_trade(
+            &Trade {
+                ts_ns: 0,
+                px: -1,
+                qty: 5,
+                side: Side::Sell,
+            },
+            &mut |_, _| n += 1,
+        );
+        set.on_trade(
+            &Trade {
+                ts_ns: 0,
+                px: i64::MAX,
+                qty: -5,
+                side: Side::Sell,
+            },
+            &mut |_, _| n += 1,
+        );
+        let q = Quote {
+            ts_ns: 0,
+            bid_px: 5,
+            bid_qty: 1,
+            ask_px: 5,
+            ask_qty: 1,
+        };
         assert_eq!(set.on_quote(&q, &mut |_, _| n += 1), Validity::Crossed);
-        assert_eq!(set.on_quote(&Quote { bid_qty: 0, ..q }, &mut |_, _| n += 1), Validity::EmptySide);
+        assert_eq!(
+            set.on_quote(&Quote { bid_qty: 0, ..q }, &mut |_, _| n += 1),
+            Validity::EmptySide
+        );
         assert_eq!(n, 0);
     }
 }

@@ -214,15 +214,39 @@ impl SignalKind {
             "microprice" => Self::Microprice,
             "imbalance_l1" => Self::ImbalanceL1,
             "imbalance_depth" => Self::ImbalanceDepth { levels: 5 },
-            "ofi" => Self::Ofi { window_ns: 10 * SEC },
-            "rv" => Self::Rv { window_ns: 60 * SEC },
-            "zscore" => Self::Zscore { n: 100, source: Source::Mid },
-            "ema" => Self::Ema { span: 10, source: Source::TradePx },
-            "ema_time" => Self::EmaTime { tau_ns: 5 * SEC, source: Source::Mid },
-            "trade_imbalance" => Self::TradeImbalance { window_ns: 10 * SEC },
-            "vwap" => Self::Vwap { window_ns: 60 * SEC },
-            "rsi" => Self::Rsi { n: 14, source: Source::TradePx },
-            "bollinger" => Self::Bollinger { n: 20, k: 2.0, source: Source::TradePx },
+            "ofi" => Self::Ofi {
+                window_ns: 10 * SEC,
+            },
+            "rv" => Self::Rv {
+                window_ns: 60 * SEC,
+            },
+            "zscore" => Self::Zscore {
+                n: 100,
+                source: Source::Mid,
+            },
+            "ema" => Self::Ema {
+                span: 10,
+                source: Source::TradePx,
+            },
+            "ema_time" => Self::EmaTime {
+                tau_ns: 5 * SEC,
+                source: Source::Mid,
+            },
+            "trade_imbalance" => Self::TradeImbalance {
+                window_ns: 10 * SEC,
+            },
+            "vwap" => Self::Vwap {
+                window_ns: 60 * SEC,
+            },
+            "rsi" => Self::Rsi {
+                n: 14,
+                source: Source::TradePx,
+            },
+            "bollinger" => Self::Bollinger {
+                n: 20,
+                k: 2.0,
+                source: Source::TradePx,
+            },
             "kyle_lambda" => Self::KyleLambda { n: 300 },
             _ => return None,
         })
@@ -234,9 +258,10 @@ impl SignalKind {
         match self {
             Self::Mid | Self::SpreadBps | Self::Microprice | Self::ImbalanceL1 => &[],
             Self::ImbalanceDepth { .. } => &["levels"],
-            Self::Ofi { .. } | Self::Rv { .. } | Self::TradeImbalance { .. } | Self::Vwap { .. } => {
-                &["window_ns"]
-            }
+            Self::Ofi { .. }
+            | Self::Rv { .. }
+            | Self::TradeImbalance { .. }
+            | Self::Vwap { .. } => &["window_ns"],
             Self::Zscore { .. } | Self::Rsi { .. } => &["n", "source"],
             Self::Ema { .. } => &["span", "source"],
             Self::EmaTime { .. } => &["tau_ns", "source"],
@@ -255,12 +280,18 @@ impl SignalKind {
             if v > 0 {
                 Ok(())
             } else {
-                Err(invalid(param, format!("must be a positive integer, got {v}")))
+                Err(invalid(
+                    param,
+                    format!("must be a positive integer, got {v}"),
+                ))
             }
         };
         let count = |param: &'static str, v: u32, min: u32, max: u32| {
             if v < min {
-                Err(invalid(param, format!("must be an integer >= {min}, got {v}")))
+                Err(invalid(
+                    param,
+                    format!("must be an integer >= {min}, got {v}"),
+                ))
             } else if v > max {
                 Err(invalid(param, format!("must be <= {max}, got {v}")))
             } else {
@@ -284,7 +315,10 @@ impl SignalKind {
                 if k.is_finite() && k > 0.0 {
                     Ok(())
                 } else {
-                    Err(invalid("k", format!("must be a finite number > 0, got {k}")))
+                    Err(invalid(
+                        "k",
+                        format!("must be a finite number > 0, got {k}"),
+                    ))
                 }
             }
         }
@@ -361,16 +395,26 @@ impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidId(id) => {
-                write!(f, "invalid id {id:?}: must be non-empty and match [a-z0-9_]+")
+                write!(
+                    f,
+                    "invalid id {id:?}: must be non-empty and match [a-z0-9_]+"
+                )
             }
             Self::DuplicateId(id) => write!(f, "duplicate id {id:?}"),
             Self::UnknownKind(k) => {
-                write!(f, "unknown kind {k:?} (expected one of: {})", KIND_NAMES.join(", "))
+                write!(
+                    f,
+                    "unknown kind {k:?} (expected one of: {})",
+                    KIND_NAMES.join(", ")
+                )
             }
             Self::UnknownParam { kind, param } => {
                 let allowed = SignalKind::default_for(kind).map_or(&[][..], |k| k.param_names());
                 if allowed.is_empty() {
-                    write!(f, "unknown parameter {param:?}: kind {kind:?} takes no parameters")
+                    write!(
+                        f,
+                        "unknown parameter {param:?}: kind {kind:?} takes no parameters"
+                    )
                 } else {
                     write!(
                         f,
@@ -408,8 +452,14 @@ pub fn is_valid_id(id: &str) -> bool {
 fn int_param(param: &'static str, v: ParamValue<'_>) -> Result<i64, SpecError> {
     match v {
         ParamValue::Int(i) if i > 0 => Ok(i),
-        ParamValue::Int(i) => Err(invalid(param, format!("must be a positive integer, got {i}"))),
-        other => Err(invalid(param, format!("must be a positive integer, got {other}"))),
+        ParamValue::Int(i) => Err(invalid(
+            param,
+            format!("must be a positive integer, got {i}"),
+        )),
+        other => Err(invalid(
+            param,
+            format!("must be a positive integer, got {other}"),
+        )),
     }
 }
 
@@ -452,7 +502,11 @@ impl SignalSpec {
     ///
     /// # Errors
     /// A [`SpecError`] describing the first problem found.
-    pub fn parse(id: &str, kind: &str, params: &[(&str, ParamValue<'_>)]) -> Result<Self, SpecError> {
+    pub fn parse(
+        id: &str,
+        kind: &str,
+        params: &[(&str, ParamValue<'_>)],
+    ) -> Result<Self, SpecError> {
         if !is_valid_id(id) {
             return Err(SpecError::InvalidId(id.to_owned()));
         }
@@ -536,15 +590,66 @@ pub fn default_set() -> Vec<SignalSpec> {
         s("microprice", SignalKind::Microprice),
         s("imbalance_l1", SignalKind::ImbalanceL1),
         s("imbalance_l5", SignalKind::ImbalanceDepth { levels: 5 }),
-        s("ofi_l1_10s", SignalKind::Ofi { window_ns: 10 * SEC }),
-        s("rv_60s", SignalKind::Rv { window_ns: 60 * SEC }),
-        s("zscore_mid_100", SignalKind::Zscore { n: 100, source: Source::Mid }),
-        s("ema_mid_5s", SignalKind::EmaTime { tau_ns: 5 * SEC, source: Source::Mid }),
-        s("trade_imbalance_10s", SignalKind::TradeImbalance { window_ns: 10 * SEC }),
-        s("vwap_60s", SignalKind::Vwap { window_ns: 60 * SEC }),
-        s("ema_px_10", SignalKind::Ema { span: 10, source: Source::TradePx }),
-        s("rsi_14", SignalKind::Rsi { n: 14, source: Source::TradePx }),
-        s("bb_20_2", SignalKind::Bollinger { n: 20, k: 2.0, source: Source::TradePx }),
+        s(
+            "ofi_l1_10s",
+            SignalKind::Ofi {
+                window_ns: 10 * SEC,
+            },
+        ),
+        s(
+            "rv_60s",
+            SignalKind::Rv {
+                window_ns: 60 * SEC,
+            },
+        ),
+        s(
+            "zscore_mid_100",
+            SignalKind::Zscore {
+                n: 100,
+                source: Source::Mid,
+            },
+        ),
+        s(
+            "ema_mid_5s",
+            SignalKind::EmaTime {
+                tau_ns: 5 * SEC,
+                source: Source::Mid,
+            },
+        ),
+        s(
+            "trade_imbalance_10s",
+            SignalKind::TradeImbalance {
+                window_ns: 10 * SEC,
+            },
+        ),
+        s(
+            "vwap_60s",
+            SignalKind::Vwap {
+                window_ns: 60 * SEC,
+            },
+        ),
+        s(
+            "ema_px_10",
+            SignalKind::Ema {
+                span: 10,
+                source: Source::TradePx,
+            },
+        ),
+        s(
+            "rsi_14",
+            SignalKind::Rsi {
+                n: 14,
+                source: Source::TradePx,
+            },
+        ),
+        s(
+            "bb_20_2",
+            SignalKind::Bollinger {
+                n: 20,
+                k: 2.0,
+                source: Source::TradePx,
+            },
+        ),
         s("kyle_lambda_300", SignalKind::KyleLambda { n: 300 }),
     ]
 }
@@ -556,21 +661,54 @@ mod tests {
 
     #[test]
     fn default_set_matches_parse_of_default_config() {
-        let cfg: [(&str, &str, Vec<(&str, ParamValue<'_>)>); 15] = [
+        type Entry<'a> = (&'a str, &'a str, Vec<(&'a str, ParamValue<'a>)>);
+        let cfg: [Entry<'_>; 15] = [
             ("mid", "mid", vec![]),
             ("spread_bps", "spread_bps", vec![]),
             ("microprice", "microprice", vec![]),
             ("imbalance_l1", "imbalance_l1", vec![]),
             ("imbalance_l5", "imbalance_depth", vec![("levels", Int(5))]),
-            ("ofi_l1_10s", "ofi", vec![("window_ns", Int(10_000_000_000))]),
+            (
+                "ofi_l1_10s",
+                "ofi",
+                vec![("window_ns", Int(10_000_000_000))],
+            ),
             ("rv_60s", "rv", vec![("window_ns", Int(60_000_000_000))]),
-            ("zscore_mid_100", "zscore", vec![("n", Int(100)), ("source", Str("mid"))]),
-            ("ema_mid_5s", "ema_time", vec![("tau_ns", Int(5_000_000_000)), ("source", Str("mid"))]),
-            ("trade_imbalance_10s", "trade_imbalance", vec![("window_ns", Int(10_000_000_000))]),
+            (
+                "zscore_mid_100",
+                "zscore",
+                vec![("n", Int(100)), ("source", Str("mid"))],
+            ),
+            (
+                "ema_mid_5s",
+                "ema_time",
+                vec![("tau_ns", Int(5_000_000_000)), ("source", Str("mid"))],
+            ),
+            (
+                "trade_imbalance_10s",
+                "trade_imbalance",
+                vec![("window_ns", Int(10_000_000_000))],
+            ),
             ("vwap_60s", "vwap", vec![("window_ns", Int(60_000_000_000))]),
-            ("ema_px_10", "ema", vec![("span", Int(10)), ("source", Str("trade_px"))]),
-            ("rsi_14", "rsi", vec![("n", Int(14)), ("source", Str("trade_px"))]),
-            ("bb_20_2", "bollinger", vec![("n", Int(20)), ("k", Float(2.0)), ("source", Str("trade_px"))]),
+            (
+                "ema_px_10",
+                "ema",
+                vec![("span", Int(10)), ("source", Str("trade_px"))],
+            ),
+            (
+                "rsi_14",
+                "rsi",
+                vec![("n", Int(14)), ("source", Str("trade_px"))],
+            ),
+            (
+                "bb_20_2",
+                "bollinger",
+                vec![
+                    ("n", Int(20)),
+                    ("k", Float(2.0)),
+                    ("source", Str("trade_px")),
+                ],
+            ),
             ("kyle_lambda_300", "kyle_lambda", vec![("n", Int(300))]),
         ];
         let parsed: Vec<_> = cfg
@@ -596,21 +734,69 @@ mod tests {
         assert_eq!(e("x", "macd", &[]), SpecError::UnknownKind("macd".into()));
         assert!(e("x", "macd", &[]).to_string().contains("\"macd\""));
         let u = e("x", "vwap", &[("n", Int(3))]);
-        assert_eq!(u.to_string(), "unknown parameter \"n\" for kind \"vwap\" (allowed: window_ns)");
-        assert!(e("x", "mid", &[("n", Int(3))]).to_string().contains("takes no parameters"));
-        assert!(matches!(e("x", "zscore", &[("n", Int(1))]), SpecError::InvalidParam { param: "n", .. }));
-        assert!(matches!(e("x", "bollinger", &[("n", Int(1))]), SpecError::InvalidParam { param: "n", .. }));
-        assert!(matches!(e("x", "rsi", &[("n", Int(0))]), SpecError::InvalidParam { param: "n", .. }));
-        assert!(matches!(e("x", "vwap", &[("window_ns", Int(-5))]), SpecError::InvalidParam { .. }));
-        assert!(matches!(e("x", "vwap", &[("window_ns", Float(5.0))]), SpecError::InvalidParam { .. }));
-        assert!(matches!(e("x", "bollinger", &[("k", Float(0.0))]), SpecError::InvalidParam { param: "k", .. }));
-        assert!(matches!(e("x", "bollinger", &[("k", Float(f64::NAN))]), SpecError::InvalidParam { param: "k", .. }));
-        assert!(matches!(e("x", "bollinger", &[("k", Str("2"))]), SpecError::InvalidParam { param: "k", .. }));
-        assert!(matches!(e("x", "ema", &[("source", Str("bid"))]), SpecError::InvalidParam { param: "source", .. }));
-        assert!(matches!(e("x", "ema", &[("span", Int(1)), ("span", Int(2))]), SpecError::DuplicateParam(_)));
-        assert!(matches!(e("x", "kyle_lambda", &[("n", Int(1 << 40))]), SpecError::InvalidParam { .. }));
+        assert_eq!(
+            u.to_string(),
+            "unknown parameter \"n\" for kind \"vwap\" (allowed: window_ns)"
+        );
+        assert!(e("x", "mid", &[("n", Int(3))])
+            .to_string()
+            .contains("takes no parameters"));
+        assert!(matches!(
+            e("x", "zscore", &[("n", Int(1))]),
+            SpecError::InvalidParam { param: "n", .. }
+        ));
+        assert!(matches!(
+            e("x", "bollinger", &[("n", Int(1))]),
+            SpecError::InvalidParam { param: "n", .. }
+        ));
+        assert!(matches!(
+            e("x", "rsi", &[("n", Int(0))]),
+            SpecError::InvalidParam { param: "n", .. }
+        ));
+        assert!(matches!(
+            e("x", "vwap", &[("window_ns", Int(-5))]),
+            SpecError::InvalidParam { .. }
+        ));
+        assert!(matches!(
+            e("x", "vwap", &[("window_ns", Float(5.0))]),
+            SpecError::InvalidParam { .. }
+        ));
+        assert!(matches!(
+            e("x", "bollinger", &[("k", Float(0.0))]),
+            SpecError::InvalidParam { param: "k", .. }
+        ));
+        assert!(matches!(
+            e("x", "bollinger", &[("k", Float(f64::NAN))]),
+            SpecError::InvalidParam { param: "k", .. }
+        ));
+        assert!(matches!(
+            e("x", "bollinger", &[("k", Str("2"))]),
+            SpecError::InvalidParam { param: "k", .. }
+        ));
+        assert!(matches!(
+            e("x", "ema", &[("source", Str("bid"))]),
+            SpecError::InvalidParam {
+                param: "source",
+                ..
+            }
+        ));
+        assert!(matches!(
+            e("x", "ema", &[("span", Int(1)), ("span", Int(2))]),
+            SpecError::DuplicateParam(_)
+        ));
+        assert!(matches!(
+            e("x", "kyle_lambda", &[("n", Int(1 << 40))]),
+            SpecError::InvalidParam { .. }
+        ));
         // Integer k is accepted.
         let b = SignalSpec::parse("b", "bollinger", &[("k", Int(3))]).unwrap();
-        assert_eq!(b.kind, SignalKind::Bollinger { n: 20, k: 3.0, source: Source::TradePx });
+        assert_eq!(
+            b.kind,
+            SignalKind::Bollinger {
+                n: 20,
+                k: 3.0,
+                source: Source::TradePx
+            }
+        );
     }
 }

@@ -81,7 +81,7 @@ fn no_allocation_per_event() {
     for _ in 0..100_000 {
         let r = rnd();
         match r % 16 {
-            0 => {} // equal timestamp
+            0 => {}               // equal timestamp
             1 => ts -= 3_000_000, // backwards
             _ => ts += (r >> 8) as i64 % 2_000_000,
         }
@@ -92,9 +92,18 @@ fn no_allocation_per_event() {
         };
         match (r >> 40) % 10 {
             0..=3 => {
-                let side = if r & (1 << 50) == 0 { Side::Buy } else { Side::Sell };
+                let side = if r & (1 << 50) == 0 {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                };
                 let qty = (r >> 52) as i64 % 100_000_000 - 1_000;
-                let t = Trade { ts_ns: ts, px: mid, qty, side };
+                let t = Trade {
+                    ts_ns: ts,
+                    px: mid,
+                    qty,
+                    side,
+                };
                 bt.on_trade(&t, &mut out);
                 depth.on_trade(&t, &mut out);
             }
@@ -111,10 +120,18 @@ fn no_allocation_per_event() {
                 depth.on_quote(&q, &mut out);
             }
             _ => {
-                let mut book = Book { bids: [(0, 0); 8], asks: [(0, 0); 8], nb: (r >> 45) as usize % 9, na: 1 + (r >> 49) as usize % 8 };
+                let mut book = Book {
+                    bids: [(0, 0); 8],
+                    asks: [(0, 0); 8],
+                    nb: (r >> 45) as usize % 9,
+                    na: 1 + (r >> 49) as usize % 8,
+                };
                 for i in 0..8 {
                     book.bids[i] = (mid - 100 * i as i64, 1_000 + (r >> i) as i64 % 100_000);
-                    book.asks[i] = (mid + 100 + 100 * i as i64, 1_000 + (r >> (i + 3)) as i64 % 100_000);
+                    book.asks[i] = (
+                        mid + 100 + 100 * i as i64,
+                        1_000 + (r >> (i + 3)) as i64 % 100_000,
+                    );
                 }
                 bt.on_depth(ts, &book, &mut out);
                 depth.on_depth(ts, &book, &mut out);

@@ -22,7 +22,10 @@ fn window() -> impl Strategy<Value = i64> {
     (1i64..80).prop_map(|k| k * GRID)
 }
 
-const SCALE: Scale = Scale { price_decimals: 2, qty_decimals: 3 };
+const SCALE: Scale = Scale {
+    price_decimals: 2,
+    qty_decimals: 3,
+};
 
 fn same(got: Option<f64>, want: Option<f64>) -> Result<(), TestCaseError> {
     match (got, want) {
@@ -36,16 +39,19 @@ fn same(got: Option<f64>, want: Option<f64>) -> Result<(), TestCaseError> {
 /// mostly forward, often equal, sometimes backwards, sometimes a long gap
 /// that empties the window.
 fn times(len: usize) -> impl Strategy<Value = Vec<i64>> {
-    prop::collection::vec(prop_oneof![3 => Just(0i64), 5 => 1i64..6, 1 => -8i64..0, 1 => 12i64..48], len)
-        .prop_map(|d| {
-            let mut t = 1_000_000;
-            d.into_iter()
-                .map(|x| {
-                    t += x * GRID;
-                    t
-                })
-                .collect()
-        })
+    prop::collection::vec(
+        prop_oneof![3 => Just(0i64), 5 => 1i64..6, 1 => -8i64..0, 1 => 12i64..48],
+        len,
+    )
+    .prop_map(|d| {
+        let mut t = 1_000_000;
+        d.into_iter()
+            .map(|x| {
+                t += x * GRID;
+                t
+            })
+            .collect()
+    })
 }
 
 /// Series time τ = running max of the raw times.
@@ -82,8 +88,11 @@ fn quotes() -> impl Strategy<Value = Vec<Quote>> {
 
 fn trades() -> impl Strategy<Value = Vec<Trade>> {
     (1usize..160).prop_flat_map(|n| {
-        (times(n), prop::collection::vec((9_000i64..11_000, -3i64..1_000, any::<bool>()), n)).prop_map(
-            |(ts, xs)| {
+        (
+            times(n),
+            prop::collection::vec((9_000i64..11_000, -3i64..1_000, any::<bool>()), n),
+        )
+            .prop_map(|(ts, xs)| {
                 ts.into_iter()
                     .zip(xs)
                     .map(|(t, (px, qty, buy))| Trade {
@@ -93,8 +102,7 @@ fn trades() -> impl Strategy<Value = Vec<Trade>> {
                         side: if buy { Side::Buy } else { Side::Sell },
                     })
                     .collect()
-            },
-        )
+            })
     })
 }
 
@@ -102,14 +110,23 @@ fn values() -> impl Strategy<Value = (Vec<i64>, Vec<i64>)> {
     (1usize..200).prop_flat_map(|n| {
         (
             times(n),
-            prop::collection::vec(prop_oneof![1 => Just(1_000_000i64), 4 => 999_900i64..1_000_100], n),
+            prop::collection::vec(
+                prop_oneof![1 => Just(1_000_000i64), 4 => 999_900i64..1_000_100],
+                n,
+            ),
         )
     })
 }
 
 /// Naive time-window aggregate: for sample n, the samples m ≤ n with
 /// τ_m ∈ (τ_n − W, τ_n]; `None` before warm-up (τ_n − τ_1 < W).
-fn naive_window<T: Copy, R>(tau: &[i64], xs: &[T], w: i64, n: usize, f: impl Fn(&[T]) -> R) -> Option<R> {
+fn naive_window<T: Copy, R>(
+    tau: &[i64],
+    xs: &[T],
+    w: i64,
+    n: usize,
+    f: impl Fn(&[T]) -> R,
+) -> Option<R> {
     if tau[n] - tau[0] < w {
         return None;
     }
@@ -156,12 +173,10 @@ proptest! {
                 r * r
             })
             .collect();
-        let mut n = 0;
-        for q in qs.iter().filter(|q| q.is_valid()) {
+        for (n, q) in qs.iter().filter(|q| q.is_valid()).enumerate() {
             let got = s.update(q.ts_ns, q.m2());
             let want = naive_window(&tau, &rho2, w, n, |xs| 1e4 * xs.iter().sum::<f64>().sqrt());
             same(got, want)?;
-            n += 1;
         }
     }
 
@@ -298,7 +313,9 @@ fn rv_rebuild_keeps_long_runs_accurate() {
     let mut x: i64 = 2_000_000;
     let mut state: u64 = 42;
     for i in 0..20_000i64 {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
         x += ((state >> 33) % 7) as i64 - 3;
         m2.push(x);
         let got = s.update(i, x).unwrap_or(f64::NAN);

@@ -62,7 +62,11 @@ fn params(v: &Value) -> Vec<(&str, ParamValue<'_>)> {
 fn compare(name: &str, got: &[Option<f64>], first: usize, want: &[Value]) {
     assert_eq!(got.len(), first + want.len(), "{name}: length");
     for (i, g) in got.iter().enumerate() {
-        let w = if i < first { None } else { want[i - first].as_f64() };
+        let w = if i < first {
+            None
+        } else {
+            want[i - first].as_f64()
+        };
         match (g, w) {
             (None, None) => {}
             (Some(g), Some(w)) => assert!(close(*g, w), "{name}[{i}]: got {g:?}, want {w:?}"),
@@ -91,11 +95,26 @@ fn run_series(spec: SignalSpec, output: &str, bars: &[Bar], scale: Scale) -> Vec
             let ts = i as i64 * s;
             if l1 {
                 // The close as the mid series: M2 = 2·close.
-                let q = Quote { ts_ns: ts, bid_px: b.close - 1, bid_qty: 1, ask_px: b.close + 1, ask_qty: 1 };
+                let q = Quote {
+                    ts_ns: ts,
+                    bid_px: b.close - 1,
+                    bid_qty: 1,
+                    ask_px: b.close + 1,
+                    ask_qty: 1,
+                };
                 assert_eq!(set.on_quote(&q, &mut out), Validity::Valid);
             } else {
-                let side = if b.close >= b.open { Side::Buy } else { Side::Sell };
-                let t = Trade { ts_ns: ts, px: b.close, qty: b.volume, side };
+                let side = if b.close >= b.open {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                };
+                let t = Trade {
+                    ts_ns: ts,
+                    px: b.close,
+                    qty: b.volume,
+                    side,
+                };
                 set.on_trade(&t, &mut out);
             }
             got
@@ -120,7 +139,9 @@ fn talib_ema(x: &[f64], n: usize) -> Vec<Option<f64>> {
 /// Plain SMA on exact integers (`ref_sma_30`).
 fn sma(x: &[i64], n: usize, scale: f64) -> Vec<Option<f64>> {
     (0..x.len())
-        .map(|i| (i + 1 >= n).then(|| x[i + 1 - n..=i].iter().sum::<i64>() as f64 / (n as f64 * scale)))
+        .map(|i| {
+            (i + 1 >= n).then(|| x[i + 1 - n..=i].iter().sum::<i64>() as f64 / (n as f64 * scale))
+        })
         .collect()
 }
 
@@ -128,7 +149,10 @@ fn all_series(v: &Value) -> Vec<(String, Vec<Option<f64>>)> {
     let ts = &v["talib_series"];
     let pd = ts["price_decimals"].as_u64().unwrap() as u8;
     let qd = ts["qty_decimals"].as_u64().unwrap() as u8;
-    let scale = Scale { price_decimals: pd, qty_decimals: qd };
+    let scale = Scale {
+        price_decimals: pd,
+        qty_decimals: qd,
+    };
     let bars = bars(u32::from(pd));
     assert_eq!(bars.len() as u64, ts["bars"].as_u64().unwrap());
     let sp = scale.price_scale() as f64;
@@ -185,7 +209,10 @@ fn talib_spot_checks() {
         let ours = c["ours"].as_f64().unwrap();
         assert!(close(got, ours), "{key}: got {got}, want {ours}");
         if let Some(published) = c["ta_lib_published"].as_f64() {
-            assert!(close(got, published), "{key}: got {got}, TA-Lib {published}");
+            assert!(
+                close(got, published),
+                "{key}: got {got}, TA-Lib {published}"
+            );
         }
     }
 }
@@ -196,11 +223,19 @@ fn ema_count_1_to_10() {
     let c = &v["ema_count_1_to_10"];
     let span = c["span"].as_i64().unwrap();
     let spec = SignalSpec::parse("e", "ema", &[("span", ParamValue::Int(span))]).unwrap();
-    let scale = Scale { price_decimals: 0, qty_decimals: 0 };
+    let scale = Scale {
+        price_decimals: 0,
+        qty_decimals: 0,
+    };
     let mut set = SignalSet::new(&SignalSetConfig::new(scale, vec![spec])).unwrap();
     let mut rows = Vec::new();
     for (i, x) in c["input"].as_array().unwrap().iter().enumerate() {
-        let t = Trade { ts_ns: i as i64, px: x.as_i64().unwrap(), qty: 1, side: Side::Buy };
+        let t = Trade {
+            ts_ns: i as i64,
+            px: x.as_i64().unwrap(),
+            qty: 1,
+            side: Side::Buy,
+        };
         set.on_trade(&t, &mut |_, v| rows.push(v));
     }
     assert_eq!(rows.len(), 1);
@@ -214,7 +249,10 @@ fn l1_sequence() {
     let l = &v["l1_sequence"];
     let pd = l["price_decimals"].as_u64().unwrap() as u32;
     let qd = l["qty_decimals"].as_u64().unwrap() as u32;
-    let scale = Scale { price_decimals: pd as u8, qty_decimals: qd as u8 };
+    let scale = Scale {
+        price_decimals: pd as u8,
+        qty_decimals: qd as u8,
+    };
     let p = &l["params"];
     let mk = |id: &str, kind: &str, ps: &Value| SignalSpec::parse(id, kind, &params(ps)).unwrap();
     let mut zp = params(&p["zscore_3_mid"]);
@@ -250,9 +288,16 @@ fn l1_sequence() {
         };
         let mut row = vec![None; names.len()];
         let validity = set.on_quote(&quote, &mut |id, v| row[usize::from(id.0)] = Some(v));
-        assert_eq!(validity == Validity::Valid, q["valid"].as_bool().unwrap(), "{q}");
+        assert_eq!(
+            validity == Validity::Valid,
+            q["valid"].as_bool().unwrap(),
+            "{q}"
+        );
         if validity != Validity::Valid {
-            assert!(row.iter().all(Option::is_none), "invalid quote emitted rows");
+            assert!(
+                row.iter().all(Option::is_none),
+                "invalid quote emitted rows"
+            );
             continue;
         }
         for (g, r) in got.iter_mut().zip(row) {
@@ -283,24 +328,46 @@ fn depth_example() {
         d[k].as_array()
             .unwrap()
             .iter()
-            .map(|l| (fixed(l[0].as_str().unwrap(), pd), fixed(l[1].as_str().unwrap(), qd)))
+            .map(|l| {
+                (
+                    fixed(l[0].as_str().unwrap(), pd),
+                    fixed(l[1].as_str().unwrap(), qd),
+                )
+            })
             .collect()
     };
     let (bids, asks) = (levels("bids_best_first"), levels("asks_best_first"));
-    let book = SliceDepth { bids: &bids, asks: &asks };
+    let book = SliceDepth {
+        bids: &bids,
+        asks: &asks,
+    };
     let mut cfg = SignalSetConfig::new(
-        Scale { price_decimals: pd as u8, qty_decimals: qd as u8 },
+        Scale {
+            price_decimals: pd as u8,
+            qty_decimals: qd as u8,
+        },
         vec![
-            SignalSpec::parse("imbalance_l5", "imbalance_depth", &[("levels", ParamValue::Int(5))]).unwrap(),
+            SignalSpec::parse(
+                "imbalance_l5",
+                "imbalance_depth",
+                &[("levels", ParamValue::Int(5))],
+            )
+            .unwrap(),
             SignalSpec::parse("imbalance_l1", "imbalance_l1", &[]).unwrap(),
         ],
     );
     cfg.quote_source = QuoteSource::Depth;
     let mut set = SignalSet::new(&cfg).unwrap();
     let mut rows = Vec::new();
-    assert_eq!(set.on_depth(0, &book, &mut |id, v| rows.push((id.0, v))), Validity::Valid);
+    assert_eq!(
+        set.on_depth(0, &book, &mut |id, v| rows.push((id.0, v))),
+        Validity::Valid
+    );
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].0, 0);
     assert!(close(rows[0].1, d["imbalance_l5"].as_f64().unwrap()));
-    assert!(close(rows[1].1, d["imbalance_l1_from_depth_top"].as_f64().unwrap()));
+    assert!(close(
+        rows[1].1,
+        d["imbalance_l1_from_depth_top"].as_f64().unwrap()
+    ));
 }

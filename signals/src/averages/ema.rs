@@ -23,7 +23,7 @@ impl Ema {
         Self {
             span: u64::from(span),
             alpha: 2.0 / (f64::from(span) + 1.0),
-            scale: scale,
+            scale,
             y: 0.0,
             count: 0,
         }

@@ -29,7 +29,7 @@ impl EmaTime {
         Self {
             tau_ns: tau_ns as u64,
             tau_f: tau_ns as f64,
-            scale: scale,
+            scale,
             y: 0.0,
             prev_x: 0.0,
             first: 0,

@@ -51,10 +51,28 @@ mod tests {
     fn uses_available_levels() {
         // shared/vectors depth_example: 3 bids, 6 asks, L = 5.
         let bids = [(10_000, 1_000), (9_999, 2_000), (9_998, 500)];
-        let asks = [(10_001, 700), (10_002, 100), (10_003, 1_000), (10_005, 200), (10_006, 300), (10_007, 9_000)];
+        let asks = [
+            (10_001, 700),
+            (10_002, 100),
+            (10_003, 1_000),
+            (10_005, 200),
+            (10_006, 300),
+            (10_007, 9_000),
+        ];
         let mut s = DepthImbalance::new(5);
-        let v = s.update(&SliceDepth { bids: &bids, asks: &asks }).unwrap();
+        let v = s
+            .update(&SliceDepth {
+                bids: &bids,
+                asks: &asks,
+            })
+            .unwrap();
         assert!((v - 0.206_896_551_724_137_93).abs() < 1e-15);
-        assert_eq!(s.update(&SliceDepth { bids: &[], asks: &asks }), None);
+        assert_eq!(
+            s.update(&SliceDepth {
+                bids: &[],
+                asks: &asks
+            }),
+            None
+        );
     }
 }

@@ -41,7 +41,13 @@ mod tests {
     #[test]
     fn bid_heavy_is_positive() {
         let mut s = ImbalanceL1::new();
-        let q = Quote { ts_ns: 0, bid_px: 1, bid_qty: 3, ask_px: 2, ask_qty: 1 };
+        let q = Quote {
+            ts_ns: 0,
+            bid_px: 1,
+            bid_qty: 3,
+            ask_px: 2,
+            ask_qty: 1,
+        };
         assert_eq!(s.update(&q), Some(0.5));
         assert_eq!(s.update(&Quote { ask_qty: 0, ..q }), None);
     }

@@ -47,8 +47,17 @@ mod tests {
 
     #[test]
     fn weights_toward_thin_side() {
-        let mut m = Microprice::new(Scale { price_decimals: 2, qty_decimals: 3 });
-        let q = Quote { ts_ns: 0, bid_px: 10_000, bid_qty: 1_000, ask_px: 10_002, ask_qty: 2_000 };
+        let mut m = Microprice::new(Scale {
+            price_decimals: 2,
+            qty_decimals: 3,
+        });
+        let q = Quote {
+            ts_ns: 0,
+            bid_px: 10_000,
+            bid_qty: 1_000,
+            ask_px: 10_002,
+            ask_qty: 2_000,
+        };
         let v = m.update(&q).unwrap();
         assert!((v - 100.006_666_666_666_66).abs() < 1e-12);
     }

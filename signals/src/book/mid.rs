@@ -44,10 +44,22 @@ mod tests {
 
     #[test]
     fn mid_of_valid_quote() {
-        let mut m = Mid::new(Scale { price_decimals: 2, qty_decimals: 3 });
-        let q = Quote { ts_ns: 0, bid_px: 10_000, bid_qty: 1, ask_px: 10_002, ask_qty: 1 };
+        let mut m = Mid::new(Scale {
+            price_decimals: 2,
+            qty_decimals: 3,
+        });
+        let q = Quote {
+            ts_ns: 0,
+            bid_px: 10_000,
+            bid_qty: 1,
+            ask_px: 10_002,
+            ask_qty: 1,
+        };
         assert_eq!(m.update(&q), Some(100.01));
-        let crossed = Quote { bid_px: 10_003, ..q };
+        let crossed = Quote {
+            bid_px: 10_003,
+            ..q
+        };
         assert_eq!(m.update(&crossed), None);
         assert_eq!(m.value(), Some(100.01));
     }

@@ -42,7 +42,13 @@ mod tests {
     #[test]
     fn one_tick_on_100() {
         let mut s = SpreadBps::new();
-        let q = Quote { ts_ns: 0, bid_px: 10_000, bid_qty: 1, ask_px: 10_002, ask_qty: 2 };
+        let q = Quote {
+            ts_ns: 0,
+            bid_px: 10_000,
+            bid_qty: 1,
+            ask_px: 10_002,
+            ask_qty: 2,
+        };
         assert_eq!(s.update(&q), Some(1.999_800_019_998_000_2));
     }
 }

@@ -70,9 +70,7 @@ impl Ofi {
     #[inline]
     #[must_use]
     pub fn value(&self) -> Option<f64> {
-        self.window
-            .is_warm()
-            .then(|| self.sum as f64 / self.sq)
+        self.window.is_warm().then(|| self.sum as f64 / self.sq)
     }
 
     /// Samples evicted early because the window was full.
@@ -87,7 +85,13 @@ mod tests {
     use super::*;
 
     fn q(t: i64, b: i64, qb: i64, a: i64, qa: i64) -> Quote {
-        Quote { ts_ns: t, bid_px: b, bid_qty: qb, ask_px: a, ask_qty: qa }
+        Quote {
+            ts_ns: t,
+            bid_px: b,
+            bid_qty: qb,
+            ask_px: a,
+            ask_qty: qa,
+        }
     }
 
     #[test]
@@ -105,7 +109,14 @@ mod tests {
         for i in 1..seq.len() {
             assert_eq!(Ofi::contribution(&seq[i - 1], &seq[i]), want_e[i]);
         }
-        let mut o = Ofi::new(3 * s, Scale { price_decimals: 2, qty_decimals: 3 }, 16);
+        let mut o = Ofi::new(
+            3 * s,
+            Scale {
+                price_decimals: 2,
+                qty_decimals: 3,
+            },
+            16,
+        );
         let got: Vec<_> = seq.iter().map(|x| o.update(x)).collect();
         assert_eq!(&got[..4], &[None; 4]);
         assert!((got[4].unwrap() - 1.7).abs() < 1e-12);

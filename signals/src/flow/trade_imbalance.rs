@@ -66,7 +66,12 @@ mod tests {
     #[test]
     fn window_and_warmup() {
         let mut ti = TradeImbalance::new(10, 8);
-        let tr = |ts, qty, side| Trade { ts_ns: ts, px: 1, qty, side };
+        let tr = |ts, qty, side| Trade {
+            ts_ns: ts,
+            px: 1,
+            qty,
+            side,
+        };
         assert_eq!(ti.update(&tr(0, 3, Side::Buy)), None);
         assert_eq!(ti.update(&tr(5, 1, Side::Sell)), None);
         // τ = 10: the trade at 0 leaves the window (τ_m ≤ τ − W).

@@ -66,12 +66,23 @@ mod tests {
 
     #[test]
     fn weights_by_volume() {
-        let scale = Scale { price_decimals: 2, qty_decimals: 0 };
+        let scale = Scale {
+            price_decimals: 2,
+            qty_decimals: 0,
+        };
         let mut v = Vwap::new(10, scale, 8);
-        let tr = |ts, px, qty| Trade { ts_ns: ts, px, qty, side: Side::Buy };
+        let tr = |ts, px, qty| Trade {
+            ts_ns: ts,
+            px,
+            qty,
+            side: Side::Buy,
+        };
         assert_eq!(v.update(&tr(0, 10_000, 1)), None);
         assert_eq!(v.update(&tr(9, 10_300, 2)), None);
-        assert_eq!(v.update(&tr(10, 10_000, 1)), Some((10_300.0 * 2.0 + 10_000.0) / 3.0 / 100.0));
+        assert_eq!(
+            v.update(&tr(10, 10_000, 1)),
+            Some((10_300.0 * 2.0 + 10_000.0) / 3.0 / 100.0)
+        );
         // Ignored trade: not a sample, state unchanged.
         assert_eq!(v.update(&tr(50, 1, -1)), None);
         assert!(v.value().is_some());

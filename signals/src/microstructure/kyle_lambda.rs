@@ -43,9 +43,7 @@ impl KyleLambda {
         if t.px <= 0 || t.qty <= 0 {
             return None;
         }
-        let Some(prev) = self.prev_px.replace(t.px) else {
-            return None;
-        };
+        let prev = self.prev_px.replace(t.px)?;
         // Both prices are > 0, so the difference fits in i64.
         let x = t.side.sign() * t.qty;
         let y = t.px - prev;
@@ -90,14 +88,30 @@ mod tests {
     #[test]
     fn exact_linear_impact() {
         // y = 2·x exactly → slope 2 ticks/lot → 2·Sq/Sp.
-        let scale = Scale { price_decimals: 0, qty_decimals: 0 };
+        let scale = Scale {
+            price_decimals: 0,
+            qty_decimals: 0,
+        };
         let mut k = KyleLambda::new(3, scale);
         let mut px = 1_000;
-        assert_eq!(k.update(&Trade { ts_ns: 0, px, qty: 1, side: Side::Buy }), None);
+        assert_eq!(
+            k.update(&Trade {
+                ts_ns: 0,
+                px,
+                qty: 1,
+                side: Side::Buy
+            }),
+            None
+        );
         let mut last = None;
         for (q, s) in [(1, Side::Buy), (2, Side::Sell), (3, Side::Buy)] {
             px += 2 * s.sign() * q;
-            last = k.update(&Trade { ts_ns: 0, px, qty: q, side: s });
+            last = k.update(&Trade {
+                ts_ns: 0,
+                px,
+                qty: q,
+                side: s,
+            });
         }
         assert_eq!(last, Some(2.0));
     }
@@ -107,7 +121,15 @@ mod tests {
         let scale = Scale::default();
         let mut k = KyleLambda::new(2, scale);
         for px in [10, 11, 12, 13] {
-            assert_eq!(k.update(&Trade { ts_ns: 0, px, qty: 5, side: Side::Buy }), None);
+            assert_eq!(
+                k.update(&Trade {
+                    ts_ns: 0,
+                    px,
+                    qty: 5,
+                    side: Side::Buy
+                }),
+                None
+            );
         }
     }
 }

@@ -19,9 +19,15 @@ pub fn shared_dir() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("shared vectors not found at {} (set WIRESIGNAL_SHARED)", dir.display());
+        panic!(
+            "shared vectors not found at {} (set WIRESIGNAL_SHARED)",
+            dir.display()
+        );
     }
-    eprintln!("SKIP: shared vectors not found at {} (set WIRESIGNAL_SHARED)", dir.display());
+    eprintln!(
+        "SKIP: shared vectors not found at {} (set WIRESIGNAL_SHARED)",
+        dir.display()
+    );
     None
 }
 
@@ -30,7 +36,11 @@ pub fn fixed(s: &str, decimals: u32) -> i64 {
     let (neg, s) = s.strip_prefix('-').map_or((false, s), |r| (true, r));
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
     assert!(frac.len() as u32 <= decimals, "too many decimals in {s}");
-    let mut v: i64 = if int.is_empty() { 0 } else { int.parse().unwrap() };
+    let mut v: i64 = if int.is_empty() {
+        0
+    } else {
+        int.parse().unwrap()
+    };
     for i in 0..decimals as usize {
         let d = frac.as_bytes().get(i).map_or(0, |b| i64::from(b - b'0'));
         v = v * 10 + d;
