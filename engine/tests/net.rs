@@ -1,6 +1,6 @@
 //! Loopback tests of `engine::net`: an in-test WebSocket server and a plain HTTP
 //! server run on their own thread (like the simulator, a separate actor), only on
-//! 127.0.0.1 / [::1], and every test is bounded by timeouts.
+//! 127.0.0.1 / `[::1]`, and every test is bounded by timeouts.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -433,31 +433,31 @@ async fn server_ping_is_answered_and_client_pings_get_pongs() {
         let mut ws = accept_ws(&ls[0]).await;
         read_subscribe(&mut ws).await;
         ws.send(Message::Ping(b"hi".to_vec().into())).await.unwrap();
-        // The client must answer without sending anything else first.
-        let pong = loop {
-            match ws.next().await {
-                Some(Ok(Message::Pong(p))) => break p.to_vec(),
-                Some(Ok(Message::Ping(_))) => {}
-                other => panic!("expected pong, got {other:?}"),
-            }
+        // The client must answer at once, on its own: its first client Ping is only
+        // due after 300 ms, so the Pong cannot ride on another write's flush.
+        let t0 = Instant::now();
+        let pong = match ws.next().await {
+            Some(Ok(Message::Pong(p))) => p.to_vec(),
+            other => panic!("expected pong, got {other:?}"),
         };
+        assert!(t0.elapsed() < Duration::from_millis(250), "pong took {:?}", t0.elapsed());
         ws.send(Message::text(format!("pong:{}", String::from_utf8_lossy(&pong)))).await.unwrap();
         drain_ws(ws).await
     })
     .unwrap();
     let mut opts = options(addrs[0], None, &[]);
-    opts.ping_interval = Duration::from_millis(40);
+    opts.ping_interval = Duration::from_millis(300);
     let (tx, rx) = watch::channel(false);
     let mut h = Recorder::new(|_| false);
     let stop = async {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(750)).await;
         tx.send(true).unwrap();
     };
     let (stats, ()) = tokio::join!(run(opts, Arc::default(), &mut h, rx), stop);
     let client_pings_seen_by_server = srv.join().unwrap();
     assert_eq!(h.frames(), ["pong:hi"]);
-    assert!(stats.pings_sent >= 3, "{stats:?}");
-    assert!(stats.pongs >= 2 && stats.pongs <= stats.pings_sent, "{stats:?}");
+    assert!(stats.pings_sent >= 2, "{stats:?}");
+    assert!(stats.pongs >= 1 && stats.pongs <= stats.pings_sent, "{stats:?}");
     assert!(client_pings_seen_by_server >= 2);
     assert_eq!(h.evs.last(), Some(&Ev::Disconnected("shutdown".into())));
 }

@@ -71,7 +71,7 @@ impl Backoff {
         self.initial.saturating_mul(factor).min(self.max)
     }
 
-    /// Uniform in `[0, 1)` from a SplitMix64 step (no external RNG dependency).
+    /// Uniform in `[0, 1)` from a `SplitMix64` step (no external RNG dependency).
     fn next_unit(&mut self) -> f64 {
         self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.rng;

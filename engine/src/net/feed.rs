@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::backoff::Backoff;
-use super::http::{self, HttpError, HttpResponse, Target};
+use super::http::{self, HttpError, HttpResponse, SentRequest, Target};
 
 /// A connection that stayed up at least this long resets the backoff.
 const HEALTHY_UPTIME: Duration = Duration::from_secs(5);
@@ -35,7 +35,18 @@ const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
 const FRAME_BUF: usize = 64 << 10;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-type SnapshotFuture = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send>>;
+type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, HttpError>> + Send>>;
+
+/// The one snapshot in flight. Sending (connect + request) is driven ahead of the
+/// WebSocket so the GET leaves at once even during a burst; receiving is driven only
+/// when no WebSocket frame is readable, so completion never overtakes a frame.
+/// Exactly one of `sending` / `receiving` is `Some`.
+struct InFlight {
+    symbol: String,
+    deadline: tokio::time::Instant,
+    sending: Option<BoxFuture<SentRequest>>,
+    receiving: Option<BoxFuture<HttpResponse>>,
+}
 
 /// Maps a symbol to the REST path (with query) of its snapshot, appended to `rest_base`.
 pub type SnapshotPath = Arc<dyn Fn(&str) -> String + Send + Sync>;
@@ -298,28 +309,52 @@ async fn session(
     let started = Instant::now();
     let mut frames_here = 0u64;
     let mut last_rx = started;
-    let mut inflight: Option<(String, SnapshotFuture)> = None;
+    let mut inflight: Option<InFlight> = None;
 
     let ping_on = !opts.ping_interval.is_zero();
-    let ping_period = if ping_on { opts.ping_interval } else { Duration::from_secs(3600) };
+    let ping_period = if ping_on { opts.ping_interval } else { Duration::from_secs(86_400) };
     let mut ping = interval_at(tokio::time::Instant::now() + ping_period, ping_period);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     let idle_on = !opts.idle_timeout.is_zero();
-    let idle = sleep(if idle_on { opts.idle_timeout } else { Duration::from_secs(3600) });
+    let idle = sleep(if idle_on { opts.idle_timeout } else { Duration::from_secs(86_400) });
     tokio::pin!(idle);
 
     let end = loop {
         if inflight.is_none() {
             if let Some(symbol) = requests.pop() {
-                let url = format!("{}{}", opts.rest_base, (opts.snapshot_path)(&symbol));
-                let t = opts.http_timeout;
-                inflight = Some((symbol, Box::pin(async move { http::get(&url, t).await })));
+                inflight = Some(start_snapshot(opts, symbol));
             }
         }
+        let idle_snapshots = inflight.is_none();
+        let (mut no_send, mut no_recv) = (None, None);
+        let (sending, receiving) = match inflight.as_mut() {
+            Some(f) => (&mut f.sending, &mut f.receiving),
+            None => (&mut no_send, &mut no_recv),
+        };
+        let (is_sending, is_receiving) = (sending.is_some(), receiving.is_some());
 
         tokio::select! {
             biased;
+            r = drive(sending), if is_sending => match r {
+                Ok(sent) => {
+                    if let Some(f) = inflight.as_mut() {
+                        let (deadline, timeout) = (f.deadline, opts.http_timeout);
+                        f.sending = None;
+                        f.receiving = Some(Box::pin(async move {
+                            tokio::time::timeout_at(deadline, sent.response())
+                                .await
+                                .unwrap_or(Err(HttpError::Timeout(timeout)))
+                        }));
+                    }
+                }
+                Err(e) => {
+                    if let Some(f) = inflight.take() {
+                        stats.snapshot_errors += 1;
+                        handler.on_snapshot_error(&f.symbol, &e.to_string());
+                    }
+                }
+            },
             msg = ws.next() => {
                 let recv_ns = realtime_ns();
                 last_rx = Instant::now();
@@ -340,24 +375,24 @@ async fn session(
                     None => break "websocket stream ended".to_owned(),
                 }
             }
-            r = poll_inflight(&mut inflight), if inflight.is_some() => {
+            r = drive(receiving), if is_receiving => {
                 let recv_ns = realtime_ns();
-                if let Some((symbol, _)) = inflight.take() {
+                if let Some(f) = inflight.take() {
                     match r {
                         Ok(mut resp) => {
                             stats.snapshots += 1;
-                            handler.on_snapshot(&symbol, recv_ns, &mut resp.body);
+                            handler.on_snapshot(&f.symbol, recv_ns, &mut resp.body);
                         }
                         Err(e) => {
                             stats.snapshot_errors += 1;
-                            handler.on_snapshot_error(&symbol, &e.to_string());
+                            handler.on_snapshot_error(&f.symbol, &e.to_string());
                         }
                     }
                 }
             }
-            () = requests.notified(), if inflight.is_none() => {}
+            () = requests.notified(), if idle_snapshots => {}
             _ = ping.tick(), if ping_on => {
-                if let Err(e) = ws.send(Message::Ping(Default::default())).await {
+                if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
                     break format!("ping send failed: {e}");
                 }
                 stats.pings_sent += 1;
@@ -381,8 +416,8 @@ async fn session(
 
     // The connection is gone: the in-flight snapshot (if any) is dropped with it,
     // and re-queued so a request from another thread is not lost.
-    if let Some((symbol, _)) = inflight.take() {
-        requests.prepend(std::iter::once(symbol.as_str()));
+    if let Some(f) = inflight.take() {
+        requests.prepend(std::iter::once(f.symbol.as_str()));
     }
     handler.on_disconnected(&end);
     SessionEnd::Lost { healthy: frames_here > 0 || started.elapsed() >= HEALTHY_UPTIME }
@@ -402,9 +437,22 @@ fn deliver(
     handler.on_frame(recv_ns, buf);
 }
 
-async fn poll_inflight(inflight: &mut Option<(String, SnapshotFuture)>) -> Result<HttpResponse, HttpError> {
-    match inflight {
-        Some((_, fut)) => fut.await,
+fn start_snapshot(opts: &FeedOptions, symbol: String) -> InFlight {
+    let url = format!("{}{}", opts.rest_base, (opts.snapshot_path)(&symbol));
+    let timeout = opts.http_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let send = Box::pin(async move {
+        tokio::time::timeout_at(deadline, http::send_get(&url, http::MAX_BODY))
+            .await
+            .unwrap_or(Err(HttpError::Timeout(timeout)))
+    });
+    InFlight { symbol, deadline, sending: Some(send), receiving: None }
+}
+
+/// Await the future in `slot`, or never resolve if there is none.
+async fn drive<T>(slot: &mut Option<BoxFuture<T>>) -> Result<T, HttpError> {
+    match slot {
+        Some(fut) => fut.await,
         None => std::future::pending().await,
     }
 }

@@ -8,12 +8,14 @@
 
 use std::fmt;
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Default cap on a response body.
@@ -107,21 +109,31 @@ pub async fn get_with_limit(
     timeout: Duration,
     max_body: usize,
 ) -> Result<HttpResponse, HttpError> {
-    let target = Target::parse(url, "http", "https").map_err(HttpError::InvalidUrl)?;
-    match tokio::time::timeout(timeout, fetch(&target, max_body)).await {
+    let exchange = async { send_get(url, max_body).await?.response().await };
+    match tokio::time::timeout(timeout, exchange).await {
         Ok(result) => result,
         Err(_) => Err(HttpError::Timeout(timeout)),
     }
 }
 
-async fn fetch(t: &Target, max_body: usize) -> Result<HttpResponse, HttpError> {
+/// First half of a [`get`]: resolve, connect, TLS handshake and write the request.
+/// The caller bounds it in time; [`SentRequest::response`] reads the answer.
+///
+/// Splitting lets the feed loop push the request out eagerly while it defers reading
+/// the response behind already-readable WebSocket frames.
+///
+/// # Errors
+/// [`HttpError::InvalidUrl`], [`HttpError::Connect`], [`HttpError::Tls`] or
+/// [`HttpError::Io`].
+pub async fn send_get(url: &str, max_body: usize) -> Result<SentRequest, HttpError> {
+    let t = Target::parse(url, "http", "https").map_err(HttpError::InvalidUrl)?;
     let tcp = connect_tcp(&t.host, t.port).await.map_err(HttpError::Connect)?;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\n\
          Accept-Encoding: identity\r\nConnection: close\r\n\r\n",
         t.path, t.host_header
     );
-    if t.tls {
+    let stream = if t.tls {
         let config = tls_client_config().map_err(HttpError::Tls)?;
         let name = ServerName::try_from(t.host.clone())
             .map_err(|e| HttpError::Tls(format!("server name {:?}: {e}", t.host)))?;
@@ -129,9 +141,79 @@ async fn fetch(t: &Target, max_body: usize) -> Result<HttpResponse, HttpError> {
             .connect(name, tcp)
             .await
             .map_err(|e| HttpError::Tls(e.to_string()))?;
-        exchange(tls, request.as_bytes(), max_body).await
+        Stream::Tls(Box::new(tls))
     } else {
-        exchange(tcp, request.as_bytes(), max_body).await
+        Stream::Plain(tcp)
+    };
+    Ok(SentRequest { conn: send_request(stream, request.as_bytes()).await?, max_body })
+}
+
+/// A `GET` whose request is on the wire; see [`send_get`].
+pub struct SentRequest {
+    conn: Conn<Stream>,
+    max_body: usize,
+}
+
+impl fmt::Debug for SentRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SentRequest").field("max_body", &self.max_body).finish_non_exhaustive()
+    }
+}
+
+impl SentRequest {
+    /// Read the response; the connection is closed as soon as the body is complete,
+    /// before this returns.
+    ///
+    /// # Errors
+    /// As [`get`], except [`HttpError::Timeout`]: the caller bounds it in time.
+    pub async fn response(self) -> Result<HttpResponse, HttpError> {
+        read_response(self.conn, self.max_body).await
+    }
+}
+
+/// Plain or TLS connection of one request.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 
@@ -161,14 +243,21 @@ pub fn tls_client_config() -> Result<Arc<ClientConfig>, String> {
         .clone()
 }
 
-/// Send `request`, read one response, drop the connection, then return.
-async fn exchange<S>(stream: S, request: &[u8], max_body: usize) -> Result<HttpResponse, HttpError>
+async fn send_request<S>(stream: S, request: &[u8]) -> Result<Conn<S>, HttpError>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncWrite + Unpin,
 {
     let mut conn = Conn { s: stream, buf: Vec::with_capacity(READ_CHUNK), pos: 0 };
     conn.s.write_all(request).await?;
     conn.s.flush().await?;
+    Ok(conn)
+}
+
+/// Read one response, drop the connection, then return.
+async fn read_response<S>(mut conn: Conn<S>, max_body: usize) -> Result<HttpResponse, HttpError>
+where
+    S: AsyncRead + Unpin,
+{
     let head = conn.read_head().await?;
     let body = match head.framing {
         Framing::Empty => Vec::new(),
@@ -396,9 +485,8 @@ fn framing(status: u16, headers: &[httparse::Header<'_>]) -> Result<Framing, Htt
     }
     Ok(match (transfer_encoding, chunked, length) {
         (true, true, _) => Framing::Chunked,
-        (true, false, _) => Framing::Eof,
         (false, _, Some(n)) => Framing::Length(n),
-        (false, _, None) => Framing::Eof,
+        (true, false, _) | (false, _, None) => Framing::Eof,
     })
 }
 
@@ -522,7 +610,11 @@ mod tests {
                 }
             }
         };
-        let (_, r) = tokio::join!(srv, exchange(client, b"GET / HTTP/1.1\r\n\r\n", max));
+        let exchange = async {
+            let conn = send_request(client, b"GET / HTTP/1.1\r\n\r\n").await?;
+            read_response(conn, max).await
+        };
+        let ((), r) = tokio::join!(srv, exchange);
         r
     }
 

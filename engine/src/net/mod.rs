@@ -13,4 +13,4 @@ pub mod http;
 
 pub use backoff::Backoff;
 pub use feed::{run_feed, FeedHandler, FeedOptions, FeedStats, SnapshotRequests};
-pub use http::{get, HttpError, HttpResponse};
+pub use http::{get, HttpError, HttpResponse, SentRequest};
