@@ -1,0 +1,111 @@
+//! The Binance spot parser allocates nothing per frame after warm-up.
+//!
+//! Its own test binary: the counting global allocator sees every thread, so
+//! nothing else may run concurrently.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use feeds::event::Scale;
+use feeds::instruments::Instruments;
+use feeds::venue::VenueAdapter;
+use feeds::venues::binance_spot::BinanceSpot;
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to `System` unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn records(rel: &str) -> Option<Vec<(i64, Vec<u8>)>> {
+    let dir = std::env::var_os("WIRESIGNAL_SHARED").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+        PathBuf::from,
+    );
+    let path = dir.join(rel);
+    let Ok(file) = std::fs::File::open(&path) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} not found (set WIRESIGNAL_SHARED)",
+            path.display()
+        );
+        eprintln!("skipping: {} not found", path.display());
+        return None;
+    };
+    let mut out = Vec::new();
+    for line in BufReader::new(flate2::read::GzDecoder::new(file)).lines() {
+        let line = line.expect("gzip text");
+        if line.starts_with('#') {
+            continue;
+        }
+        if let Some((t, f)) = line.split_once(' ') {
+            out.push((t.parse().unwrap_or(0), f.as_bytes().to_vec()));
+        }
+    }
+    Some(out)
+}
+
+#[test]
+fn no_allocation_per_frame_after_warm_up() {
+    let (Some(spot), Some(small)) = (
+        records("data/binance-spot/btcusdt_20240808.txt.gz"),
+        records("vectors/capture_small.txt.gz"),
+    ) else {
+        return;
+    };
+    let ids = Arc::new(AtomicU32::new(0));
+    let mut a = BinanceSpot::new(Instruments::new(0, vec![], Scale::default(), ids));
+    a.set_capture_symbols(&["BTCUSDT".to_owned()]);
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    let mut run = |a: &mut BinanceSpot| {
+        let mut errors = 0;
+        for (recv, f) in spot.iter().chain(&small) {
+            buf.clear();
+            buf.extend_from_slice(f);
+            errors += usize::from(a.parse(*recv, &mut buf, &mut out).is_err());
+            out.clear();
+        }
+        errors
+    };
+    assert_eq!(run(&mut a), 1); // the "this is not json" line
+                                // The counter works.
+    COUNTING.store(true, Ordering::SeqCst);
+    drop(std::hint::black_box(Vec::<u8>::with_capacity(8)));
+    assert_eq!(ALLOCS.swap(0, Ordering::SeqCst), 1);
+    let errors = run(&mut a);
+    COUNTING.store(false, Ordering::SeqCst);
+    assert_eq!(errors, 1);
+    assert_eq!(
+        ALLOCS.load(Ordering::SeqCst),
+        0,
+        "allocations after warm-up"
+    );
+}
