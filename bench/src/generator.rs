@@ -64,14 +64,42 @@ impl SymbolSpec {
     /// synthetic `SYM<i>USDT` names.
     pub fn preset(i: usize) -> SymbolSpec {
         let (name, mid, tick, lot, vol, q) = match i {
-            0 => ("BTCUSDT".to_string(), 61_837.63, 1_000_000, 1_000, 1.5, 0.02),
+            0 => (
+                "BTCUSDT".to_string(),
+                61_837.63,
+                1_000_000,
+                1_000,
+                1.0,
+                0.02,
+            ),
             1 => ("ETHUSDT".to_string(), 2_687.41, 1_000_000, 10_000, 2.0, 0.3),
             2 => ("SOLUSDT".to_string(), 153.27, 1_000_000, 100_000, 3.0, 5.0),
             3 => ("BNBUSDT".to_string(), 512.3, 1_000_000, 100_000, 2.0, 1.0),
-            4 => ("XRPUSDT".to_string(), 0.5612, 1_000, 100_000_000, 3.0, 500.0),
-            n => (format!("SYM{n}USDT"), 10.0 + n as f64, 100_000, 1_000_000, 3.0, 20.0),
+            4 => (
+                "XRPUSDT".to_string(),
+                0.5612,
+                1_000,
+                100_000_000,
+                3.0,
+                500.0,
+            ),
+            n => (
+                format!("SYM{n}USDT"),
+                10.0 + n as f64,
+                100_000,
+                1_000_000,
+                3.0,
+                20.0,
+            ),
         };
-        SymbolSpec { name, mid, tick, lot, vol_bps: vol, mean_trade_qty: q }
+        SymbolSpec {
+            name,
+            mid,
+            tick,
+            lot,
+            vol_bps: vol,
+            mean_trade_qty: q,
+        }
     }
 }
 
@@ -174,6 +202,10 @@ struct SymState {
     fair_t: i64,
     /// Calm-regime volatility in ticks per √s.
     sigma: f64,
+    /// Price range (ticks from the fair price) the book's levels spread over.
+    span: i64,
+    /// Tolerance (ticks) of quotes lagging the fair price.
+    band: f64,
     mean_lots: f64,
     volatile: bool,
     next_regime: i64,
@@ -192,7 +224,11 @@ struct SymState {
 
 impl SymState {
     fn top(&self) -> Top {
-        let (bp, bq) = self.bids.iter().next_back().map_or((0, 0), |(p, q)| (*p, *q));
+        let (bp, bq) = self
+            .bids
+            .iter()
+            .next_back()
+            .map_or((0, 0), |(p, q)| (*p, *q));
         let (ap, aq) = self.asks.iter().next().map_or((0, 0), |(p, q)| (*p, *q));
         (bp, bq, ap, aq)
     }
@@ -258,12 +294,13 @@ fn exp_s(rng: &mut SmallRng, rate: f64) -> i64 {
 
 impl Generator {
     /// Builds the initial books and schedules the first events.
-    pub fn new(cfg: GenConfig) -> Generator {
+    pub fn new(mut cfg: GenConfig) -> Generator {
         let mut rng = SmallRng::seed_from_u64(cfg.seed);
         let start = cfg.start_ns;
         let depth_interval_ns = cfg.depth_interval.as_nanos() as i64;
-        let mut syms = Vec::with_capacity(cfg.symbols.len());
-        for (i, spec) in cfg.symbols.iter().enumerate() {
+        let specs = std::mem::take(&mut cfg.symbols);
+        let mut syms = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.into_iter().enumerate() {
             let tick_px = spec.tick as f64 / SCALE as f64;
             let fair = spec.mid / tick_px;
             let sigma = fair * spec.vol_bps / 1e4;
@@ -273,8 +310,9 @@ impl Generator {
                 1000 => format!("{lower}@depth"),
                 ms => format!("{lower}@depth@{ms}ms"),
             };
+            let span = book_span(cfg.levels.max(8), sigma);
             let mut s = SymState {
-                spec: spec.clone(),
+                spec,
                 lower,
                 depth_stream,
                 bids: BTreeMap::new(),
@@ -286,6 +324,8 @@ impl Generator {
                 fair,
                 fair_t: start,
                 sigma,
+                span,
+                band: (3.0 * sigma / cfg.book_rate.max(1.0).sqrt()).max(1.0),
                 mean_lots,
                 volatile: false,
                 next_regime: 0,
@@ -302,7 +342,6 @@ impl Generator {
                 last_top: (0, 0, 0, 0),
             };
             // Initial book: levels spread over `span` ticks each side.
-            let span = (cfg.levels.max(8) * 3) as i64;
             let occupancy = cfg.levels.max(8) as f64 / span as f64;
             let fb = fair.floor() as i64;
             for d in 0..span {
@@ -371,12 +410,19 @@ impl Generator {
     pub fn top(&self, symbol: &str) -> Option<(i64, i64, i64, i64)> {
         self.sym(symbol).map(|s| {
             let (bp, bq, ap, aq) = s.top();
-            (bp * s.spec.tick, bq * s.spec.lot, ap * s.spec.tick, aq * s.spec.lot)
+            (
+                bp * s.spec.tick,
+                bq * s.spec.lot,
+                ap * s.spec.tick,
+                aq * s.spec.lot,
+            )
         })
     }
 
     fn sym(&self, symbol: &str) -> Option<&SymState> {
-        self.syms.iter().find(|s| s.spec.name.eq_ignore_ascii_case(symbol))
+        self.syms
+            .iter()
+            .find(|s| s.spec.name.eq_ignore_ascii_case(symbol))
     }
 
     /// REST depth snapshot body of the current state:
@@ -393,8 +439,12 @@ impl Generator {
     fn step(&mut self) -> bool {
         let mut best = (i64::MAX, 0usize, 0u8);
         for (i, s) in self.syms.iter().enumerate() {
-            for (t, k) in [(s.next_diff, 0u8), (s.next_trade, 1), (s.next_book, 2), (s.next_regime, 3)]
-            {
+            for (t, k) in [
+                (s.next_diff, 0u8),
+                (s.next_trade, 1),
+                (s.next_book, 2),
+                (s.next_regime, 3),
+            ] {
                 if t < best.0 {
                     best = (t, i, k);
                 }
@@ -409,7 +459,11 @@ impl Generator {
             0 => {
                 self.emit_diff(i, t);
                 let iv = self.depth_interval_ns.max(1);
-                self.syms[i].next_diff = if self.depth_interval_ns == 0 { i64::MAX } else { t + iv };
+                self.syms[i].next_diff = if self.depth_interval_ns == 0 {
+                    i64::MAX
+                } else {
+                    t + iv
+                };
             }
             1 => {
                 self.trade_candidate(i, t);
@@ -422,7 +476,11 @@ impl Generator {
             _ => {
                 let s = &mut self.syms[i];
                 s.volatile = !s.volatile;
-                let mean = if s.volatile { self.volatile_mean_s } else { self.calm_mean_s };
+                let mean = if s.volatile {
+                    self.volatile_mean_s
+                } else {
+                    self.calm_mean_s
+                };
                 s.next_regime = t + exp_s(&mut self.rng, 1.0 / mean.max(1e-3));
                 self.schedule_trade(i, t);
             }
@@ -495,7 +553,11 @@ impl Generator {
         let z: f64 = StandardNormal.sample(&mut self.rng);
         let mut want = (s.mean_lots * (0.9 * z - 0.405).exp()).round().max(1.0) as i64;
         // A taker chasing the fair price sweeps through the stale levels.
-        let through = if buy { s.fair.floor() as i64 } else { s.fair.ceil() as i64 };
+        let through = if buy {
+            (s.fair - s.band).floor() as i64
+        } else {
+            (s.fair + s.band).ceil() as i64
+        };
         let mut levels = 0;
         let ms = t / 1_000_000;
         while levels < 8 {
@@ -533,8 +595,11 @@ impl Generator {
             return;
         };
         let fair = s.fair;
-        let stale_bid = bb as f64 > fair + 1.0;
-        let stale_ask = (ba as f64) < fair - 1.0;
+        // Quotes are stale once the fair price has moved more than the
+        // typical per-event jitter through them.
+        let band = s.band;
+        let stale_bid = bb as f64 > fair + band;
+        let stale_ask = (ba as f64) < fair - band;
         let bid_side: bool = self.rng.gen();
         if (stale_bid || stale_ask) && r < 0.5 {
             // Makers pull quotes the fair price has moved through.
@@ -545,21 +610,39 @@ impl Generator {
                 self.syms[i].set_level(false, ba, 0);
             }
         } else if r < 0.55 {
-            // Add near the fair price (possibly improving the top).
+            // Add near the fair price (possibly improving the top). With a
+            // wide spread, half of the adds improve it from inside.
             let e: f64 = Exp1.sample(&mut self.rng);
             let d = (e * 3.0) as i64;
+            let spread = ba - bb;
+            let improve = spread > 2 && self.rng.gen::<f64>() < 0.5;
+            let k = if improve {
+                (e * spread as f64 / 4.0) as i64
+            } else {
+                0
+            };
             let q = level_qty(&mut self.rng, self.syms[i].mean_lots, d);
             let s = &mut self.syms[i];
             if bid_side {
-                // Quote from the fair price, or join just inside the spread
-                // when the book lags behind it.
-                let px = (fair.floor() as i64).min(ba - 1) - d;
+                // Quote from the fair price, never through the ask.
+                let px = if improve {
+                    (bb + 1 + k).min(ba - 1)
+                } else {
+                    (fair.floor() as i64).min(ba - 1) - d
+                };
                 if px > 0 {
                     let cur = s.bids.get(&px).copied().unwrap_or(0);
                     s.set_level(true, px, cur + q);
                 }
             } else {
-                let px = (fair.ceil() as i64).max(bb + 1).max(fair.floor() as i64 + 1) + d;
+                let px = if improve {
+                    (ba - 1 - k).max(bb + 1)
+                } else {
+                    (fair.ceil() as i64)
+                        .max(bb + 1)
+                        .max(fair.floor() as i64 + 1)
+                        + d
+                };
                 let cur = s.asks.get(&px).copied().unwrap_or(0);
                 s.set_level(false, px, cur + q);
             }
@@ -577,7 +660,7 @@ impl Generator {
                     side.iter().next_back().map(|(p, q)| (*p, *q))
                 }
             } else {
-                let span = (levels * 3) as i64;
+                let span = self.syms[i].span;
                 let off = self.rng.gen_range(0..span);
                 if bid_side {
                     side.range(..=bb - off).next_back().map(|(p, q)| (*p, *q))
@@ -588,7 +671,11 @@ impl Generator {
             if let Some((px, q)) = pick {
                 if n > 2 {
                     let full = deep || self.rng.gen::<f64>() < 0.5;
-                    let left = if full { 0 } else { q - (q as f64 * self.rng.gen::<f64>()) as i64 };
+                    let left = if full {
+                        0
+                    } else {
+                        q - (q as f64 * self.rng.gen::<f64>()) as i64
+                    };
                     self.syms[i].set_level(bid_side, px, left);
                 }
             }
@@ -601,7 +688,7 @@ impl Generator {
     /// below 90% of the level target a deep level is added every other event.
     fn refill(&mut self, i: usize) {
         let target = self.levels;
-        let span = (target * 3) as i64;
+        let span = self.syms[i].span;
         for bid in [true, false] {
             for _ in 0..64 {
                 let s = &self.syms[i];
@@ -635,7 +722,10 @@ impl Generator {
         let lat = (self.latency_ns * (0.5 + 0.5 * jitter)) as i64;
         let recv = (event_ns + lat).max(self.last_recv);
         self.last_recv = recv;
-        self.out.push_back(GenRecord { recv_ns: recv, frame });
+        self.out.push_back(GenRecord {
+            recv_ns: recv,
+            frame,
+        });
     }
 
     fn open_frame(&mut self, i: usize, stream_suffix: Option<&str>) {
@@ -700,11 +790,17 @@ impl Generator {
         b.push_str(ib.format(s.update_id));
         b.push_str(",\"s\":\"");
         b.push_str(&s.spec.name);
-        for (k, v) in [("\",\"b\":\"", top.0 * s.spec.tick), ("\",\"B\":\"", top.1 * s.spec.lot)] {
+        for (k, v) in [
+            ("\",\"b\":\"", top.0 * s.spec.tick),
+            ("\",\"B\":\"", top.1 * s.spec.lot),
+        ] {
             b.push_str(k);
             push_fixed8(b, v);
         }
-        for (k, v) in [("\",\"a\":\"", top.2 * s.spec.tick), ("\",\"A\":\"", top.3 * s.spec.lot)] {
+        for (k, v) in [
+            ("\",\"a\":\"", top.2 * s.spec.tick),
+            ("\",\"A\":\"", top.3 * s.spec.lot),
+        ] {
             b.push_str(k);
             push_fixed8(b, v);
         }
@@ -737,7 +833,11 @@ impl Generator {
         b.push_str(ib.format(s.update_id));
         for (key, bid) in [(",\"b\":[", true), ("],\"a\":[", false)] {
             b.push_str(key);
-            let (changed, book) = if bid { (&s.changed_bids, &s.bids) } else { (&s.changed_asks, &s.asks) };
+            let (changed, book) = if bid {
+                (&s.changed_bids, &s.bids)
+            } else {
+                (&s.changed_asks, &s.asks)
+            };
             for (n, px) in changed.iter().enumerate() {
                 if n > 0 {
                     b.push(',');
@@ -759,6 +859,12 @@ impl Generator {
         }
         self.close_frame(t);
     }
+}
+
+/// Levels spread over at least three ticks per level and at least 20 s of
+/// calm-regime price movement, so the book outlives ordinary moves.
+fn book_span(levels: usize, sigma: f64) -> i64 {
+    ((levels * 3) as f64).max(20.0 * sigma) as i64
 }
 
 fn level_qty(rng: &mut SmallRng, mean_lots: f64, depth: i64) -> i64 {
@@ -824,7 +930,10 @@ pub fn write_capture(path: &Path, cfg: &GenConfig) -> io::Result<u64> {
     let file = BufWriter::with_capacity(1 << 16, File::create(path)?);
     let gz = path.extension().is_some_and(|e| e == "gz");
     let mut w: Box<dyn Write> = if gz {
-        Box::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast()))
+        Box::new(flate2::write::GzEncoder::new(
+            file,
+            flate2::Compression::fast(),
+        ))
     } else {
         Box::new(file)
     };

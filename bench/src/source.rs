@@ -74,7 +74,10 @@ impl LineCaptureReader {
         let mut file = BufReader::with_capacity(1 << 16, File::open(path)?);
         let gz = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
         let reader: Box<dyn BufRead + Send> = if gz {
-            Box::new(BufReader::with_capacity(1 << 16, flate2::bufread::MultiGzDecoder::new(file)))
+            Box::new(BufReader::with_capacity(
+                1 << 16,
+                flate2::bufread::MultiGzDecoder::new(file),
+            ))
         } else {
             Box::new(file)
         };
@@ -105,7 +108,11 @@ impl LineCaptureReader {
                 if let Some(v) = tok.strip_prefix("venue=") {
                     r.venue = Some(v.to_string());
                 } else if let Some(v) = tok.strip_prefix("symbols=") {
-                    r.symbols = v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+                    r.symbols = v
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect();
                 }
             }
         }
@@ -188,7 +195,13 @@ impl CaptureSource {
         paths: Vec<PathBuf>,
         open: fn(&Path) -> io::Result<Box<dyn CaptureRecords + Send>>,
     ) -> Self {
-        CaptureSource { paths, next: 0, current: None, snapshot_symbol: None, open }
+        CaptureSource {
+            paths,
+            next: 0,
+            current: None,
+            snapshot_symbol: None,
+            open,
+        }
     }
 
     /// Single-file source; opens the file now so a bad path fails early.
@@ -277,7 +290,10 @@ impl VecSource {
     /// Source over `records`; `snapshot_symbol` attributes symbol-less
     /// snapshot bodies.
     pub fn new(records: Vec<SourceRecord>, snapshot_symbol: Option<String>) -> Self {
-        VecSource { records: records.into_iter(), snapshot_symbol }
+        VecSource {
+            records: records.into_iter(),
+            snapshot_symbol,
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use bench::source::read_all;
 use serde_json::Value;
 
 type Side = BTreeMap<i64, i64>;
+type Top = (i64, i64, i64, i64);
 
 fn fx(v: &Value) -> i64 {
     let s = v.as_str().expect("decimal string");
@@ -25,7 +26,10 @@ struct Book {
 
 impl Book {
     fn from_snapshot(v: &Value) -> Book {
-        let mut b = Book { id: v["lastUpdateId"].as_u64().unwrap(), ..Book::default() };
+        let mut b = Book {
+            id: v["lastUpdateId"].as_u64().unwrap(),
+            ..Book::default()
+        };
         for (side, key) in [(&mut b.bids, "bids"), (&mut b.asks, "asks")] {
             for l in v[key].as_array().unwrap() {
                 side.insert(fx(&l[0]), fx(&l[1]));
@@ -46,7 +50,7 @@ impl Book {
         }
         self.id = d["u"].as_u64().unwrap();
     }
-    fn top(&self) -> (i64, i64, i64, i64) {
+    fn top(&self) -> Top {
         let (bp, bq) = self.bids.iter().next_back().map(|(p, q)| (*p, *q)).unwrap();
         let (ap, aq) = self.asks.iter().next().map(|(p, q)| (*p, *q)).unwrap();
         (bp, bq, ap, aq)
@@ -74,7 +78,7 @@ fn check_session(cfg: GenConfig) -> (usize, usize) {
             (s.clone(), Book::from_snapshot(&snap))
         })
         .collect();
-    let mut pending: HashMap<String, Vec<(u64, (i64, i64, i64, i64))>> = HashMap::new();
+    let mut pending: HashMap<String, Vec<(u64, Top)>> = HashMap::new();
     let mut last_t: HashMap<String, i64> = HashMap::new();
     let mut last_trade_id: HashMap<String, u64> = HashMap::new();
     let (mut checked, mut tickers, mut diffs) = (0, 0, 0);
@@ -116,7 +120,10 @@ fn check_session(cfg: GenConfig) -> (usize, usize) {
                 tickers += 1;
                 let t = (fx(&d["b"]), fx(&d["B"]), fx(&d["a"]), fx(&d["A"]));
                 assert!(t.0 < t.2, "crossed bookTicker {t:?}");
-                pending.entry(sym).or_default().push((d["u"].as_u64().unwrap(), t));
+                pending
+                    .entry(sym)
+                    .or_default()
+                    .push((d["u"].as_u64().unwrap(), t));
             }
             other => panic!("unexpected frame kind {other:?}: {frame}"),
         }
@@ -132,7 +139,10 @@ fn check_session(cfg: GenConfig) -> (usize, usize) {
             assert_eq!(fresh.bids, b.bids);
             assert_eq!(fresh.asks, b.asks);
         }
-        assert!(b.bids.len() >= 100 && b.asks.len() >= 100, "{s}: too few levels");
+        assert!(
+            b.bids.len() >= 100 && b.asks.len() >= 100,
+            "{s}: too few levels"
+        );
     }
     (checked, tickers)
 }
@@ -175,12 +185,24 @@ fn frames_have_binance_shape() {
     cfg.duration = Duration::from_secs(5);
     let recs: Vec<_> = Generator::new(cfg).collect();
     let trade = recs.iter().find(|r| r.frame.contains("@trade")).unwrap();
-    assert!(trade.frame.starts_with(r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":"#));
+    assert!(trade
+        .frame
+        .starts_with(r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":"#));
     assert!(trade.frame.contains(r#","M":true}}"#));
-    let bt = recs.iter().find(|r| r.frame.contains("@bookTicker")).unwrap();
-    assert!(bt.frame.starts_with(r#"{"stream":"btcusdt@bookTicker","data":{"u":"#));
-    let depth = recs.iter().find(|r| r.frame.contains("depthUpdate")).unwrap();
-    assert!(depth.frame.starts_with(r#"{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":"#));
+    let bt = recs
+        .iter()
+        .find(|r| r.frame.contains("@bookTicker"))
+        .unwrap();
+    assert!(bt
+        .frame
+        .starts_with(r#"{"stream":"btcusdt@bookTicker","data":{"u":"#));
+    let depth = recs
+        .iter()
+        .find(|r| r.frame.contains("depthUpdate"))
+        .unwrap();
+    assert!(depth
+        .frame
+        .starts_with(r#"{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":"#));
 }
 
 #[test]
@@ -196,7 +218,10 @@ fn capture_round_trip() {
     assert_eq!(venue.as_deref(), Some("binance-spot"));
     assert_eq!(symbols, ["BTCUSDT", "ETHUSDT"]);
     assert_eq!(recs.len() as u64, n);
-    let snaps: Vec<_> = recs.iter().filter(|r| r.frame.starts_with(r#"{"lastUpdateId":"#)).collect();
+    let snaps: Vec<_> = recs
+        .iter()
+        .filter(|r| r.frame.starts_with(r#"{"lastUpdateId":"#))
+        .collect();
     assert_eq!(snaps.len(), 2);
     // Each snapshot follows some diffs of its symbol and syncs with the next.
     for s in snaps {

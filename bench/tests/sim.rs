@@ -51,7 +51,11 @@ fn fixture() -> Option<Fixture> {
     let (_, symbols, records) = read_all(&path).unwrap();
     assert_eq!(symbols, ["BTCUSDT"]);
     let pos = records.iter().position(is_snapshot).unwrap();
-    let ws_frames = records.iter().filter(|r| !is_snapshot(r)).map(|r| r.frame.clone()).collect();
+    let ws_frames = records
+        .iter()
+        .filter(|r| !is_snapshot(r))
+        .map(|r| r.frame.clone())
+        .collect();
     Some(Fixture {
         snapshot_body: records[pos].frame.clone(),
         ws_frames,
@@ -71,7 +75,9 @@ fn start(cfg_edit: impl FnOnce(&mut SimConfig)) -> Option<(SimHandle, Fixture)> 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 async fn connect(addr: SocketAddr, path: &str) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await.unwrap();
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}{path}"))
+        .await
+        .unwrap();
     ws
 }
 
@@ -89,9 +95,11 @@ async fn next_text(ws: &mut Ws) -> Option<String> {
 /// Minimal HTTP/1.1 GET; returns (status, body, still-open stream).
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, TcpStream) {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
+    let mut chunk = vec![0u8; 65536];
     loop {
         let n = s.read(&mut chunk).await.unwrap();
         assert!(n > 0, "EOF before response head");
@@ -119,22 +127,32 @@ async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, TcpStream) {
 
 #[tokio::test]
 async fn replays_capture_exactly() {
-    let Some((sim, fx)) = start(|_| {}) else { return };
+    let Some((sim, fx)) = start(|_| {}) else {
+        return;
+    };
     timeout(LIMIT, async {
         let mut ws = connect(sim.local_addr(), &format!("/stream?streams={STREAMS}")).await;
         for (i, want) in fx.ws_frames.iter().enumerate() {
-            let got = next_text(&mut ws).await.unwrap_or_else(|| panic!("closed at {i}"));
+            let got = next_text(&mut ws)
+                .await
+                .unwrap_or_else(|| panic!("closed at {i}"));
             assert_eq!(&got, want, "frame {i}");
         }
         assert!(sim.wait_exhausted(Duration::from_secs(5)));
         assert_eq!(sim.frames_sent(), fx.ws_frames.len() as u64);
         assert_eq!(sim.records_played(), fx.records.len() as u64);
         // Idle at the end: nothing more, connection still open.
-        assert!(timeout(Duration::from_millis(200), next_text(&mut ws)).await.is_err());
+        assert!(timeout(Duration::from_millis(200), next_text(&mut ws))
+            .await
+            .is_err());
         assert_eq!(sim.connections(), 1);
         // Ping -> pong.
         ws.send(Message::Ping(b"hi".to_vec().into())).await.unwrap();
-        let pong = timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+        let pong = timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(pong, Message::Pong(b"hi".to_vec().into()));
     })
     .await
@@ -144,17 +162,30 @@ async fn replays_capture_exactly() {
 
 #[tokio::test]
 async fn raw_stream_and_subscribe() {
-    let Some((sim, fx)) = start(|_| {}) else { return };
+    let Some((sim, fx)) = start(|_| {}) else {
+        return;
+    };
     timeout(LIMIT, async {
         let mut ws = connect(sim.local_addr(), "/ws").await;
-        ws.send(Message::text(r#"{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":7}"#))
-            .await
-            .unwrap();
-        assert_eq!(next_text(&mut ws).await.unwrap(), r#"{"result":null,"id":7}"#);
-        let trades: Vec<&String> = fx.ws_frames.iter().filter(|f| f.contains("@trade")).collect();
+        ws.send(Message::text(
+            r#"{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":7}"#,
+        ))
+        .await
+        .unwrap();
+        assert_eq!(
+            next_text(&mut ws).await.unwrap(),
+            r#"{"result":null,"id":7}"#
+        );
+        let trades: Vec<&String> = fx
+            .ws_frames
+            .iter()
+            .filter(|f| f.contains("@trade"))
+            .collect();
         for want in trades.iter().take(500) {
             let got = next_text(&mut ws).await.unwrap();
-            let data = want.strip_prefix(r#"{"stream":"btcusdt@trade","data":"#).unwrap();
+            let data = want
+                .strip_prefix(r#"{"stream":"btcusdt@trade","data":"#)
+                .unwrap();
             assert_eq!(got, data[..data.len() - 1]);
         }
         let (status, _, _) = http_get(sim.local_addr(), "/api/v3/nothing").await;
@@ -169,13 +200,16 @@ async fn raw_stream_and_subscribe() {
 async fn held_snapshot_is_recorded_body() {
     // Real-time pacing: the snapshot record is ~270 ms into the capture, so
     // the request below is held until playback reaches it.
-    let Some((sim, fx)) = start(|c| c.speed = Speed::Factor(1.0)) else { return };
+    let Some((sim, fx)) = start(|c| c.speed = Speed::Factor(1.0)) else {
+        return;
+    };
     timeout(LIMIT, async {
         let addr = sim.local_addr();
         let mut ws = connect(addr, &format!("/stream?streams={STREAMS}")).await;
         let first = next_text(&mut ws).await.unwrap();
         assert_eq!(first, fx.ws_frames[0]);
-        let (status, body, mut http) = http_get(addr, "/api/v3/depth?symbol=BTCUSDT&limit=1000").await;
+        let (status, body, mut http) =
+            http_get(addr, "/api/v3/depth?symbol=BTCUSDT&limit=1000").await;
         assert_eq!(status, 200);
         assert_eq!(body, fx.snapshot_body);
         // Playback is paused while the HTTP connection stays open: exactly
@@ -216,7 +250,9 @@ fn apply(side: &mut Side, levels: &Value) {
 
 #[tokio::test]
 async fn later_snapshot_is_synthesized_from_diffs() {
-    let Some((sim, fx)) = start(|_| {}) else { return };
+    let Some((sim, fx)) = start(|_| {}) else {
+        return;
+    };
     timeout(LIMIT, async {
         let addr = sim.local_addr();
         let mut ws = connect(addr, &format!("/stream?streams={STREAMS}")).await;
@@ -286,8 +322,12 @@ async fn later_snapshot_is_synthesized_from_diffs() {
 
 #[tokio::test]
 async fn drop_fault_reconnect_continues() {
-    let Some((sim, fx)) = start(|c| c.faults = Faults { drop_after_frames: Some(1000), ..Faults::default() })
-    else {
+    let Some((sim, fx)) = start(|c| {
+        c.faults = Faults {
+            drop_after_frames: Some(1000),
+            ..Faults::default()
+        }
+    }) else {
         return;
     };
     timeout(LIMIT, async {
@@ -311,8 +351,12 @@ async fn drop_fault_reconnect_continues() {
 
 #[tokio::test]
 async fn skip_fault_makes_depth_gap() {
-    let Some((sim, _fx)) = start(|c| c.faults = Faults { skip_depth_at: vec![5], ..Faults::default() })
-    else {
+    let Some((sim, _fx)) = start(|c| {
+        c.faults = Faults {
+            skip_depth_at: vec![5],
+            ..Faults::default()
+        }
+    }) else {
         return;
     };
     timeout(LIMIT, async {
@@ -340,8 +384,12 @@ async fn skip_fault_makes_depth_gap() {
 #[tokio::test]
 async fn stall_fault_pauses_stream() {
     let stall = Duration::from_millis(1500);
-    let Some((sim, fx)) = start(|c| c.faults = Faults { stall: Some((100, stall)), ..Faults::default() })
-    else {
+    let Some((sim, fx)) = start(|c| {
+        c.faults = Faults {
+            stall: Some((100, stall)),
+            ..Faults::default()
+        }
+    }) else {
         return;
     };
     timeout(LIMIT, async {
@@ -351,7 +399,11 @@ async fn stall_fault_pauses_stream() {
         }
         let t = Instant::now();
         assert_eq!(next_text(&mut ws).await.unwrap(), fx.ws_frames[100]);
-        assert!(t.elapsed() >= stall - Duration::from_millis(100), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= stall - Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
         assert_eq!(sim.connections(), 1);
         for want in &fx.ws_frames[101..1000] {
             assert_eq!(&next_text(&mut ws).await.unwrap(), want);
@@ -370,7 +422,11 @@ async fn generator_source_serves_live_snapshots() {
     let sim = Simulator::start(cfg, Box::new(GeneratorSource::new(Generator::new(gc)))).unwrap();
     timeout(LIMIT, async {
         let addr = sim.local_addr();
-        let mut ws = connect(addr, "/stream?streams=ethusdt@depth@100ms/ethusdt@bookTicker").await;
+        let mut ws = connect(
+            addr,
+            "/stream?streams=ethusdt@depth@100ms/ethusdt@bookTicker",
+        )
+        .await;
         let mut last_u = 0;
         for _ in 0..200 {
             let v: Value = serde_json::from_str(&next_text(&mut ws).await.unwrap()).unwrap();

@@ -41,7 +41,10 @@ pub fn parse_stream(name: &str) -> StreamKey {
         "depth" | "depth@100ms" | "depth@1000ms" => Some(Kind::Depth),
         _ => None,
     };
-    StreamKey { symbol: sym.to_ascii_lowercase(), kind }
+    StreamKey {
+        symbol: sym.to_ascii_lowercase(),
+        kind,
+    }
 }
 
 /// Price levels of a diff or snapshot: (price key, price text, qty text).
@@ -139,7 +142,11 @@ fn is_partial_depth(stream: &str) -> bool {
 
 /// Classifies a source frame. Never panics; unknown input is [`Class::Other`].
 pub fn classify(frame: &str) -> Classified {
-    let mut out = Classified { payload: 0..frame.len(), wrapper_stream: None, class: Class::Other };
+    let mut out = Classified {
+        payload: 0..frame.len(),
+        wrapper_stream: None,
+        class: Class::Other,
+    };
     let Ok(probe) = serde_json::from_str::<Probe<'_>>(frame) else {
         return out;
     };
@@ -162,26 +169,45 @@ pub fn classify(frame: &str) -> Classified {
         .map(|s| s.split('@').next().unwrap_or(s).to_ascii_uppercase());
     let sym = p.s.as_deref().map(str::to_ascii_lowercase);
     out.class = match (p.e.as_deref(), sym) {
-        (Some("trade"), Some(symbol)) => Class::Stream { kind: Kind::Trade, symbol, depth: None },
-        (Some("aggTrade"), Some(symbol)) => Class::Stream { kind: Kind::AggTrade, symbol, depth: None },
-        (Some("bookTicker"), Some(symbol)) => {
-            Class::Stream { kind: Kind::BookTicker, symbol, depth: None }
-        }
-        (Some("depthUpdate"), Some(symbol)) => {
-            match (p.first_id, p.u, levels(p.b), levels(p.a)) {
-                (Some(first), Some(last), Some(b), Some(a)) => {
-                    Class::Stream { kind: Kind::Depth, symbol, depth: Some((first, last, b, a)) }
-                }
-                _ => Class::Other,
+        (Some("trade"), Some(symbol)) => Class::Stream {
+            kind: Kind::Trade,
+            symbol,
+            depth: None,
+        },
+        (Some("aggTrade"), Some(symbol)) => Class::Stream {
+            kind: Kind::AggTrade,
+            symbol,
+            depth: None,
+        },
+        (Some("bookTicker"), Some(symbol)) => Class::Stream {
+            kind: Kind::BookTicker,
+            symbol,
+            depth: None,
+        },
+        (Some("depthUpdate"), Some(symbol)) => match (p.first_id, p.u, levels(p.b), levels(p.a)) {
+            (Some(first), Some(last), Some(b), Some(a)) => Class::Stream {
+                kind: Kind::Depth,
+                symbol,
+                depth: Some((first, last, b, a)),
+            },
+            _ => Class::Other,
+        },
+        (None, Some(symbol))
+            if p.u.is_some()
+                && p.b.is_some()
+                && p.bq.is_some()
+                && p.a.is_some()
+                && p.aq.is_some() =>
+        {
+            Class::Stream {
+                kind: Kind::BookTicker,
+                symbol,
+                depth: None,
             }
         }
-        (None, Some(symbol))
-            if p.u.is_some() && p.b.is_some() && p.bq.is_some() && p.a.is_some() && p.aq.is_some() =>
-        {
-            Class::Stream { kind: Kind::BookTicker, symbol, depth: None }
-        }
-        (None, _) if p.last_update_id.is_some()
-            && !out.wrapper_stream.as_deref().is_some_and(is_partial_depth) =>
+        (None, _)
+            if p.last_update_id.is_some()
+                && !out.wrapper_stream.as_deref().is_some_and(is_partial_depth) =>
         {
             match (p.last_update_id, levels(p.bids), levels(p.asks)) {
                 (Some(id), Some(bids), Some(asks)) => Class::Snapshot {
@@ -311,23 +337,44 @@ mod tests {
         let c = classify(f);
         assert_eq!(c.wrapper_stream.as_deref(), Some("btcusdt@trade"));
         assert!(f[c.payload.clone()].starts_with(r#"{"e":"trade""#));
-        assert!(matches!(c.class, Class::Stream { kind: Kind::Trade, .. }));
+        assert!(matches!(
+            c.class,
+            Class::Stream {
+                kind: Kind::Trade,
+                ..
+            }
+        ));
         let bt = r#"{"u":5,"s":"BTCUSDT","b":"1.0","B":"2.0","a":"1.1","A":"3.0"}"#;
         let c = classify(bt);
         assert_eq!(c.payload, 0..bt.len());
-        assert!(matches!(c.class, Class::Stream { kind: Kind::BookTicker, .. }));
+        assert!(matches!(
+            c.class,
+            Class::Stream {
+                kind: Kind::BookTicker,
+                ..
+            }
+        ));
         let snap = r#"{"lastUpdateId":9,"bids":[["1.0","2.0"]],"asks":[["1.1","0.5"]]}"#;
         match classify(snap).class {
-            Class::Snapshot { symbol: None, last_update_id: 9, bids, asks } => {
+            Class::Snapshot {
+                symbol: None,
+                last_update_id: 9,
+                bids,
+                asks,
+            } => {
                 assert_eq!(bids.len(), 1);
                 assert_eq!(asks[0].1, "1.1");
             }
             other => panic!("{other:?}"),
         }
-        let partial = r#"{"stream":"btcusdt@depth5","data":{"lastUpdateId":9,"bids":[],"asks":[]}}"#;
+        let partial =
+            r#"{"stream":"btcusdt@depth5","data":{"lastUpdateId":9,"bids":[],"asks":[]}}"#;
         assert!(matches!(classify(partial).class, Class::Other));
         assert!(matches!(classify("not json").class, Class::Other));
-        assert!(matches!(classify(r#"{"result":null,"id":1}"#).class, Class::Other));
+        assert!(matches!(
+            classify(r#"{"result":null,"id":1}"#).class,
+            Class::Other
+        ));
     }
 
     #[test]

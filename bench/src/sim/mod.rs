@@ -154,11 +154,20 @@ impl Simulator {
         let stats = Arc::new(Stats::default());
         let (stop_tx, stop_rx) = watch::channel(false);
         let st = Arc::clone(&stats);
-        let thread = std::thread::Builder::new().name("wiresignal-sim".into()).spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(run(cfg, source, listener, st, stop_rx))
-        })?;
-        Ok(SimHandle { addr, stats, stop: stop_tx, thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("wiresignal-sim".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(run(cfg, source, listener, st, stop_rx))
+            })?;
+        Ok(SimHandle {
+            addr,
+            stats,
+            stop: stop_tx,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -232,7 +241,9 @@ impl SimHandle {
     fn stop_and_join(&mut self) -> io::Result<()> {
         let _ = self.stop.send(true);
         match self.thread.take() {
-            Some(t) => t.join().map_err(|_| io::Error::other("simulator thread panicked"))?,
+            Some(t) => t
+                .join()
+                .map_err(|_| io::Error::other("simulator thread panicked"))?,
             None => Ok(()),
         }
     }
@@ -247,10 +258,25 @@ impl Drop for SimHandle {
 type WsSink = SplitSink<WebSocketStream<TcpStream>, Message>;
 
 enum Ctl {
-    Open { id: u64, sink: WsSink, kill: oneshot::Sender<()>, combined: bool, streams: Vec<String> },
-    Msg { id: u64, msg: Message },
-    Gone { id: u64 },
-    Depth { symbol: String, limit: usize, stream: TcpStream },
+    Open {
+        id: u64,
+        sink: WsSink,
+        kill: oneshot::Sender<()>,
+        combined: bool,
+        streams: Vec<String>,
+    },
+    Msg {
+        id: u64,
+        msg: Message,
+    },
+    Gone {
+        id: u64,
+    },
+    Depth {
+        symbol: String,
+        limit: usize,
+        stream: TcpStream,
+    },
     Served,
 }
 
@@ -317,9 +343,15 @@ async fn handle_conn(mut stream: TcpStream, id: u64, ctl: mpsc::Sender<Ctl>, sta
         Ok(httparse::Status::Complete(_)) => {
             let ws = req.headers.iter().any(|h| {
                 h.name.eq_ignore_ascii_case("upgrade")
-                    && String::from_utf8_lossy(h.value).to_ascii_lowercase().contains("websocket")
+                    && String::from_utf8_lossy(h.value)
+                        .to_ascii_lowercase()
+                        .contains("websocket")
             });
-            (req.path.unwrap_or("/").to_string(), ws, req.method == Some("GET"))
+            (
+                req.path.unwrap_or("/").to_string(),
+                ws,
+                req.method == Some("GET"),
+            )
         }
         _ => {
             let _ = write_response(&mut stream, "400 Bad Request", "").await;
@@ -338,7 +370,17 @@ async fn handle_conn(mut stream: TcpStream, id: u64, ctl: mpsc::Sender<Ctl>, sta
         stats.accepted.fetch_add(1, Ordering::AcqRel);
         let (sink, mut read) = ws.split();
         let (kill, mut killed) = oneshot::channel();
-        if ctl.send(Ctl::Open { id, sink, kill, combined, streams }).await.is_err() {
+        if ctl
+            .send(Ctl::Open {
+                id,
+                sink,
+                kill,
+                combined,
+                streams,
+            })
+            .await
+            .is_err()
+        {
             return;
         }
         loop {
@@ -374,7 +416,13 @@ async fn handle_conn(mut stream: TcpStream, id: u64, ctl: mpsc::Sender<Ctl>, sta
             }
             match symbol {
                 Some(symbol) => {
-                    let _ = ctl.send(Ctl::Depth { symbol, limit, stream }).await;
+                    let _ = ctl
+                        .send(Ctl::Depth {
+                            symbol,
+                            limit,
+                            stream,
+                        })
+                        .await;
                 }
                 None => {
                     let body = r#"{"code":-1102,"msg":"Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."}"#;
@@ -393,7 +441,12 @@ async fn handle_conn(mut stream: TcpStream, id: u64, ctl: mpsc::Sender<Ctl>, sta
 
 /// `(combined, initial streams)` for a WebSocket path.
 fn ws_route(route: &str, query: &str) -> Option<(bool, Vec<String>)> {
-    let split = |s: &str| s.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let split = |s: &str| {
+        s.split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
     if route == "/stream" || route == "/stream/" {
         let streams = query
             .split('&')
@@ -596,11 +649,22 @@ impl Actor {
         self.stats.exhausted.store(true, Ordering::Release);
         for h in std::mem::take(&mut self.held) {
             let (status, body) = if self.known.contains(&h.symbol.to_ascii_lowercase()) {
-                ("503 Service Unavailable", r#"{"code":-1,"msg":"No snapshot in the simulator source."}"#)
+                (
+                    "503 Service Unavailable",
+                    r#"{"code":-1,"msg":"No snapshot in the simulator source."}"#,
+                )
             } else {
-                ("400 Bad Request", r#"{"code":-1121,"msg":"Invalid symbol."}"#)
+                (
+                    "400 Bad Request",
+                    r#"{"code":-1121,"msg":"Invalid symbol."}"#,
+                )
             };
-            tokio::spawn(serve_depth(h.stream, status, body.to_string(), self.cfg.http_eof_timeout));
+            tokio::spawn(serve_depth(
+                h.stream,
+                status,
+                body.to_string(),
+                self.cfg.http_eof_timeout,
+            ));
         }
         if self.cfg.at_end == EndBehaviour::Close {
             for c in &mut self.conns {
@@ -622,10 +686,25 @@ impl Actor {
 
     async fn control(&mut self, c: Ctl) {
         match c {
-            Ctl::Open { id, sink, kill, combined, streams } => {
-                let faulty = self.cfg.fault_connections.is_none_or(|n| self.ws_ordinal < n);
+            Ctl::Open {
+                id,
+                sink,
+                kill,
+                combined,
+                streams,
+            } => {
+                let faulty = self
+                    .cfg
+                    .fault_connections
+                    .is_none_or(|n| self.ws_ordinal < n);
                 self.ws_ordinal += 1;
-                let subs = streams.into_iter().map(|name| Sub { key: parse_stream(&name), name }).collect();
+                let subs = streams
+                    .into_iter()
+                    .map(|name| Sub {
+                        key: parse_stream(&name),
+                        name,
+                    })
+                    .collect();
                 self.conns.push(Conn {
                     id,
                     sink,
@@ -666,7 +745,11 @@ impl Actor {
                 }
                 self.reap();
             }
-            Ctl::Depth { symbol, limit, stream } => {
+            Ctl::Depth {
+                symbol,
+                limit,
+                stream,
+            } => {
                 let lower = symbol.to_ascii_lowercase();
                 if let Some(body) = self.source.synthesize_snapshot(&symbol, limit) {
                     self.serve(stream, "200 OK", body);
@@ -678,9 +761,15 @@ impl Actor {
                     self.serve(stream, "200 OK", body);
                 } else if self.exhausted {
                     let (status, body) = if self.known.contains(&lower) {
-                        ("503 Service Unavailable", r#"{"code":-1,"msg":"No snapshot in the simulator source."}"#)
+                        (
+                            "503 Service Unavailable",
+                            r#"{"code":-1,"msg":"No snapshot in the simulator source."}"#,
+                        )
                     } else {
-                        ("400 Bad Request", r#"{"code":-1121,"msg":"Invalid symbol."}"#)
+                        (
+                            "400 Bad Request",
+                            r#"{"code":-1121,"msg":"Invalid symbol."}"#,
+                        )
                     };
                     self.serve(stream, status, body.to_string());
                 } else {
@@ -711,7 +800,12 @@ impl Actor {
             self.play_one().await;
             n += 1;
             let now = Instant::now();
-            if n >= 256 || self.drop_pending || !self.playing(now) || !self.pull() || self.due(now) > now {
+            if n >= 256
+                || self.drop_pending
+                || !self.playing(now)
+                || !self.pull()
+                || self.due(now) > now
+            {
                 break;
             }
         }
@@ -740,18 +834,41 @@ impl Actor {
         let frame = std::mem::take(&mut self.rec.frame);
         let c = classify(&frame);
         match c.class {
-            Class::Stream { kind, symbol, depth } => {
+            Class::Stream {
+                kind,
+                symbol,
+                depth,
+            } => {
                 if let Some((first, last, b, a)) = depth {
-                    self.books.entry(symbol.clone()).or_default().diff(first, last, b, a);
+                    self.books
+                        .entry(symbol.clone())
+                        .or_default()
+                        .diff(first, last, b, a);
                 }
-                self.send(&frame, &c.payload, c.wrapper_stream.as_deref(), kind, &symbol).await;
+                self.send(
+                    &frame,
+                    &c.payload,
+                    c.wrapper_stream.as_deref(),
+                    kind,
+                    &symbol,
+                )
+                .await;
                 self.known.insert(symbol);
             }
-            Class::Snapshot { symbol, last_update_id, bids, asks } => {
+            Class::Snapshot {
+                symbol,
+                last_update_id,
+                bids,
+                asks,
+            } => {
                 let symbol = symbol.or_else(|| self.source.snapshot_symbol().map(str::to_string));
                 if let Some(symbol) = symbol {
                     let lower = symbol.to_ascii_lowercase();
-                    self.books.entry(lower.clone()).or_default().snapshot(last_update_id, bids, asks);
+                    self.books.entry(lower.clone()).or_default().snapshot(
+                        last_update_id,
+                        bids,
+                        asks,
+                    );
                     let body = frame[c.payload.clone()].to_string();
                     let (now, rest): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
                         .into_iter()
@@ -778,7 +895,14 @@ impl Actor {
         self.rec.frame = frame;
     }
 
-    async fn send(&mut self, frame: &str, payload: &std::ops::Range<usize>, wrapper: Option<&str>, kind: Kind, symbol: &str) {
+    async fn send(
+        &mut self,
+        frame: &str,
+        payload: &std::ops::Range<usize>,
+        wrapper: Option<&str>,
+        kind: Kind,
+        symbol: &str,
+    ) {
         let mut raw: Option<Utf8Bytes> = None;
         let mut total = 0u64;
         let stall = self.cfg.faults.stall;
@@ -813,7 +937,8 @@ impl Actor {
                         Utf8Bytes::from(w)
                     }
                 } else {
-                    raw.get_or_insert_with(|| Utf8Bytes::from(&frame[payload.clone()])).clone()
+                    raw.get_or_insert_with(|| Utf8Bytes::from(&frame[payload.clone()]))
+                        .clone()
                 };
                 if c.sink.feed(Message::Text(msg)).await.is_err() {
                     c.dead = true;
@@ -850,13 +975,20 @@ fn handle_request(conn: &mut Conn, text: &str) -> String {
     let params: Vec<String> = v
         .get("params")
         .and_then(|p| p.as_array())
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let result = match v.get("method").and_then(|m| m.as_str()) {
         Some("SUBSCRIBE") => {
             for name in params {
                 if !conn.subs.iter().any(|s| s.name == name) {
-                    conn.subs.push(Sub { key: parse_stream(&name), name });
+                    conn.subs.push(Sub {
+                        key: parse_stream(&name),
+                        name,
+                    });
                 }
             }
             "null".to_string()
