@@ -180,14 +180,52 @@ pub struct CaptureSource {
     open: fn(&Path) -> io::Result<Box<dyn CaptureRecords + Send>>,
 }
 
-fn open_line_reader(p: &Path) -> io::Result<Box<dyn CaptureRecords + Send>> {
+/// The workspace's capture reader: bad lines (no timestamp, not UTF-8) are
+/// skipped; truncated or corrupt input is an error.
+impl CaptureRecords for feeds::capture::CaptureReader {
+    fn venue(&self) -> Option<&str> {
+        self.header().venue.as_deref()
+    }
+
+    fn symbols(&self) -> &[String] {
+        &self.header().symbols
+    }
+
+    fn next_into(&mut self, rec: &mut SourceRecord) -> io::Result<bool> {
+        loop {
+            match self.next_record() {
+                None => return Ok(false),
+                Some(Ok(r)) => {
+                    rec.recv_ns = r.recv_ns;
+                    rec.frame.clear();
+                    rec.frame.push_str(r.frame_str());
+                    return Ok(true);
+                }
+                Some(Err(e)) => {
+                    if let feeds::capture::BadRecord::Truncated(_) = e.kind {
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Opens `p` with [`feeds::capture::CaptureReader`].
+pub fn open_feeds_reader(p: &Path) -> io::Result<Box<dyn CaptureRecords + Send>> {
+    Ok(Box::new(feeds::capture::CaptureReader::open(p)?))
+}
+
+/// Opens `p` with the stand-alone [`LineCaptureReader`].
+pub fn open_line_reader(p: &Path) -> io::Result<Box<dyn CaptureRecords + Send>> {
     Ok(Box::new(LineCaptureReader::open(p)?))
 }
 
 impl CaptureSource {
-    /// Source over `paths`, opened lazily in order with [`LineCaptureReader`].
+    /// Source over `paths`, opened lazily in order with the workspace's
+    /// [`feeds::capture::CaptureReader`].
     pub fn new(paths: Vec<PathBuf>) -> Self {
-        Self::with_reader(paths, open_line_reader)
+        Self::with_reader(paths, open_feeds_reader)
     }
 
     /// Source over `paths` with a custom reader constructor.
