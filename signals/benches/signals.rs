@@ -14,11 +14,11 @@ use signals::{
 const N: usize = 4_096;
 
 #[derive(Clone, Copy)]
-#[allow(clippy::large_enum_variant)] // benchmark input table, copied by value
 enum Ev {
     Trade(Trade),
     Quote(Quote),
-    Depth(Book),
+    /// Index into [`Feeder::books`].
+    Depth(u32),
 }
 
 #[derive(Clone, Copy)]
@@ -44,7 +44,8 @@ impl DepthView for Book {
 
 /// Deterministic BTCUSDT-like events, ~1 ms apart: 40 % trades, 45 %
 /// quotes, 15 % depth events. Timestamps are re-based per lap by the caller.
-fn events() -> Vec<(i64, Ev)> {
+fn events() -> (Vec<(i64, Ev)>, Vec<Book>) {
+    let mut books = Vec::new();
     let mut s: u64 = 0x2545_f491_4f6c_dd1d;
     let mut rnd = move || {
         s ^= s << 13;
@@ -54,7 +55,7 @@ fn events() -> Vec<(i64, Ev)> {
     };
     let mut mid: i64 = 9_700_000_000_000;
     let mut ts = 0i64;
-    (0..N)
+    let evs = (0..N)
         .map(|_| {
             let r = rnd();
             ts += (r % 2_000_000) as i64;
@@ -89,18 +90,21 @@ fn events() -> Vec<(i64, Ev)> {
                             1_000 + (r >> (i + 3)) as i64 % 100_000,
                         );
                     }
-                    Ev::Depth(b)
+                    books.push(b);
+                    Ev::Depth(books.len() as u32 - 1)
                 }
             };
             (ts, ev)
         })
-        .collect()
+        .collect::<Vec<_>>();
+    (evs, books)
 }
 
 /// Feeds events forever with increasing time; `pick` selects which events
 /// are fed (to bench one trigger type).
 struct Feeder {
     evs: Vec<(i64, Ev)>,
+    books: Vec<Book>,
     i: usize,
     base: i64,
     span: i64,
@@ -138,7 +142,7 @@ impl Feeder {
                 set.on_quote(&q, &mut out);
             }
             Ev::Depth(b) => {
-                set.on_depth(ts, &b, &mut out);
+                set.on_depth(ts, &self.books[b as usize], &mut out);
             }
         }
     }

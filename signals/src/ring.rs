@@ -127,13 +127,20 @@ impl<T: Copy + Default> Ring<T> {
         Some(&self.buf[i])
     }
 
+    /// The contents as two slices, oldest first.
+    #[must_use]
+    pub fn as_slices(&self) -> (&[T], &[T]) {
+        let first = (self.buf.len() - self.head).min(self.len);
+        (
+            &self.buf[self.head..self.head + first],
+            &self.buf[..self.len - first],
+        )
+    }
+
     /// Oldest-to-newest iteration.
     pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
-        let cap = self.buf.len();
-        let first = (cap - self.head).min(self.len);
-        self.buf[self.head..self.head + first]
-            .iter()
-            .chain(self.buf[..self.len - first].iter())
+        let (a, b) = self.as_slices();
+        a.iter().chain(b.iter())
     }
 
     /// Removes every element (keeps the storage).
@@ -142,6 +149,9 @@ impl<T: Copy + Default> Ring<T> {
         self.len = 0;
     }
 }
+
+/// A sample of a time window: `(series time τ, value)`.
+pub type Stamped<T> = (i64, T);
 
 /// A right-closed time window `(τ_n − W, τ_n]` over one series (SIGNALS.md §1.2),
 /// with the series-time clamp `τ_n = max(ts_n, τ_(n−1))` and the time-window
@@ -208,6 +218,12 @@ impl<T: Copy + Default> TimeWindow<T> {
     /// Samples currently in the window, oldest first.
     pub fn values(&self) -> impl Iterator<Item = T> + '_ {
         self.ring.iter().map(|&(_, v)| v)
+    }
+
+    /// The `(τ, value)` samples as two slices, oldest first.
+    #[must_use]
+    pub fn as_slices(&self) -> (&[Stamped<T>], &[Stamped<T>]) {
+        self.ring.as_slices()
     }
 
     /// Number of samples in the window.
