@@ -112,10 +112,12 @@ struct Feeder {
 
 impl Feeder {
     fn new(keep: impl Fn(&Ev) -> bool) -> Self {
-        let evs: Vec<_> = events().into_iter().filter(|(_, e)| keep(e)).collect();
+        let (all, books) = events();
+        let evs: Vec<_> = all.into_iter().filter(|(_, e)| keep(e)).collect();
         let span = evs.last().unwrap().0 + 1_000_000;
         Self {
             evs,
+            books,
             i: 0,
             base: 1_700_000_000_000_000_000,
             span,
