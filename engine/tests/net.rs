@@ -9,7 +9,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use engine::net::http::get_with_limit;
-use engine::net::{get, run_feed, FeedHandler, FeedOptions, FeedStats, HttpError, SnapshotRequests};
+use engine::net::{
+    get, run_feed, FeedHandler, FeedOptions, FeedStats, HttpError, SnapshotRequests,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -35,13 +37,23 @@ where
         l.set_nonblocking(true).unwrap();
         std_listeners.push(l);
     }
-    let addrs = std_listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let addrs = std_listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap())
+        .collect();
     let handle = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
-            let listeners =
-                std_listeners.into_iter().map(|l| TcpListener::from_std(l).unwrap()).collect();
-            tokio::time::timeout(TEST_LIMIT, serve(listeners)).await.expect("server timed out")
+            let listeners = std_listeners
+                .into_iter()
+                .map(|l| TcpListener::from_std(l).unwrap())
+                .collect();
+            tokio::time::timeout(TEST_LIMIT, serve(listeners))
+                .await
+                .expect("server timed out")
         })
     });
     Some((addrs, handle))
@@ -99,11 +111,17 @@ async fn wait_client_close(s: &mut TcpStream) -> bool {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(5), fut).await.is_ok()
+    tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .is_ok()
 }
 
 fn ok_response(body: &str) -> Vec<u8> {
-    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// Serve snapshot GETs one at a time: body is `snap:<path>`. Ends after `n` requests;
@@ -118,8 +136,13 @@ async fn snapshot_server(
         let (mut s, _) = l.accept().await.unwrap();
         let head = read_request(&mut s).await;
         let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-        s.write_all(&ok_response(&format!("snap:{path}"))).await.unwrap();
-        assert!(wait_client_close(&mut s).await, "client kept the HTTP connection open");
+        s.write_all(&ok_response(&format!("snap:{path}")))
+            .await
+            .unwrap();
+        assert!(
+            wait_client_close(&mut s).await,
+            "client kept the HTTP connection open"
+        );
         paths.push(path);
         if let Some(tx) = &served {
             let _ = tx.send(());
@@ -151,7 +174,12 @@ struct Recorder {
 
 impl Recorder {
     fn new(stop: impl FnMut(&[Ev]) -> bool + 'static) -> Self {
-        Self { evs: Vec::new(), at: Vec::new(), last_recv_ns: 0, stop: Box::new(stop) }
+        Self {
+            evs: Vec::new(),
+            at: Vec::new(),
+            last_recv_ns: 0,
+            stop: Box::new(stop),
+        }
     }
     fn push(&mut self, e: Ev) {
         self.evs.push(e);
@@ -170,8 +198,14 @@ impl Recorder {
         self.evs.iter().filter(|e| pred(e)).count()
     }
     fn check_recv_ns(&mut self, recv_ns: i64) {
-        assert!(recv_ns > 1_600_000_000_000_000_000, "recv_ns not CLOCK_REALTIME ns: {recv_ns}");
-        assert!(recv_ns + 1_000_000_000 >= self.last_recv_ns, "recv_ns went far back");
+        assert!(
+            recv_ns > 1_600_000_000_000_000_000,
+            "recv_ns not CLOCK_REALTIME ns: {recv_ns}"
+        );
+        assert!(
+            recv_ns + 1_000_000_000 >= self.last_recv_ns,
+            "recv_ns went far back"
+        );
         self.last_recv_ns = recv_ns;
     }
 }
@@ -189,7 +223,10 @@ impl FeedHandler for Recorder {
     }
     fn on_snapshot(&mut self, symbol: &str, recv_ns: i64, body: &mut [u8]) {
         self.check_recv_ns(recv_ns);
-        self.push(Ev::Snapshot(symbol.to_owned(), String::from_utf8_lossy(body).into_owned()));
+        self.push(Ev::Snapshot(
+            symbol.to_owned(),
+            String::from_utf8_lossy(body).into_owned(),
+        ));
     }
     fn on_snapshot_error(&mut self, symbol: &str, err: &str) {
         self.push(Ev::SnapshotError(symbol.to_owned(), err.to_owned()));
@@ -207,7 +244,10 @@ fn options(ws: SocketAddr, http: Option<SocketAddr>, symbols: &[&str]) -> FeedOp
         ws_url: format!("ws://{ws}/stream?streams=btcusdt@depth@100ms"),
         subscribe: Some(r#"{"method":"SUBSCRIBE","id":1}"#.to_owned()),
         // Nothing listens on port 9 of loopback when no HTTP server is given.
-        rest_base: http.map_or_else(|| "http://127.0.0.1:9".to_owned(), |a| format!("http://{a}")),
+        rest_base: http.map_or_else(
+            || "http://127.0.0.1:9".to_owned(),
+            |a| format!("http://{a}"),
+        ),
         snapshot_symbols: symbols.iter().map(|s| (*s).to_owned()).collect(),
         snapshot_path: Arc::new(|s| format!("/api/v3/depth?symbol={s}")),
         backoff: (Duration::from_millis(30), Duration::from_millis(200), 0.0),
@@ -244,7 +284,9 @@ async fn frames_arrive_in_order_after_subscribe() {
         for i in 0..200 {
             ws.feed(Message::text(format!("m{i}"))).await.unwrap();
         }
-        ws.send(Message::binary(b"bin-last".to_vec())).await.unwrap();
+        ws.send(Message::binary(b"bin-last".to_vec()))
+            .await
+            .unwrap();
         drain_ws(ws).await;
         sub
     })
@@ -253,13 +295,21 @@ async fn frames_arrive_in_order_after_subscribe() {
     let mut h = Recorder::new(|evs| frame_seen(evs, "bin-last"));
     let stats = run(options(addrs[0], None, &[]), Arc::default(), &mut h, rx).await;
 
-    let expected: Vec<String> =
-        (0..200).map(|i| format!("m{i}")).chain(["bin-last".to_owned()]).collect();
+    let expected: Vec<String> = (0..200)
+        .map(|i| format!("m{i}"))
+        .chain(["bin-last".to_owned()])
+        .collect();
     assert_eq!(h.frames(), expected);
     assert_eq!(h.evs.first(), Some(&Ev::Connected));
     assert_eq!(h.evs.last(), Some(&Ev::Disconnected("shutdown".to_owned())));
-    assert_eq!((stats.connects, stats.reconnects, stats.frames), (1, 0, 201));
-    assert_eq!(stats.bytes, expected.iter().map(|f| f.len() as u64).sum::<u64>());
+    assert_eq!(
+        (stats.connects, stats.reconnects, stats.frames),
+        (1, 0, 201)
+    );
+    assert_eq!(
+        stats.bytes,
+        expected.iter().map(|f| f.len() as u64).sum::<u64>()
+    );
     assert_eq!(srv.join().unwrap(), r#"{"method":"SUBSCRIBE","id":1}"#);
 }
 
@@ -297,8 +347,15 @@ async fn reconnects_with_backoff_resubscribes_and_refetches_snapshots() {
 
     let (subs, paths) = srv.join().unwrap();
     assert_eq!(subs.len(), 2, "subscribed on both connections");
-    let want = ["/api/v3/depth?symbol=BTCUSDT", "/api/v3/depth?symbol=ETHUSDT"];
-    assert_eq!(paths, [want, want].concat(), "snapshots in order, after each connect");
+    let want = [
+        "/api/v3/depth?symbol=BTCUSDT",
+        "/api/v3/depth?symbol=ETHUSDT",
+    ];
+    assert_eq!(
+        paths,
+        [want, want].concat(),
+        "snapshots in order, after each connect"
+    );
     let snaps: Vec<_> = h
         .evs
         .iter()
@@ -317,12 +374,22 @@ async fn reconnects_with_backoff_resubscribes_and_refetches_snapshots() {
     let second_conn = h.evs.iter().rposition(|e| *e == Ev::Connected).unwrap();
     assert!(first_disc < second_conn);
     assert_eq!(h.count(|e| *e == Ev::Connected), 2);
-    assert_eq!(h.count(|e| matches!(e, Ev::Disconnected(_))), 2, "lost + shutdown");
+    assert_eq!(
+        h.count(|e| matches!(e, Ev::Disconnected(_))),
+        2,
+        "lost + shutdown"
+    );
     // The first connection received a frame, so the backoff was reset: 30 ms.
     let waited = h.at[second_conn] - h.at[first_disc];
-    assert!(waited >= Duration::from_millis(30), "reconnected after only {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(30),
+        "reconnected after only {waited:?}"
+    );
     assert!(waited < Duration::from_secs(2), "reconnect took {waited:?}");
-    assert_eq!((stats.connects, stats.reconnects, stats.snapshots), (2, 1, 4));
+    assert_eq!(
+        (stats.connects, stats.reconnects, stats.snapshots),
+        (2, 1, 4)
+    );
     assert_eq!(h.frames(), ["a1", "b1"]);
 }
 
@@ -339,7 +406,9 @@ async fn snapshot_is_delivered_between_frames_in_wire_order() {
             let (mut s, _) = http.accept().await.unwrap();
             read_request(&mut s).await;
             sent_rx.await.unwrap();
-            s.write_all(&ok_response(r#"{"lastUpdateId":7}"#)).await.unwrap();
+            s.write_all(&ok_response(r#"{"lastUpdateId":7}"#))
+                .await
+                .unwrap();
             closed_tx.send(wait_client_close(&mut s).await).unwrap();
         });
         let mut ws = accept_ws(&wsl).await;
@@ -357,8 +426,13 @@ async fn snapshot_is_delivered_between_frames_in_wire_order() {
     .unwrap();
     let (_tx, rx) = watch::channel(false);
     let mut h = Recorder::new(|evs| frame_seen(evs, "F4"));
-    let stats = run(options(addrs[0], Some(addrs[1]), &["BTCUSDT"]), Arc::default(), &mut h, rx)
-        .await;
+    let stats = run(
+        options(addrs[0], Some(addrs[1]), &["BTCUSDT"]),
+        Arc::default(),
+        &mut h,
+        rx,
+    )
+    .await;
     assert!(srv.join().unwrap(), "client closed the HTTP connection");
     let body = r#"{"lastUpdateId":7}"#.to_owned();
     assert_eq!(
@@ -384,9 +458,11 @@ async fn snapshot_requests_from_another_thread_and_errors() {
         let http_task = tokio::spawn(async move {
             let (mut s, _) = http.accept().await.unwrap();
             let head = read_request(&mut s).await;
-            s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 20\r\n\r\n{\"msg\":\"bad symbol\"}")
-                .await
-                .unwrap();
+            s.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 20\r\n\r\n{\"msg\":\"bad symbol\"}",
+            )
+            .await
+            .unwrap();
             wait_client_close(&mut s).await;
             let (mut s, _) = http.accept().await.unwrap();
             let head2 = read_request(&mut s).await;
@@ -416,11 +492,23 @@ async fn snapshot_requests_from_another_thread_and_errors() {
     let stats = run(opts, requests, &mut h, rx).await;
     requester.join().unwrap();
     let (head, head2) = srv.join().unwrap();
-    assert!(head.starts_with("GET /api/v3/depth?symbol=NOPE HTTP/1.1\r\n"), "{head}");
-    assert!(head2.starts_with("GET /api/v3/depth?symbol=SOLUSDT HTTP/1.1\r\n"), "{head2}");
-    let errors: Vec<_> = h.evs.iter().filter(|e| matches!(e, Ev::SnapshotError(..))).collect();
+    assert!(
+        head.starts_with("GET /api/v3/depth?symbol=NOPE HTTP/1.1\r\n"),
+        "{head}"
+    );
+    assert!(
+        head2.starts_with("GET /api/v3/depth?symbol=SOLUSDT HTTP/1.1\r\n"),
+        "{head2}"
+    );
+    let errors: Vec<_> = h
+        .evs
+        .iter()
+        .filter(|e| matches!(e, Ev::SnapshotError(..)))
+        .collect();
     assert_eq!(errors.len(), 1, "{:?}", h.evs);
-    let Ev::SnapshotError(sym, err) = errors[0] else { unreachable!() };
+    let Ev::SnapshotError(sym, err) = errors[0] else {
+        unreachable!()
+    };
     assert_eq!(sym, "NOPE");
     assert!(err.contains("400") && err.contains("bad symbol"), "{err}");
     assert!(h.evs.contains(&Ev::Snapshot("SOLUSDT".into(), "ok".into())));
@@ -440,8 +528,17 @@ async fn server_ping_is_answered_and_client_pings_get_pongs() {
             Some(Ok(Message::Pong(p))) => p.to_vec(),
             other => panic!("expected pong, got {other:?}"),
         };
-        assert!(t0.elapsed() < Duration::from_millis(250), "pong took {:?}", t0.elapsed());
-        ws.send(Message::text(format!("pong:{}", String::from_utf8_lossy(&pong)))).await.unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_millis(250),
+            "pong took {:?}",
+            t0.elapsed()
+        );
+        ws.send(Message::text(format!(
+            "pong:{}",
+            String::from_utf8_lossy(&pong)
+        )))
+        .await
+        .unwrap();
         drain_ws(ws).await
     })
     .unwrap();
@@ -457,7 +554,10 @@ async fn server_ping_is_answered_and_client_pings_get_pongs() {
     let client_pings_seen_by_server = srv.join().unwrap();
     assert_eq!(h.frames(), ["pong:hi"]);
     assert!(stats.pings_sent >= 2, "{stats:?}");
-    assert!(stats.pongs >= 1 && stats.pongs <= stats.pings_sent, "{stats:?}");
+    assert!(
+        stats.pongs >= 1 && stats.pongs <= stats.pings_sent,
+        "{stats:?}"
+    );
     assert!(client_pings_seen_by_server >= 2);
     assert_eq!(h.evs.last(), Some(&Ev::Disconnected("shutdown".into())));
 }
@@ -495,7 +595,10 @@ async fn idle_connection_is_dropped_and_max_reconnects_ends_the_feed() {
 #[tokio::test]
 async fn failed_connects_retry_with_backoff_then_give_up() {
     // Bind then drop a listener: its port now refuses connections.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let mut opts = options(port, None, &[]);
     opts.max_reconnects = Some(3);
     opts.backoff = (Duration::from_millis(20), Duration::from_millis(40), 0.5);
@@ -506,12 +609,19 @@ async fn failed_connects_retry_with_backoff_then_give_up() {
     assert_eq!(h.evs, vec![Ev::ConnectError; 4]);
     assert_eq!((stats.connects, stats.reconnects), (0, 3));
     // Delays ∈ [10,20] + [20,40]·½.. : at least 10+20+20 ms.
-    assert!(t0.elapsed() >= Duration::from_millis(50), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(50),
+        "{:?}",
+        t0.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn shutdown_interrupts_backoff_and_sessions() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let mut opts = options(port, None, &[]);
     opts.backoff = (Duration::from_secs(30), Duration::from_secs(30), 0.0);
     opts.max_reconnects = None;
@@ -582,14 +692,25 @@ const T: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn http_get_content_length_sends_expected_headers() {
-    let (base, srv) =
-        http_once("127.0.0.1", vec![b"HTTP/1.1 200 OK\r\nContent-Le".to_vec(), b"ngth: 5\r\n\r\nhel".to_vec(), b"lo".to_vec()])
-            .unwrap();
-    let r = get(&format!("{base}/api/v3/depth?symbol=BTCUSDT&limit=5"), T).await.unwrap();
+    let (base, srv) = http_once(
+        "127.0.0.1",
+        vec![
+            b"HTTP/1.1 200 OK\r\nContent-Le".to_vec(),
+            b"ngth: 5\r\n\r\nhel".to_vec(),
+            b"lo".to_vec(),
+        ],
+    )
+    .unwrap();
+    let r = get(&format!("{base}/api/v3/depth?symbol=BTCUSDT&limit=5"), T)
+        .await
+        .unwrap();
     assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
     let (head, closed) = srv.join().unwrap();
     assert!(closed);
-    assert!(head.starts_with("GET /api/v3/depth?symbol=BTCUSDT&limit=5 HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.starts_with("GET /api/v3/depth?symbol=BTCUSDT&limit=5 HTTP/1.1\r\n"),
+        "{head}"
+    );
     let host = base.trim_start_matches("http://");
     assert!(head.contains(&format!("\r\nHost: {host}\r\n")), "{head}");
     assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
@@ -608,7 +729,10 @@ async fn http_get_chunked() {
     let (base, srv) = http_once("127.0.0.1", parts).unwrap();
     let r = get(&format!("{base}/x"), T).await.unwrap();
     assert_eq!(r.body, br#"{"a":1}"#);
-    assert!(srv.join().unwrap().1, "connection closed by client after last chunk");
+    assert!(
+        srv.join().unwrap().1,
+        "connection closed by client after last chunk"
+    );
 }
 
 #[tokio::test]
@@ -616,7 +740,9 @@ async fn http_get_until_eof() {
     let (addrs, srv) = server("127.0.0.1", 1, |ls| async move {
         let (mut s, _) = ls[0].accept().await.unwrap();
         read_request(&mut s).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\n\r\nstreamed to eof").await.unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\n\r\nstreamed to eof")
+            .await
+            .unwrap();
     })
     .unwrap();
     let r = get(&format!("http://{}/", addrs[0]), T).await.unwrap();
@@ -632,7 +758,10 @@ async fn http_get_404_is_a_status_error() {
     )
     .unwrap();
     let err = get(&format!("{base}/missing"), T).await.unwrap_err();
-    assert!(matches!(&err, HttpError::Status { status: 404, body } if body == "no symbol"), "{err}");
+    assert!(
+        matches!(&err, HttpError::Status { status: 404, body } if body == "no symbol"),
+        "{err}"
+    );
     assert_eq!(err.to_string(), "http status 404: no symbol");
     srv.join().unwrap();
 }
@@ -646,7 +775,11 @@ async fn http_get_times_out_on_a_silent_server() {
     })
     .unwrap();
     let t0 = Instant::now();
-    let err = get(&format!("http://{}/slow", addrs[0]), Duration::from_millis(200)).await;
+    let err = get(
+        &format!("http://{}/slow", addrs[0]),
+        Duration::from_millis(200),
+    )
+    .await;
     assert!(matches!(err, Err(HttpError::Timeout(_))), "{err:?}");
     assert!(t0.elapsed() >= Duration::from_millis(200) && t0.elapsed() < Duration::from_secs(3));
     assert!(srv.join().unwrap(), "timed-out connection was closed");
@@ -654,13 +787,21 @@ async fn http_get_times_out_on_a_silent_server() {
 
 #[tokio::test]
 async fn http_get_errors_connect_too_large_and_bad_url() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let err = get(&format!("http://{port}/"), T).await.unwrap_err();
     assert!(matches!(err, HttpError::Connect(_)), "{err}");
 
-    let big = format!("HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n{}", "x".repeat(2000));
+    let big = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n{}",
+        "x".repeat(2000)
+    );
     let (base, srv) = http_once("127.0.0.1", vec![big.into_bytes()]).unwrap();
-    let err = get_with_limit(&format!("{base}/"), T, 1000).await.unwrap_err();
+    let err = get_with_limit(&format!("{base}/"), T, 1000)
+        .await
+        .unwrap_err();
     assert!(matches!(err, HttpError::TooLarge { limit: 1000 }), "{err}");
     srv.join().unwrap();
 
@@ -672,9 +813,10 @@ async fn http_get_errors_connect_too_large_and_bad_url() {
 
 #[tokio::test]
 async fn http_get_ipv6_literal() {
-    let Some((base, srv)) =
-        http_once("::1", vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nv6".to_vec()])
-    else {
+    let Some((base, srv)) = http_once(
+        "::1",
+        vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nv6".to_vec()],
+    ) else {
         eprintln!("skipped: no IPv6 loopback");
         return;
     };
@@ -683,5 +825,8 @@ async fn http_get_ipv6_literal() {
     assert_eq!(r.body, b"v6");
     let (head, closed) = srv.join().unwrap();
     assert!(closed);
-    assert!(head.contains(&format!("\r\nHost: {}\r\n", base.trim_start_matches("http://"))));
+    assert!(head.contains(&format!(
+        "\r\nHost: {}\r\n",
+        base.trim_start_matches("http://")
+    )));
 }

@@ -33,12 +33,24 @@ impl Backoff {
     /// (NaN counts as 0).
     #[must_use]
     pub fn new(initial: Duration, max: Duration, jitter_fraction: f64) -> Self {
-        let jitter = if jitter_fraction.is_nan() { 0.0 } else { jitter_fraction.clamp(0.0, 1.0) };
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let jitter = if jitter_fraction.is_nan() {
+            0.0
+        } else {
+            jitter_fraction.clamp(0.0, 1.0)
+        };
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         // Truncation is fine: this only seeds the jitter generator.
         #[allow(clippy::cast_possible_truncation)]
         let seed = (nanos as u64) ^ (std::ptr::addr_of!(jitter) as u64).rotate_left(32);
-        Self { initial, max: max.max(initial), jitter, attempt: 0, rng: seed }
+        Self {
+            initial,
+            max: max.max(initial),
+            jitter,
+            attempt: 0,
+            rng: seed,
+        }
     }
 
     /// The delay to sleep before the next attempt; advances the exponent.
@@ -95,7 +107,10 @@ mod tests {
     fn no_jitter_doubles_then_caps() {
         let mut b = Backoff::new(100 * MS, 1000 * MS, 0.0);
         let got: Vec<_> = (0..6).map(|_| b.next_delay()).collect();
-        assert_eq!(got, [100 * MS, 200 * MS, 400 * MS, 800 * MS, 1000 * MS, 1000 * MS]);
+        assert_eq!(
+            got,
+            [100 * MS, 200 * MS, 400 * MS, 800 * MS, 1000 * MS, 1000 * MS]
+        );
     }
 
     #[test]
@@ -110,7 +125,11 @@ mod tests {
             let base = (initial * 2u32.pow(b.attempt())).min(max);
             let d = b.next_delay();
             assert!(d <= base, "{d:?} > {base:?}");
-            assert!(d >= base.mul_f64(1.0 - f), "{d:?} < {:?}", base.mul_f64(1.0 - f));
+            assert!(
+                d >= base.mul_f64(1.0 - f),
+                "{d:?} < {:?}",
+                base.mul_f64(1.0 - f)
+            );
             assert!(d <= max);
             distinct.insert(d);
         }
@@ -131,7 +150,11 @@ mod tests {
     #[test]
     fn degenerate_parameters_do_not_panic() {
         let mut b = Backoff::new(Duration::from_secs(5), Duration::from_secs(1), f64::NAN);
-        assert_eq!(b.next_delay(), Duration::from_secs(5), "max raised to initial");
+        assert_eq!(
+            b.next_delay(),
+            Duration::from_secs(5),
+            "max raised to initial"
+        );
         let mut b = Backoff::new(Duration::from_secs(1), Duration::MAX, 7.0);
         for _ in 0..100 {
             let d = b.next_delay();

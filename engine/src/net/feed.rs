@@ -218,7 +218,9 @@ pub struct FeedStats {
 enum SessionEnd {
     Stop,
     /// Connection lost (`on_disconnected` already called); `healthy` resets the backoff.
-    Lost { healthy: bool },
+    Lost {
+        healthy: bool,
+    },
 }
 
 /// Run the feed until `shutdown` turns `true` (or its sender is dropped), the
@@ -312,12 +314,20 @@ async fn session(
     let mut inflight: Option<InFlight> = None;
 
     let ping_on = !opts.ping_interval.is_zero();
-    let ping_period = if ping_on { opts.ping_interval } else { Duration::from_secs(86_400) };
+    let ping_period = if ping_on {
+        opts.ping_interval
+    } else {
+        Duration::from_secs(86_400)
+    };
     let mut ping = interval_at(tokio::time::Instant::now() + ping_period, ping_period);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     let idle_on = !opts.idle_timeout.is_zero();
-    let idle = sleep(if idle_on { opts.idle_timeout } else { Duration::from_secs(86_400) });
+    let idle = sleep(if idle_on {
+        opts.idle_timeout
+    } else {
+        Duration::from_secs(86_400)
+    });
     tokio::pin!(idle);
 
     let end = loop {
@@ -420,7 +430,9 @@ async fn session(
         requests.prepend(std::iter::once(f.symbol.as_str()));
     }
     handler.on_disconnected(&end);
-    SessionEnd::Lost { healthy: frames_here > 0 || started.elapsed() >= HEALTHY_UPTIME }
+    SessionEnd::Lost {
+        healthy: frames_here > 0 || started.elapsed() >= HEALTHY_UPTIME,
+    }
 }
 
 fn deliver(
@@ -446,7 +458,12 @@ fn start_snapshot(opts: &FeedOptions, symbol: String) -> InFlight {
             .await
             .unwrap_or(Err(HttpError::Timeout(timeout)))
     });
-    InFlight { symbol, deadline, sending: Some(send), receiving: None }
+    InFlight {
+        symbol,
+        deadline,
+        sending: Some(send),
+        receiving: None,
+    }
 }
 
 /// Await the future in `slot`, or never resolve if there is none.
@@ -478,7 +495,9 @@ async fn connect(opts: &FeedOptions) -> Result<Ws, String> {
     .await
     .map_err(|e| format!("websocket handshake with {}: {e}", target.host_header))?;
     if let Some(sub) = &opts.subscribe {
-        ws.send(Message::text(sub.as_str())).await.map_err(|e| format!("subscribe: {e}"))?;
+        ws.send(Message::text(sub.as_str()))
+            .await
+            .map_err(|e| format!("subscribe: {e}"))?;
     }
     Ok(ws)
 }

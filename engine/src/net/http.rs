@@ -127,7 +127,9 @@ pub async fn get_with_limit(
 /// [`HttpError::Io`].
 pub async fn send_get(url: &str, max_body: usize) -> Result<SentRequest, HttpError> {
     let t = Target::parse(url, "http", "https").map_err(HttpError::InvalidUrl)?;
-    let tcp = connect_tcp(&t.host, t.port).await.map_err(HttpError::Connect)?;
+    let tcp = connect_tcp(&t.host, t.port)
+        .await
+        .map_err(HttpError::Connect)?;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\n\
          Accept-Encoding: identity\r\nConnection: close\r\n\r\n",
@@ -145,7 +147,10 @@ pub async fn send_get(url: &str, max_body: usize) -> Result<SentRequest, HttpErr
     } else {
         Stream::Plain(tcp)
     };
-    Ok(SentRequest { conn: send_request(stream, request.as_bytes()).await?, max_body })
+    Ok(SentRequest {
+        conn: send_request(stream, request.as_bytes()).await?,
+        max_body,
+    })
 }
 
 /// A `GET` whose request is on the wire; see [`send_get`].
@@ -156,7 +161,9 @@ pub struct SentRequest {
 
 impl fmt::Debug for SentRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SentRequest").field("max_body", &self.max_body).finish_non_exhaustive()
+        f.debug_struct("SentRequest")
+            .field("max_body", &self.max_body)
+            .finish_non_exhaustive()
     }
 }
 
@@ -234,7 +241,9 @@ pub fn tls_client_config() -> Result<Arc<ClientConfig>, String> {
     static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+            let roots = RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
             ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
                 .map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
@@ -247,7 +256,11 @@ async fn send_request<S>(stream: S, request: &[u8]) -> Result<Conn<S>, HttpError
 where
     S: AsyncWrite + Unpin,
 {
-    let mut conn = Conn { s: stream, buf: Vec::with_capacity(READ_CHUNK), pos: 0 };
+    let mut conn = Conn {
+        s: stream,
+        buf: Vec::with_capacity(READ_CHUNK),
+        pos: 0,
+    };
     conn.s.write_all(request).await?;
     conn.s.flush().await?;
     Ok(conn)
@@ -268,7 +281,10 @@ where
     // The body is complete: close now, before anyone looks at the response.
     drop(conn);
     if (200..300).contains(&head.status) {
-        Ok(HttpResponse { status: head.status, body })
+        Ok(HttpResponse {
+            status: head.status,
+            body,
+        })
     } else {
         Err(status_error(head.status, &body))
     }
@@ -277,7 +293,10 @@ where
 #[cold]
 fn status_error(status: u16, body: &[u8]) -> HttpError {
     let snippet = &body[..body.len().min(STATUS_BODY_SNIPPET)];
-    HttpError::Status { status, body: String::from_utf8_lossy(snippet).into_owned() }
+    HttpError::Status {
+        status,
+        body: String::from_utf8_lossy(snippet).into_owned(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,7 +357,9 @@ impl<S: AsyncRead + Unpin> Conn<S> {
                         return Err(HttpError::TooLarge { limit: MAX_HEAD });
                     }
                     if self.fill().await? == 0 {
-                        return Err(HttpError::Malformed("connection closed before end of headers"));
+                        return Err(HttpError::Malformed(
+                            "connection closed before end of headers",
+                        ));
                     }
                 }
                 Err(httparse::Error::TooManyHeaders) => {
@@ -394,7 +415,8 @@ impl<S: AsyncRead + Unpin> Conn<S> {
                         if self.pending().len() > MAX_HEAD {
                             return Err(HttpError::Malformed("chunk size line too long"));
                         }
-                        self.fill_or_eof("connection closed inside chunked body").await?;
+                        self.fill_or_eof("connection closed inside chunked body")
+                            .await?;
                     }
                     Err(_) => return Err(HttpError::Malformed("invalid chunk size")),
                 }
@@ -418,7 +440,8 @@ impl<S: AsyncRead + Unpin> Conn<S> {
                 left -= take;
             }
             while self.pending().len() < 2 {
-                self.fill_or_eof("connection closed after chunk data").await?;
+                self.fill_or_eof("connection closed after chunk data")
+                    .await?;
             }
             if &self.pending()[..2] != b"\r\n" {
                 return Err(HttpError::Malformed("chunk data not followed by CRLF"));
@@ -440,7 +463,8 @@ impl<S: AsyncRead + Unpin> Conn<S> {
             if self.pending().len() > MAX_HEAD {
                 return Err(HttpError::TooLarge { limit: MAX_HEAD });
             }
-            self.fill_or_eof("connection closed inside chunked trailer").await?;
+            self.fill_or_eof("connection closed inside chunked trailer")
+                .await?;
         }
     }
 
@@ -506,8 +530,9 @@ pub(crate) struct Target {
 impl Target {
     /// Parse `url` whose scheme must be `plain` (port 80) or `secure` (port 443).
     pub fn parse(url: &str, plain: &str, secure: &str) -> Result<Self, String> {
-        let (scheme, rest) =
-            url.split_once("://").ok_or_else(|| format!("{url:?}: missing scheme"))?;
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("{url:?}: missing scheme"))?;
         let tls = if scheme.eq_ignore_ascii_case(plain) {
             false
         } else if scheme.eq_ignore_ascii_case(secure) {
@@ -522,11 +547,15 @@ impl Target {
             return Err(format!("{url:?}: user info is not supported"));
         }
         let (host, host_literal, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (inner, after) =
-                v6.split_once(']').ok_or_else(|| format!("{url:?}: unclosed '['"))?;
+            let (inner, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("{url:?}: unclosed '['"))?;
             let port = match after {
                 "" => None,
-                p => Some(p.strip_prefix(':').ok_or_else(|| format!("{url:?}: bad authority"))?),
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| format!("{url:?}: bad authority"))?,
+                ),
             };
             (inner, &authority[..inner.len() + 2], port)
         } else {
@@ -541,7 +570,9 @@ impl Target {
         let default_port = if tls { 443 } else { 80 };
         let port = match port {
             None | Some("") => default_port,
-            Some(p) => p.parse::<u16>().map_err(|_| format!("{url:?}: bad port {p:?}"))?,
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("{url:?}: bad port {p:?}"))?,
         };
         let host_header = if port == default_port {
             host_literal.to_owned()
@@ -553,7 +584,13 @@ impl Target {
         } else {
             format!("/{path}")
         };
-        Ok(Self { tls, host: host.to_owned(), port, host_header, path })
+        Ok(Self {
+            tls,
+            host: host.to_owned(),
+            port,
+            host_header,
+            path,
+        })
     }
 }
 
@@ -563,15 +600,22 @@ mod tests {
 
     #[test]
     fn parses_urls() {
-        let t = Target::parse("https://api.binance.com/api/v3/depth?symbol=X", "http", "https")
-            .unwrap();
+        let t = Target::parse(
+            "https://api.binance.com/api/v3/depth?symbol=X",
+            "http",
+            "https",
+        )
+        .unwrap();
         assert!(t.tls);
         assert_eq!((t.host.as_str(), t.port), ("api.binance.com", 443));
         assert_eq!(t.host_header, "api.binance.com");
         assert_eq!(t.path, "/api/v3/depth?symbol=X");
 
         let t = Target::parse("http://127.0.0.1:9001", "http", "https").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("127.0.0.1", 9001, "/"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("127.0.0.1", 9001, "/")
+        );
         assert_eq!(t.host_header, "127.0.0.1:9001");
 
         let t = Target::parse("ws://[::1]:8080?x=1#frag", "ws", "wss").unwrap();
@@ -620,7 +664,9 @@ mod tests {
 
     #[tokio::test]
     async fn decodes_bodies() {
-        let r = run(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 100).await.unwrap();
+        let r = run(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 100)
+            .await
+            .unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
 
         let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
@@ -636,21 +682,40 @@ mod tests {
 
     #[tokio::test]
     async fn rejects_bad_responses() {
-        let r = run(b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nnah", 100).await;
+        let r = run(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nnah",
+            100,
+        )
+        .await;
         assert!(matches!(r, Err(HttpError::Status { status: 404, ref body }) if body == "nah"));
         let r = run(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n", 100).await;
         assert!(matches!(r, Err(HttpError::TooLarge { limit: 100 })));
-        let r = run(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n80\r\n", 100).await;
+        let r = run(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n80\r\n",
+            100,
+        )
+        .await;
         assert!(matches!(r, Err(HttpError::TooLarge { .. })));
         let r = run(b"HTTP/1.1 200 OK\r\n\r\n0123456789", 5).await;
         assert!(matches!(r, Err(HttpError::TooLarge { .. })));
         let r = run(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", 100).await;
         assert!(matches!(r, Err(HttpError::Malformed(_))));
-        let r = run(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 100).await;
+        let r = run(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            100,
+        )
+        .await;
         assert!(matches!(r, Err(HttpError::Malformed(_))));
-        let r = run(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX", 100).await;
+        let r = run(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX",
+            100,
+        )
+        .await;
         assert!(matches!(r, Err(HttpError::Malformed(_))));
-        let r = run(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 100);
+        let r = run(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            100,
+        );
         assert!(matches!(r.await, Err(HttpError::Malformed(_))));
         let r = run(b"garbage\r\n\r\n", 100).await;
         assert!(matches!(r, Err(HttpError::Malformed(_))));
