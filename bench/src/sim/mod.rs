@@ -113,6 +113,13 @@ pub struct SimConfig {
     pub at_end: EndBehaviour,
     /// How long to wait for a depth client to close its connection.
     pub http_eof_timeout: Duration,
+    /// Snapshot rendezvous: when playback reaches a recorded REST snapshot
+    /// while a depth-subscribed client is connected and no request for it is
+    /// waiting, playback pauses up to this long for the client's request, so
+    /// the recorded snapshot is served at its recorded position even at max
+    /// speed (the client asks right after connecting, but at max speed the
+    /// frames would otherwise outrun the request). Zero disables it.
+    pub snapshot_rendezvous: Duration,
 }
 
 impl SimConfig {
@@ -126,6 +133,7 @@ impl SimConfig {
             ping_interval: Duration::from_secs(20),
             at_end: EndBehaviour::Idle,
             http_eof_timeout: Duration::from_secs(2),
+            snapshot_rendezvous: Duration::from_secs(2),
         }
     }
 }
@@ -529,6 +537,8 @@ struct Actor {
     /// Playback clock: (instant, recv_ns) anchor, shifted by pauses.
     anchor: Option<(Instant, i64)>,
     paused_at: Option<Instant>,
+    /// Since when playback waits at a snapshot record for a depth request.
+    rendezvous_since: Option<Instant>,
 }
 
 impl Actor {
@@ -556,6 +566,7 @@ impl Actor {
             stall_until: None,
             anchor: None,
             paused_at: None,
+            rendezvous_since: None,
         }
     }
 
@@ -564,6 +575,25 @@ impl Actor {
             && self.serving == 0
             && self.stall_until.is_none_or(|t| t <= now)
             && self.conns.iter().any(|c| !c.subs.is_empty())
+    }
+
+    /// True while playback should wait at the pending snapshot record for a
+    /// client's depth request (see [`SimConfig::snapshot_rendezvous`]).
+    fn awaiting_depth_request(&mut self, now: Instant) -> bool {
+        let wait = self.cfg.snapshot_rendezvous;
+        let at_snapshot = self.have_rec
+            && self.rec.frame.contains("\"lastUpdateId\"")
+            && !self.rec.frame.contains("\"e\"");
+        let depth_client = self
+            .conns
+            .iter()
+            .any(|c| !c.dead && c.subs.iter().any(|s| s.key.kind == Some(Kind::Depth)));
+        if wait.is_zero() || !at_snapshot || !self.held.is_empty() || !depth_client {
+            self.rendezvous_since = None;
+            return false;
+        }
+        let since = *self.rendezvous_since.get_or_insert(now);
+        now.saturating_duration_since(since) < wait
     }
 
     /// Pulls the next record if needed; false at the end of the source.
@@ -611,6 +641,13 @@ impl Actor {
                 self.finish().await;
                 playing = false;
             }
+            let mut rendezvous_end = None;
+            if playing && self.awaiting_depth_request(now) {
+                playing = false;
+                rendezvous_end = self
+                    .rendezvous_since
+                    .map(|t| t + self.cfg.snapshot_rendezvous);
+            }
             // Stop / restart the playback clock.
             match (playing, self.paused_at) {
                 (false, None) => self.paused_at = Some(now),
@@ -639,6 +676,7 @@ impl Actor {
                     self.reap();
                 }
                 _ = tokio::time::sleep_until(stall.unwrap_or(now)), if stall.is_some() => {}
+                _ = tokio::time::sleep_until(rendezvous_end.unwrap_or(now)), if rendezvous_end.is_some() => {}
                 _ = tokio::time::sleep_until(due), if playing => self.play_batch().await,
             }
         }
@@ -804,6 +842,7 @@ impl Actor {
                 || self.drop_pending
                 || !self.playing(now)
                 || !self.pull()
+                || self.awaiting_depth_request(now)
                 || self.due(now) > now
             {
                 break;

@@ -1,0 +1,219 @@
+//! Wiring: configuration → adapters, pipeline and sources. Every subcommand
+//! of the binary is a function here, callable from tests.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use feeds::event::{InstrumentInfo, Scale, TradeKind};
+use feeds::instruments::{InstrumentSpec, Instruments};
+use feeds::venue::{venue_by_name, VenueAdapter};
+use signals::QuoteSource;
+
+use crate::config::{Config, Speed};
+use crate::pipeline::ingest::Ingest;
+use crate::pipeline::processor::{InstrumentRules, ProcessorConfig, ResyncHook};
+use crate::pipeline::runtime::{CorePlan, Pipeline, PipelineConfig, ResyncFactory};
+use crate::pipeline::sink::RowCollector;
+use crate::report;
+
+/// Where signal rows go.
+pub enum Output {
+    /// Discard (count only).
+    None,
+    /// Standard output.
+    Stdout,
+    /// A file.
+    File(PathBuf),
+    /// Any writer (tests).
+    Writer(Box<dyn Write + Send>),
+}
+
+impl Output {
+    /// `-` = stdout, else a file path.
+    #[must_use]
+    pub fn from_arg(s: &str) -> Self {
+        if s == "-" {
+            Output::Stdout
+        } else {
+            Output::File(PathBuf::from(s))
+        }
+    }
+
+    fn open(self) -> std::io::Result<Option<Box<dyn Write + Send>>> {
+        Ok(match self {
+            Output::None => None,
+            Output::Stdout => Some(Box::new(std::io::stdout())),
+            Output::File(p) => {
+                Some(Box::new(std::fs::File::create(&p).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))
+                })?))
+            }
+            Output::Writer(w) => Some(w),
+        })
+    }
+}
+
+/// The result of a run: the stats JSON.
+pub struct RunReport {
+    /// Stats (see README).
+    pub stats: serde_json::Value,
+    /// Latency table for humans.
+    pub latency_table: String,
+}
+
+/// Builds a venue adapter for `venue` with the configured instruments.
+pub fn make_adapter(
+    cfg: &Config,
+    venue: &str,
+    ids: &Arc<AtomicU32>,
+) -> std::io::Result<Box<dyn VenueAdapter>> {
+    let (index, def) = venue_by_name(venue)
+        .ok_or_else(|| std::io::Error::other(format!("unknown venue {venue:?}")))?;
+    let configured = cfg
+        .instruments
+        .iter()
+        .map(|i| InstrumentSpec {
+            symbol: i.symbol,
+            scale: i.scale,
+            trade_source: i.trade_source,
+        })
+        .collect();
+    let instruments = Instruments::new(index, configured, Scale::default(), ids.clone());
+    Ok((def.new)(index, instruments))
+}
+
+/// Per-thread processor configuration from the config.
+pub fn processor_factory(cfg: &Config) -> Box<dyn Fn() -> ProcessorConfig + Send + Sync> {
+    let signals = cfg.signals.clone();
+    let instruments = cfg.instruments.clone();
+    let e = cfg.engine.clone();
+    Box::new(move || {
+        let instruments = instruments.clone();
+        ProcessorConfig {
+            signals: signals.clone(),
+            rules: Box::new(move |info: &InstrumentInfo| {
+                instruments.iter().find(|i| i.symbol == info.symbol).map_or(
+                    InstrumentRules {
+                        trade_source: TradeKind::Trade,
+                        quote_source: QuoteSource::BookTicker,
+                    },
+                    |i| InstrumentRules {
+                        trade_source: i.trade_source,
+                        quote_source: i.quote_source,
+                    },
+                )
+            }),
+            window_capacity: e.window_capacity,
+            book_capacity: e.book_capacity,
+            max_instruments: e.max_instruments,
+        }
+    })
+}
+
+/// Starts a pipeline for `receivers` receivers.
+pub fn start_pipeline(
+    cfg: &Config,
+    receivers: usize,
+    output: Output,
+    resync: Option<ResyncFactory>,
+) -> std::io::Result<Pipeline> {
+    start_pipeline_with(cfg, receivers, output, resync, None)
+}
+
+/// [`start_pipeline`] with a second, columnar row consumer (`--parquet`).
+pub fn start_pipeline_with(
+    cfg: &Config,
+    receivers: usize,
+    output: Output,
+    resync: Option<ResyncFactory>,
+    collector: Option<Box<dyn RowCollector>>,
+) -> std::io::Result<Pipeline> {
+    let outputs: Arc<[String]> = crate::pipeline::processor::Processor::<
+        fn(crate::pipeline::processor::SinkMsg),
+    >::output_names(&cfg.signals)
+    .into();
+    Ok(Pipeline::start(PipelineConfig {
+        receivers,
+        signal_threads: cfg.engine.signal_threads,
+        ring_capacity: cfg.engine.ring_capacity,
+        processor: processor_factory(cfg),
+        outputs,
+        output: output.open()?,
+        collector,
+        resync,
+        cores: CorePlan::new(cfg.engine.pin_cores),
+    }))
+}
+
+/// `engine replay`: captures → pipeline → signals, no socket.
+pub fn replay(
+    cfg: &Config,
+    paths: &[PathBuf],
+    speed: Speed,
+    output: Output,
+    stop: &AtomicBool,
+) -> std::io::Result<RunReport> {
+    replay_with(cfg, paths, speed, output, None, stop)
+}
+
+/// [`replay`] that also feeds the rows to `collector` (`--parquet`, see
+/// [`crate::parquet`]).
+pub fn replay_with(
+    cfg: &Config,
+    paths: &[PathBuf],
+    speed: Speed,
+    output: Output,
+    collector: Option<Box<dyn RowCollector>>,
+    stop: &AtomicBool,
+) -> std::io::Result<RunReport> {
+    let started = Instant::now();
+    let ids = Arc::new(AtomicU32::new(0));
+    let adapter = make_adapter(cfg, &cfg.engine.venue, &ids)?;
+    let mut pipeline = start_pipeline_with(cfg, 1, output, None, collector)?;
+    let registry = pipeline.registry.clone();
+    let tx = pipeline.txs.remove(0);
+    let cores = pipeline.cores.clone();
+    let venue = cfg.engine.venue.clone();
+    let res = std::thread::scope(|s| {
+        let reader = std::thread::Builder::new()
+            .name("replay".into())
+            .spawn_scoped(s, || {
+                cores.pin_current("replay reader");
+                let mut ingest = Ingest::new(adapter, tx, registry.clone(), &venue);
+                crate::replay::replay_files(paths, speed, &mut ingest, stop)
+            })?;
+        reader
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("replay thread panicked")))
+    });
+    let rows = pipeline.finish()?;
+    res?;
+    let elapsed = started.elapsed();
+    Ok(RunReport {
+        stats: report::stats_json(&registry, elapsed, rows),
+        latency_table: report::latency_table(&registry),
+    })
+}
+
+/// Writes `stats` as pretty JSON to `path`.
+pub fn write_stats(path: &Path, stats: &serde_json::Value) -> std::io::Result<()> {
+    let mut text = serde_json::to_string_pretty(stats).map_err(std::io::Error::other)?;
+    text.push('\n');
+    std::fs::write(path, text)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+/// A resync hook that does nothing (replay).
+pub fn no_resync() -> Box<dyn ResyncHook> {
+    Box::new(crate::pipeline::processor::NoResync)
+}
+
+/// Sleeps in small steps until `deadline` or a stop request.
+pub fn sleep_until(deadline: Instant, stop: &AtomicBool) {
+    while Instant::now() < deadline && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

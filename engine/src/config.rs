@@ -1,0 +1,550 @@
+//! Configuration: TOML is deserialized into raw structs, then validated once
+//! into typed values that cannot hold a bad state. Every problem is reported
+//! with its key path (`instruments[1].price_decimals: ...`).
+
+use std::fmt;
+use std::path::Path;
+
+use feeds::event::{Scale, Symbol, TradeKind};
+use serde::Deserialize;
+use signals::{ParamValue, QuoteSource, SignalSpec};
+
+/// A configuration problem, with the key path where it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Key path (`signals[3].params.n`), or the file for syntax errors.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+// ---------------------------------------------------------------- raw layer
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    engine: RawEngine,
+    #[serde(default)]
+    instruments: Option<Vec<RawInstrument>>,
+    #[serde(default)]
+    signals: Option<Vec<RawSignal>>,
+    #[serde(default)]
+    feeds: Vec<RawFeed>,
+    #[serde(default)]
+    output: RawOutput,
+    #[serde(default)]
+    replay: RawReplay,
+    #[serde(default)]
+    demo: RawDemo,
+    #[serde(default)]
+    record: RawRecord,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    venue: Option<String>,
+    signal_threads: Option<i64>,
+    pin_cores: Option<bool>,
+    ring_capacity: Option<i64>,
+    max_instruments: Option<i64>,
+    window_capacity: Option<i64>,
+    book_capacity: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstrument {
+    symbol: String,
+    price_decimals: Option<i64>,
+    qty_decimals: Option<i64>,
+    trade_source: Option<String>,
+    quote_source: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignal {
+    id: String,
+    kind: String,
+    #[serde(default)]
+    params: toml::Table,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeed {
+    venue: Option<String>,
+    ws_url: String,
+    rest_url: String,
+    symbols: Vec<String>,
+    snapshot_limit: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    signals: Option<String>,
+    stats: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReplay {
+    speed: Option<toml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDemo {
+    symbols: Option<Vec<String>>,
+    seed: Option<i64>,
+    duration_s: Option<f64>,
+    speed: Option<toml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    max_bytes: Option<i64>,
+    max_age_s: Option<i64>,
+}
+
+// ---------------------------------------------------------------- typed layer
+
+/// Replay / simulator pacing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Speed {
+    /// As fast as possible.
+    Max,
+    /// Original pacing divided by this factor (`1` = real time).
+    Factor(f64),
+}
+
+impl Speed {
+    /// Parses `max`, `1`, `10`, `0.5`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("max") {
+            return Ok(Speed::Max);
+        }
+        match s.parse::<f64>() {
+            Ok(f) if f.is_finite() && f > 0.0 => Ok(Speed::Factor(f)),
+            _ => Err(format!("expected \"max\" or a positive number, got {s:?}")),
+        }
+    }
+
+    fn from_toml(path: &str, v: &toml::Value) -> Result<Self, ConfigError> {
+        match v {
+            toml::Value::String(s) => Speed::parse(s).map_err(|m| err(path, m)),
+            toml::Value::Integer(i) if *i > 0 => Ok(Speed::Factor(*i as f64)),
+            toml::Value::Float(f) if f.is_finite() && *f > 0.0 => Ok(Speed::Factor(*f)),
+            other => Err(err(
+                path,
+                format!("expected \"max\" or a positive number, got {other}"),
+            )),
+        }
+    }
+}
+
+/// One configured instrument.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstrumentConfig {
+    /// Upper-case venue symbol.
+    pub symbol: Symbol,
+    /// Fixed-point scales.
+    pub scale: Scale,
+    /// Which trade stream is used.
+    pub trade_source: TradeKind,
+    /// Which stream provides L1 quotes.
+    pub quote_source: QuoteSource,
+}
+
+/// Engine threading and capacity options (`[engine]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineOptions {
+    /// Default venue for replays (`binance-spot`).
+    pub venue: String,
+    /// Number of signal threads (instruments are sharded by id).
+    pub signal_threads: usize,
+    /// Pin receiver and signal threads to cores.
+    pub pin_cores: bool,
+    /// Capacity of each SPSC ring, in events.
+    pub ring_capacity: usize,
+    /// Instruments pre-allocated per signal thread.
+    pub max_instruments: usize,
+    /// Capacity of each time-window ring of the signal library.
+    pub window_capacity: usize,
+    /// Levels pre-allocated per book side.
+    pub book_capacity: usize,
+}
+
+/// One live feed (`[[feeds]]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedConfig {
+    /// Venue name from the registry.
+    pub venue: String,
+    /// WebSocket base URL (`wss://stream.binance.com:9443`).
+    pub ws_url: String,
+    /// REST base URL for depth snapshots.
+    pub rest_url: String,
+    /// Symbols to subscribe.
+    pub symbols: Vec<String>,
+    /// Depth snapshot size.
+    pub snapshot_limit: u32,
+}
+
+/// Output files (`[output]`).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct OutputConfig {
+    /// Signal JSONL path (`-` = stdout).
+    pub signals: Option<String>,
+    /// Stats JSON path.
+    pub stats: Option<String>,
+}
+
+/// Demo options (`[demo]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DemoConfig {
+    /// Symbols the generator produces.
+    pub symbols: Vec<String>,
+    /// Generator seed.
+    pub seed: u64,
+    /// How long the demo runs, seconds.
+    pub duration_s: f64,
+    /// Simulator pacing.
+    pub speed: Speed,
+}
+
+/// Recorder rotation (`[record]`).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct RecordConfig {
+    /// Rotate after this many uncompressed bytes.
+    pub max_bytes: Option<u64>,
+    /// Rotate after this many seconds.
+    pub max_age_s: Option<u64>,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Engine options.
+    pub engine: EngineOptions,
+    /// Configured instruments; empty = every symbol with defaults.
+    pub instruments: Vec<InstrumentConfig>,
+    /// Signals, in output order.
+    pub signals: Vec<SignalSpec>,
+    /// Live feeds.
+    pub feeds: Vec<FeedConfig>,
+    /// Output files.
+    pub output: OutputConfig,
+    /// Replay pacing.
+    pub replay_speed: Speed,
+    /// Demo options.
+    pub demo: DemoConfig,
+    /// Recorder options.
+    pub record: RecordConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_toml_str("", "<default>").unwrap_or_else(|e| unreachable!("{e}"))
+    }
+}
+
+fn positive(path: &str, v: Option<i64>, default: usize) -> Result<usize, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(n) if n > 0 => usize::try_from(n).map_err(|_| err(path, "too large")),
+        Some(n) => Err(err(path, format!("must be a positive integer, got {n}"))),
+    }
+}
+
+fn decimals(path: &str, v: Option<i64>) -> Result<u8, ConfigError> {
+    match v {
+        None => Ok(8),
+        Some(n @ 0..=12) => Ok(n as u8),
+        Some(n) => Err(err(path, format!("must be in 0..=12, got {n}"))),
+    }
+}
+
+fn param_value<'a>(path: &str, v: &'a toml::Value) -> Result<ParamValue<'a>, ConfigError> {
+    match v {
+        toml::Value::Integer(i) => Ok(ParamValue::Int(*i)),
+        toml::Value::Float(f) => Ok(ParamValue::Float(*f)),
+        toml::Value::String(s) => Ok(ParamValue::Str(s)),
+        other => Err(err(path, format!("unsupported value {other}"))),
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(path.display().to_string(), format!("cannot read: {e}")))?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| err(origin, e.to_string().trim_end().to_owned()))?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
+        let venue = raw
+            .engine
+            .venue
+            .unwrap_or_else(|| "binance-spot".to_owned());
+        if feeds::venue::venue_by_name(&venue).is_none() {
+            return Err(err("engine.venue", format!("unknown venue {venue:?}")));
+        }
+        let engine = EngineOptions {
+            venue,
+            signal_threads: positive("engine.signal_threads", raw.engine.signal_threads, 1)?,
+            pin_cores: raw.engine.pin_cores.unwrap_or(true),
+            ring_capacity: positive("engine.ring_capacity", raw.engine.ring_capacity, 1 << 16)?,
+            max_instruments: positive("engine.max_instruments", raw.engine.max_instruments, 256)?,
+            window_capacity: positive(
+                "engine.window_capacity",
+                raw.engine.window_capacity,
+                1 << 16,
+            )?,
+            book_capacity: positive("engine.book_capacity", raw.engine.book_capacity, 8192)?,
+        };
+
+        let mut instruments = Vec::new();
+        for (i, ri) in raw.instruments.unwrap_or_default().into_iter().enumerate() {
+            let p = format!("instruments[{i}]");
+            let symbol = Symbol::new(&ri.symbol)
+                .filter(|_| !ri.symbol.is_empty())
+                .ok_or_else(|| {
+                    err(
+                        format!("{p}.symbol"),
+                        format!("invalid symbol {:?}", ri.symbol),
+                    )
+                })?;
+            if instruments
+                .iter()
+                .any(|x: &InstrumentConfig| x.symbol == symbol)
+            {
+                return Err(err(
+                    format!("{p}.symbol"),
+                    format!("duplicate symbol {symbol}"),
+                ));
+            }
+            let scale = Scale {
+                price_decimals: decimals(&format!("{p}.price_decimals"), ri.price_decimals)?,
+                qty_decimals: decimals(&format!("{p}.qty_decimals"), ri.qty_decimals)?,
+            };
+            let trade_source = match ri.trade_source.as_deref() {
+                None | Some("trade") => TradeKind::Trade,
+                Some("aggTrade") => TradeKind::AggTrade,
+                Some(o) => {
+                    return Err(err(
+                        format!("{p}.trade_source"),
+                        format!("expected \"trade\" or \"aggTrade\", got {o:?}"),
+                    ))
+                }
+            };
+            let quote_source = match ri.quote_source.as_deref() {
+                None | Some("bookTicker") => QuoteSource::BookTicker,
+                Some("depth") => QuoteSource::Depth,
+                Some(o) => {
+                    return Err(err(
+                        format!("{p}.quote_source"),
+                        format!("expected \"bookTicker\" or \"depth\", got {o:?}"),
+                    ))
+                }
+            };
+            instruments.push(InstrumentConfig {
+                symbol,
+                scale,
+                trade_source,
+                quote_source,
+            });
+        }
+
+        let signals = match raw.signals {
+            None => signals::default_set(),
+            Some(list) => {
+                let mut out: Vec<SignalSpec> = Vec::with_capacity(list.len());
+                for (i, rs) in list.iter().enumerate() {
+                    let p = format!("signals[{i}]");
+                    let mut params = Vec::with_capacity(rs.params.len());
+                    for (k, v) in &rs.params {
+                        params.push((k.as_str(), param_value(&format!("{p}.params.{k}"), v)?));
+                    }
+                    let spec = SignalSpec::parse(&rs.id, &rs.kind, &params)
+                        .map_err(|e| err(p.clone(), e.to_string()))?;
+                    if out.iter().any(|s| s.id == spec.id) {
+                        return Err(err(
+                            format!("{p}.id"),
+                            format!("duplicate id {:?}", spec.id),
+                        ));
+                    }
+                    out.push(spec);
+                }
+                out
+            }
+        };
+
+        let mut feeds_out = Vec::new();
+        for (i, rf) in raw.feeds.into_iter().enumerate() {
+            let p = format!("feeds[{i}]");
+            let venue = rf.venue.unwrap_or_else(|| engine.venue.clone());
+            if feeds::venue::venue_by_name(&venue).is_none() {
+                return Err(err(
+                    format!("{p}.venue"),
+                    format!("unknown venue {venue:?}"),
+                ));
+            }
+            for (key, url, schemes) in [
+                ("ws_url", &rf.ws_url, ["ws://", "wss://"]),
+                ("rest_url", &rf.rest_url, ["http://", "https://"]),
+            ] {
+                if !schemes.iter().any(|s| url.starts_with(s)) {
+                    return Err(err(
+                        format!("{p}.{key}"),
+                        format!(
+                            "expected a {} or {} URL, got {url:?}",
+                            schemes[0], schemes[1]
+                        ),
+                    ));
+                }
+            }
+            if rf.symbols.is_empty() {
+                return Err(err(
+                    format!("{p}.symbols"),
+                    "at least one symbol is required",
+                ));
+            }
+            for (j, s) in rf.symbols.iter().enumerate() {
+                if Symbol::new(s).is_none() || s.is_empty() {
+                    return Err(err(
+                        format!("{p}.symbols[{j}]"),
+                        format!("invalid symbol {s:?}"),
+                    ));
+                }
+            }
+            let limit = positive(&format!("{p}.snapshot_limit"), rf.snapshot_limit, 1000)?;
+            feeds_out.push(FeedConfig {
+                venue,
+                ws_url: rf.ws_url.trim_end_matches('/').to_owned(),
+                rest_url: rf.rest_url.trim_end_matches('/').to_owned(),
+                symbols: rf.symbols.iter().map(|s| s.to_ascii_uppercase()).collect(),
+                snapshot_limit: u32::try_from(limit).unwrap_or(5000),
+            });
+        }
+
+        let replay_speed = match &raw.replay.speed {
+            None => Speed::Max,
+            Some(v) => Speed::from_toml("replay.speed", v)?,
+        };
+        let demo = DemoConfig {
+            symbols: raw
+                .demo
+                .symbols
+                .unwrap_or_else(|| vec!["BTCUSDT".into(), "ETHUSDT".into(), "SOLUSDT".into()]),
+            seed: u64::try_from(raw.demo.seed.unwrap_or(7))
+                .map_err(|_| err("demo.seed", "must be non-negative"))?,
+            duration_s: match raw.demo.duration_s {
+                None => 45.0,
+                Some(d) if d.is_finite() && d > 0.0 => d,
+                Some(d) => {
+                    return Err(err("demo.duration_s", format!("must be positive, got {d}")))
+                }
+            },
+            speed: match &raw.demo.speed {
+                None => Speed::Factor(1.0),
+                Some(v) => Speed::from_toml("demo.speed", v)?,
+            },
+        };
+        let record = RecordConfig {
+            max_bytes: raw
+                .record
+                .max_bytes
+                .map(|v| positive("record.max_bytes", Some(v), 0).map(|v| v as u64))
+                .transpose()?,
+            max_age_s: raw
+                .record
+                .max_age_s
+                .map(|v| positive("record.max_age_s", Some(v), 0).map(|v| v as u64))
+                .transpose()?,
+        };
+        Ok(Config {
+            engine,
+            instruments,
+            signals,
+            feeds: feeds_out,
+            output: OutputConfig {
+                signals: raw.output.signals,
+                stats: raw.output.stats,
+            },
+            replay_speed,
+            demo,
+            record,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_default_set() {
+        let c = Config::from_toml_str("", "t").unwrap();
+        assert_eq!(c.signals, signals::default_set());
+        assert!(c.instruments.is_empty());
+        assert_eq!(c.replay_speed, Speed::Max);
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let e = Config::from_toml_str("[[instruments]]\nsymbol='X'\nprice_decimals=13\n", "t")
+            .unwrap_err();
+        assert_eq!(e.path, "instruments[0].price_decimals");
+        let e = Config::from_toml_str(
+            "[[signals]]\nid='a'\nkind='ema'\n[[signals]]\nid='b'\nkind='nope'\n",
+            "t",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "signals[1]");
+        assert!(e.message.contains("nope"), "{e}");
+        let e = Config::from_toml_str("[engine]\nvenue='mars'\n", "t").unwrap_err();
+        assert_eq!(e.path, "engine.venue");
+        let e = Config::from_toml_str("[engine]\nbogus=1\n", "t").unwrap_err();
+        assert!(e.message.contains("bogus"), "{e}");
+        let e = Config::from_toml_str(
+            "[[feeds]]\nws_url='http://x'\nrest_url='http://x'\nsymbols=['A']\n",
+            "t",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "feeds[0].ws_url");
+    }
+
+    #[test]
+    fn shipped_configs_validate() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        for name in ["default.toml", "binance-live.toml", "replay.toml"] {
+            Config::load(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Receiver side: frame → venue parser → normalized events → rings.
+
+use std::sync::Arc;
+
+use feeds::event::InstrumentId;
+use feeds::venue::{FrameKind, VenueAdapter};
+use feeds::Event;
+use hdrhistogram::Histogram;
+
+use super::clock::mono_ns;
+use super::ring::EventTx;
+use super::stats::{new_histogram, FeedStats, Registry, Stage};
+
+/// How many individual parse errors are printed before only counting.
+const LOGGED_ERRORS: u64 = 10;
+
+/// Parses frames of one feed and pushes their events to the signal threads.
+pub struct Ingest {
+    adapter: Box<dyn VenueAdapter>,
+    events: Vec<Event>,
+    tx: EventTx,
+    /// Counters of this feed.
+    pub stats: Arc<FeedStats>,
+    registry: Arc<Registry>,
+    hist: Histogram<u64>,
+    known: Vec<InstrumentId>,
+    frames_since_publish: u32,
+    last_publish: u64,
+}
+
+impl Ingest {
+    /// New ingest for `adapter`, registered in `registry` under `name`.
+    pub fn new(
+        adapter: Box<dyn VenueAdapter>,
+        tx: EventTx,
+        registry: Arc<Registry>,
+        name: &str,
+    ) -> Self {
+        let stats = registry.add_feed(name);
+        Self {
+            adapter,
+            events: Vec::with_capacity(8192),
+            tx,
+            stats,
+            registry,
+            hist: new_histogram(),
+            known: Vec::new(),
+            frames_since_publish: 0,
+            last_publish: 0,
+        }
+    }
+
+    /// The venue adapter.
+    pub fn adapter_mut(&mut self) -> &mut dyn VenueAdapter {
+        self.adapter.as_mut()
+    }
+
+    /// One WebSocket frame (or capture record). `where_` names it in error logs.
+    #[inline]
+    pub fn on_frame(
+        &mut self,
+        recv_ns: i64,
+        frame: &mut [u8],
+        t_frame: u64,
+        where_: &dyn Fn() -> String,
+    ) {
+        self.stats.bytes.add(frame.len() as u64);
+        self.events.clear();
+        let res = self.adapter.parse(recv_ns, frame, &mut self.events);
+        self.after_parse(res, t_frame, where_);
+    }
+
+    /// A REST depth snapshot for `symbol`.
+    pub fn on_snapshot(&mut self, symbol: &str, recv_ns: i64, body: &mut [u8], t_frame: u64) {
+        self.stats.bytes.add(body.len() as u64);
+        self.stats.snapshots.inc();
+        self.events.clear();
+        let res = self
+            .adapter
+            .parse_snapshot(symbol, recv_ns, body, &mut self.events);
+        self.after_parse(res, t_frame, &|| format!("snapshot {symbol}"));
+    }
+
+    #[inline]
+    fn after_parse(
+        &mut self,
+        res: Result<FrameKind, feeds::venue::ParseError>,
+        t_frame: u64,
+        where_: &dyn Fn() -> String,
+    ) {
+        self.stats.last_frame_mono.set(t_frame as i64);
+        match res {
+            Ok(kind) => {
+                match kind {
+                    FrameKind::Unknown => self.stats.unknown_messages.inc(),
+                    FrameKind::Control => self.stats.control_messages.inc(),
+                    FrameKind::Ignored => self.stats.ignored_messages.inc(),
+                    _ => self.stats.messages.inc(),
+                }
+                if !self.events.is_empty() {
+                    for ev in &self.events {
+                        if let Event::Instrument(i) = ev {
+                            self.known.push(i.inst);
+                        }
+                    }
+                    self.tx.send_frame(&self.events, t_frame);
+                    let _ = self.hist.record(mono_ns().saturating_sub(t_frame).max(1));
+                }
+            }
+            Err(e) => {
+                self.stats.parse_errors.inc();
+                if self.stats.parse_errors.get() <= LOGGED_ERRORS {
+                    eprintln!("parse error ({}): {e}", where_());
+                } else if self.stats.parse_errors.get() == LOGGED_ERRORS + 1 {
+                    eprintln!("further parse errors are only counted");
+                }
+            }
+        }
+        self.frames_since_publish += 1;
+        if self.frames_since_publish >= 65_536
+            || t_frame.saturating_sub(self.last_publish) > 200_000_000
+        {
+            self.last_publish = t_frame;
+            self.publish();
+        }
+    }
+
+    /// The feed lost continuity: every instrument's book must resync.
+    pub fn reset_all(&mut self) {
+        self.events.clear();
+        self.events
+            .extend(self.known.iter().map(|&i| Event::Reset(i)));
+        self.tx.send_frame(&self.events, mono_ns());
+    }
+
+    /// Publishes the parse-stage histogram.
+    pub fn publish(&mut self) {
+        self.frames_since_publish = 0;
+        self.registry.merge_stage(Stage::Parse, &mut self.hist);
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        self.publish();
+    }
+}

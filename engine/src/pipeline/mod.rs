@@ -1,0 +1,10 @@
+//! The runtime pipeline: clocks, rings, receivers' ingest, signal threads,
+//! sink, counters.
+
+pub mod clock;
+pub mod ingest;
+pub mod processor;
+pub mod ring;
+pub mod runtime;
+pub mod sink;
+pub mod stats;

@@ -1,0 +1,502 @@
+//! The signal thread: per-instrument normalization rules (SIGNALS.md section
+//! 2: duplicate trades, stale quotes, depth sync), the order book, the
+//! bookTicker cross-check, and the signal set. Deterministic: its output
+//! depends only on the order of the events it is given.
+
+use std::sync::Arc;
+
+use feeds::book::{DepthSync, DiffOutcome, SnapshotOutcome};
+use feeds::event::{
+    DepthHeader, Event, InstrumentId, InstrumentInfo, Level, QuoteEvent, SnapshotHeader,
+    TradeEvent, TradeKind,
+};
+use hdrhistogram::Histogram;
+use signals::{
+    OutputId, Quote, QuoteSource, SignalSet, SignalSetConfig, SignalSpec, Trade, Validity,
+};
+
+use super::clock::mono_ns;
+use super::stats::{new_histogram, InstrumentStats, Registry, Stage};
+
+/// A signal output row sent to the sink.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SinkMsg {
+    /// An instrument's names, before any of its rows.
+    Instrument(InstrumentInfo),
+    /// One signal value.
+    Row {
+        /// Raw exchange timestamp of the triggering event.
+        ts_ns: i64,
+        /// Receive timestamp of the triggering event.
+        recv_ns: i64,
+        /// Instrument.
+        inst: InstrumentId,
+        /// Output id (index into the output names).
+        out: OutputId,
+        /// The value.
+        value: f64,
+        /// Monotonic receive time of the frame, for the sink latency stage.
+        t_frame: u64,
+    },
+}
+
+/// Per-instrument settings the processor needs.
+#[derive(Clone, Debug)]
+pub struct InstrumentRules {
+    /// Trade stream in use.
+    pub trade_source: TradeKind,
+    /// L1 source.
+    pub quote_source: QuoteSource,
+}
+
+/// Asks the feed that owns an instrument for a fresh depth snapshot.
+pub trait ResyncHook: Send {
+    /// The instrument's book is out of sync.
+    fn request(&mut self, info: &InstrumentInfo);
+}
+
+/// No live feed (replay): the next snapshot in the capture resyncs.
+pub struct NoResync;
+
+impl ResyncHook for NoResync {
+    fn request(&mut self, _info: &InstrumentInfo) {}
+}
+
+/// Everything needed to build per-instrument state on first sight.
+pub struct ProcessorConfig {
+    /// Signals, in output order.
+    pub signals: Vec<SignalSpec>,
+    /// Rules by symbol (configured instruments); others use the default.
+    pub rules: Box<dyn Fn(&InstrumentInfo) -> InstrumentRules + Send>,
+    /// Time-window capacity of the signal library.
+    pub window_capacity: usize,
+    /// Levels pre-allocated per book side.
+    pub book_capacity: usize,
+    /// Instruments pre-allocated.
+    pub max_instruments: usize,
+}
+
+struct InstrumentState {
+    info: InstrumentInfo,
+    rules: InstrumentRules,
+    sync: DepthSync,
+    signals: SignalSet,
+    stats: Arc<InstrumentStats>,
+    last_trade_id: Option<u64>,
+    last_quote_u: Option<u64>,
+    /// Last accepted bookTicker: (update id, quote), for the cross-check.
+    last_ticker: Option<(u64, QuoteEvent)>,
+    /// The book lost sync (gap, mismatch, reset) and has not synced since.
+    needs_resync: bool,
+}
+
+enum Pending {
+    None,
+    Depth(DepthHeader),
+    Snapshot(SnapshotHeader),
+}
+
+/// The per-thread processor: owns the state of its instruments.
+/// Where a processor sends its rows.
+pub trait Emit {
+    /// Sends one message.
+    fn emit(&mut self, m: SinkMsg);
+}
+
+impl<F: FnMut(SinkMsg)> Emit for F {
+    #[inline]
+    fn emit(&mut self, m: SinkMsg) {
+        self(m);
+    }
+}
+
+impl Emit for super::ring::RingTx<SinkMsg> {
+    #[inline]
+    fn emit(&mut self, m: SinkMsg) {
+        self.push_quiet(m);
+    }
+}
+
+pub struct Processor<O: Emit> {
+    cfg: ProcessorConfig,
+    states: Vec<Option<Box<InstrumentState>>>,
+    pending: Pending,
+    remaining: u32,
+    levels: Vec<Level>,
+    registry: Arc<Registry>,
+    resync: Box<dyn ResyncHook>,
+    out: O,
+    hist: [Histogram<u64>; 3],
+    /// Events processed since the last histogram publish.
+    since_publish: u32,
+    last_publish: u64,
+}
+
+impl<O: Emit> Processor<O> {
+    /// New processor sending rows to `out`.
+    pub fn new(
+        cfg: ProcessorConfig,
+        registry: Arc<Registry>,
+        resync: Box<dyn ResyncHook>,
+        out: O,
+    ) -> Self {
+        let mut states = Vec::with_capacity(cfg.max_instruments);
+        states.resize_with(cfg.max_instruments, || None);
+        let levels = Vec::with_capacity(cfg.book_capacity * 2);
+        Self {
+            cfg,
+            states,
+            pending: Pending::None,
+            remaining: 0,
+            levels,
+            registry,
+            resync,
+            out,
+            hist: [new_histogram(), new_histogram(), new_histogram()],
+            since_publish: 0,
+            last_publish: 0,
+        }
+    }
+
+    /// The row sink.
+    pub fn emitter(&mut self) -> &mut O {
+        &mut self.out
+    }
+
+    /// Output names of the configured signal set (index = [`OutputId`]).
+    pub fn output_names(signals: &[SignalSpec]) -> Vec<String> {
+        SignalSet::new(&SignalSetConfig::new(
+            signals::Scale::default(),
+            signals.to_vec(),
+        ))
+        .map(|s| s.output_names().to_vec())
+        .unwrap_or_default()
+    }
+
+    /// Processes one ring slot.
+    #[inline]
+    pub fn on_slot(&mut self, slot: &super::ring::Slot) {
+        let t_pop = mono_ns();
+        self.on_event(&slot.ev, slot.t_frame);
+        let t_done = mono_ns();
+        let [ring, sig, e2e] = &mut self.hist;
+        let _ = ring.record(t_pop.saturating_sub(slot.t_push).max(1));
+        let _ = sig.record(t_done.saturating_sub(t_pop).max(1));
+        let _ = e2e.record(t_done.saturating_sub(slot.t_frame).max(1));
+        self.since_publish += 1;
+        if self.since_publish >= 65_536 || t_done.saturating_sub(self.last_publish) > 200_000_000 {
+            self.last_publish = t_done;
+            self.publish();
+        }
+    }
+
+    /// Publishes the local latency histograms to the registry.
+    pub fn publish(&mut self) {
+        self.since_publish = 0;
+        let [ring, sig, e2e] = &mut self.hist;
+        self.registry.merge_stage(Stage::RingHop, ring);
+        self.registry.merge_stage(Stage::Signal, sig);
+        self.registry.merge_stage(Stage::FrameToSignal, e2e);
+    }
+
+    /// Processes one event (`t_frame`: monotonic time of its frame).
+    pub fn on_event(&mut self, ev: &Event, t_frame: u64) {
+        match *ev {
+            Event::Instrument(info) => self.add_instrument(info),
+            Event::Trade(t) => self.on_trade(&t, t_frame),
+            Event::Quote(q) => self.on_quote(&q, t_frame),
+            Event::Depth(h) => {
+                self.levels.clear();
+                self.pending = Pending::Depth(h);
+                self.remaining = h.levels;
+                if h.levels == 0 {
+                    self.finish_pending(t_frame);
+                }
+            }
+            Event::Snapshot(h) => {
+                self.levels.clear();
+                self.pending = Pending::Snapshot(h);
+                self.remaining = h.levels;
+                if h.levels == 0 {
+                    self.finish_pending(t_frame);
+                }
+            }
+            Event::Level(l) => {
+                if self.remaining > 0 {
+                    self.levels.push(l);
+                    self.remaining -= 1;
+                    if self.remaining == 0 {
+                        self.finish_pending(t_frame);
+                    }
+                }
+            }
+            Event::Reset(inst) => {
+                if let Some(st) = self.state(inst) {
+                    st.stats.resets.inc();
+                    st.sync.reset();
+                    st.needs_resync = true;
+                    st.last_ticker = None;
+                    publish_book(st);
+                }
+            }
+        }
+    }
+
+    fn add_instrument(&mut self, info: InstrumentInfo) {
+        let idx = info.inst.index();
+        if idx >= self.states.len() {
+            self.states.resize_with(idx + 1, || None);
+        }
+        if self.states[idx].is_some() {
+            return;
+        }
+        let rules = (self.cfg.rules)(&info);
+        let mut sc = SignalSetConfig::new(info.scale, self.cfg.signals.clone());
+        sc.quote_source = rules.quote_source;
+        sc.window_capacity = self.cfg.window_capacity;
+        // The spec list was validated at config load; nothing to run otherwise.
+        let Ok(signals) = SignalSet::new(&sc) else {
+            return;
+        };
+        let stats = self.registry.add_instrument(info);
+        self.out.emit(SinkMsg::Instrument(info));
+        self.states[idx] = Some(Box::new(InstrumentState {
+            info,
+            rules,
+            sync: DepthSync::new(self.cfg.book_capacity, self.cfg.book_capacity * 8),
+            signals,
+            stats,
+            last_trade_id: None,
+            last_quote_u: None,
+            last_ticker: None,
+            needs_resync: false,
+        }));
+    }
+
+    #[inline]
+    fn state(&mut self, inst: InstrumentId) -> Option<&mut InstrumentState> {
+        self.states
+            .get_mut(inst.index())
+            .and_then(|s| s.as_deref_mut())
+    }
+
+    fn on_trade(&mut self, t: &TradeEvent, t_frame: u64) {
+        let Some(st) = self
+            .states
+            .get_mut(t.inst.index())
+            .and_then(|s| s.as_deref_mut())
+        else {
+            return;
+        };
+        st.stats.events.inc();
+        st.stats.last_event_mono.set(t_frame as i64);
+        if t.kind != st.rules.trade_source {
+            return;
+        }
+        if st.last_trade_id.is_some_and(|last| t.id <= last) {
+            st.stats.dup_trades.inc();
+            return;
+        }
+        st.last_trade_id = Some(t.id);
+        if t.px <= 0 || t.qty <= 0 {
+            st.stats.bad_trades.inc();
+            return;
+        }
+        st.stats.trades.inc();
+        let trade = Trade {
+            ts_ns: t.ts_ns,
+            px: t.px,
+            qty: t.qty,
+            side: t.side,
+        };
+        let (inst, ts_ns, recv_ns) = (t.inst, t.ts_ns, t.recv_ns);
+        let out = &mut self.out;
+        let rows = &st.stats.rows;
+        st.signals.on_trade(&trade, &mut |id, value| {
+            rows.inc();
+            out.emit(SinkMsg::Row {
+                ts_ns,
+                recv_ns,
+                inst,
+                out: id,
+                value,
+                t_frame,
+            });
+        });
+    }
+
+    fn on_quote(&mut self, q: &QuoteEvent, t_frame: u64) {
+        let Some(st) = self
+            .states
+            .get_mut(q.inst.index())
+            .and_then(|s| s.as_deref_mut())
+        else {
+            return;
+        };
+        st.stats.events.inc();
+        st.stats.last_event_mono.set(t_frame as i64);
+        if st.last_quote_u.is_some_and(|last| q.update_id <= last) {
+            st.stats.stale_quotes.inc();
+            return;
+        }
+        st.last_quote_u = Some(q.update_id);
+        st.last_ticker = Some((q.update_id, *q));
+        if st.sync.is_synced() && st.sync.book_id() == q.update_id && !cross_check(st, q) {
+            st.sync.reset();
+            Self::desync(st, self.resync.as_mut());
+            publish_book(st);
+        }
+        if st.rules.quote_source != QuoteSource::BookTicker {
+            return;
+        }
+        let quote = Quote {
+            ts_ns: q.ts_ns,
+            bid_px: q.bid_px,
+            bid_qty: q.bid_qty,
+            ask_px: q.ask_px,
+            ask_qty: q.ask_qty,
+        };
+        let (inst, ts_ns, recv_ns) = (q.inst, q.ts_ns, q.recv_ns);
+        let out = &mut self.out;
+        let rows = &st.stats.rows;
+        match st.signals.on_quote(&quote, &mut |id, value| {
+            rows.inc();
+            out.emit(SinkMsg::Row {
+                ts_ns,
+                recv_ns,
+                inst,
+                out: id,
+                value,
+                t_frame,
+            });
+        }) {
+            Validity::Valid => {}
+            Validity::Crossed => st.stats.quotes_crossed.inc(),
+            Validity::EmptySide => st.stats.quotes_empty_side.inc(),
+        }
+    }
+
+    fn finish_pending(&mut self, t_frame: u64) {
+        let pending = std::mem::replace(&mut self.pending, Pending::None);
+        match pending {
+            Pending::None => {}
+            Pending::Depth(h) => self.on_diff(&h, t_frame),
+            Pending::Snapshot(h) => self.on_snapshot(&h),
+        }
+    }
+
+    /// Book out of sync (gap or failed cross-check): clear and ask for a snapshot.
+    fn desync(st: &mut InstrumentState, hook: &mut dyn ResyncHook) {
+        st.needs_resync = true;
+        st.stats.synced.set(0);
+        hook.request(&st.info);
+    }
+
+    fn on_snapshot(&mut self, h: &SnapshotHeader) {
+        let Some(st) = self
+            .states
+            .get_mut(h.inst.index())
+            .and_then(|s| s.as_deref_mut())
+        else {
+            return;
+        };
+        st.stats.events.inc();
+        match st.sync.on_snapshot(h, &self.levels) {
+            SnapshotOutcome::Synced { .. } => {
+                if st.needs_resync {
+                    st.stats.resyncs.inc();
+                    st.needs_resync = false;
+                }
+            }
+            SnapshotOutcome::Ignored => {}
+            SnapshotOutcome::GapInBuffer => {
+                st.stats.gaps.inc();
+                Self::desync(st, self.resync.as_mut());
+            }
+        }
+        publish_book(st);
+    }
+
+    fn on_diff(&mut self, h: &DepthHeader, t_frame: u64) {
+        let Some(st) = self
+            .states
+            .get_mut(h.inst.index())
+            .and_then(|s| s.as_deref_mut())
+        else {
+            return;
+        };
+        st.stats.events.inc();
+        st.stats.last_event_mono.set(t_frame as i64);
+        match st.sync.on_diff(h, &self.levels) {
+            DiffOutcome::Buffered => {}
+            DiffOutcome::Stale => st.stats.stale_diffs.inc(),
+            DiffOutcome::Gap => {
+                st.stats.gaps.inc();
+                Self::desync(st, self.resync.as_mut());
+                publish_book(st);
+            }
+            DiffOutcome::Applied => {
+                st.stats.book_updates.inc();
+                publish_book(st);
+                let cross_ok = match st.last_ticker {
+                    Some((u, q)) if u == h.last_id => cross_check(st, &q),
+                    _ => true,
+                };
+                if !cross_ok {
+                    // The book disagrees with the venue's own top of book:
+                    // treat it like a gap and emit nothing from it.
+                    st.sync.reset();
+                    Self::desync(st, self.resync.as_mut());
+                    publish_book(st);
+                    return;
+                }
+                let (inst, ts_ns, recv_ns) = (h.inst, h.ts_ns, h.recv_ns);
+                let out = &mut self.out;
+                let rows = &st.stats.rows;
+                match st
+                    .signals
+                    .on_depth(ts_ns, st.sync.book(), &mut |id, value| {
+                        rows.inc();
+                        out.emit(SinkMsg::Row {
+                            ts_ns,
+                            recv_ns,
+                            inst,
+                            out: id,
+                            value,
+                            t_frame,
+                        });
+                    }) {
+                    Validity::Valid => {}
+                    Validity::Crossed => st.stats.crossed.inc(),
+                    Validity::EmptySide => st.stats.empty_side.inc(),
+                }
+            }
+        }
+    }
+}
+
+/// Compares a bookTicker with the synced book's top (price and size); counts
+/// the result.
+fn cross_check(st: &mut InstrumentState, q: &QuoteEvent) -> bool {
+    // A zero price or size in the ticker means that side is empty.
+    let side = |px: i64, qty: i64| (px > 0 && qty > 0).then_some((px, qty));
+    let book = st.sync.book();
+    let ok = book.best_bid() == side(q.bid_px, q.bid_qty)
+        && book.best_ask() == side(q.ask_px, q.ask_qty);
+    if ok {
+        st.stats.checksum_ok.inc();
+    } else {
+        st.stats.checksum_failed.inc();
+    }
+    ok
+}
+
+fn publish_book(st: &InstrumentState) {
+    let book = st.sync.book();
+    let s = &st.stats;
+    s.best_bid.set(book.best_bid().map_or(0, |(p, _)| p));
+    s.best_ask.set(book.best_ask().map_or(0, |(p, _)| p));
+    s.bid_levels.set(book.bid_levels() as i64);
+    s.ask_levels.set(book.ask_levels() as i64);
+    s.synced.set(i64::from(st.sync.is_synced()));
+}

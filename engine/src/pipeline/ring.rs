@@ -1,0 +1,235 @@
+//! Lock-free SPSC rings between pinned threads, with a park/unpark waiter so
+//! an idle consumer sleeps instead of burning a core.
+//!
+//! Back-pressure policy: a full ring never drops an event (dropping a book
+//! level would corrupt the book, dropping a trade would corrupt the flow
+//! signals). The producer spins, then yields, until space frees up, and counts
+//! every push that found the ring full (`ring_full_waits`). On a live feed this
+//! propagates back to the socket: unread bytes stay in the kernel and TCP flow
+//! control slows the sender; the stall shows in the ring-hop latency and the
+//! counter.
+
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
+use std::time::Duration;
+
+use feeds::Event;
+
+use super::clock::mono_ns;
+
+/// One ring slot: an event plus the monotonic times of its frame's arrival
+/// and of the push, for per-stage latency.
+#[derive(Clone, Copy, Debug)]
+pub struct Slot {
+    /// The event.
+    pub ev: Event,
+    /// When the frame carrying the event was received (monotonic ns).
+    pub t_frame: u64,
+    /// When the event was pushed (monotonic ns).
+    pub t_push: u64,
+}
+
+/// Lets a consumer sleep when its ring is empty and a producer wake it.
+#[derive(Default)]
+pub struct Waiter {
+    sleeping: AtomicBool,
+    thread: OnceLock<Thread>,
+}
+
+impl Waiter {
+    /// Registers the calling thread as the consumer.
+    pub fn register_current(&self) {
+        let _ = self.thread.set(std::thread::current());
+    }
+
+    /// Called by a producer after it published data.
+    #[inline]
+    pub fn notify(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) {
+            if let Some(t) = self.thread.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// Consumer side: sleep until notified or `timeout`, unless `ready()`
+    /// turns true after announcing the sleep (no lost wake-ups).
+    pub fn sleep(&self, ready: impl Fn() -> bool, timeout: Duration) {
+        self.sleeping.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if !ready() {
+            std::thread::park_timeout(timeout);
+        }
+        self.sleeping.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Spin, then yield, then park: the idle strategy of every consumer loop.
+pub struct Backoff {
+    idle: u32,
+}
+
+impl Backoff {
+    const SPIN: u32 = 64;
+    const YIELD: u32 = 80;
+
+    /// New backoff.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self { idle: 0 }
+    }
+
+    /// Work was found.
+    #[inline]
+    pub fn reset(&mut self) {
+        self.idle = 0;
+    }
+
+    /// Nothing to do: wait a little, longer the longer we have been idle.
+    pub fn idle(&mut self, waiter: &Waiter, ready: impl Fn() -> bool) {
+        self.idle = self.idle.saturating_add(1);
+        if self.idle < Self::SPIN {
+            std::hint::spin_loop();
+        } else if self.idle < Self::YIELD {
+            std::thread::yield_now();
+        } else {
+            waiter.sleep(ready, Duration::from_millis(2));
+        }
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Producer half of one ring plus the consumer's waiter.
+pub struct RingTx<T> {
+    tx: rtrb::Producer<T>,
+    waiter: Arc<Waiter>,
+    full_waits: Arc<AtomicU64>,
+}
+
+/// Consumer half of one ring.
+pub struct RingRx<T> {
+    /// The ring.
+    pub rx: rtrb::Consumer<T>,
+    /// Set when the producer is gone and will push nothing more.
+    pub waiter: Arc<Waiter>,
+}
+
+/// Creates a ring of `capacity` slots. `full_waits` counts pushes that found it full.
+pub fn ring<T>(
+    capacity: usize,
+    waiter: Arc<Waiter>,
+    full_waits: Arc<AtomicU64>,
+) -> (RingTx<T>, RingRx<T>) {
+    let (tx, rx) = rtrb::RingBuffer::new(capacity);
+    (
+        RingTx {
+            tx,
+            waiter: waiter.clone(),
+            full_waits,
+        },
+        RingRx { rx, waiter },
+    )
+}
+
+impl<T> RingTx<T> {
+    /// Pushes without notifying; call [`RingTx::notify`] after a batch.
+    /// Blocks (spin, then yield) while the ring is full.
+    #[inline]
+    pub fn push_quiet(&mut self, mut v: T) {
+        loop {
+            match self.tx.push(v) {
+                Ok(()) => return,
+                Err(rtrb::PushError::Full(back)) => {
+                    v = back;
+                    self.full_waits.fetch_add(1, Ordering::Relaxed);
+                    self.waiter.notify();
+                    if self.tx.is_abandoned() {
+                        return;
+                    }
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+
+    /// Wakes the consumer if it sleeps.
+    #[inline]
+    pub fn notify(&self) {
+        self.waiter.notify();
+    }
+
+    /// Free slots right now.
+    #[must_use]
+    pub fn free(&self) -> usize {
+        self.tx.slots()
+    }
+}
+
+/// Routes events of one receiver to the signal threads (instrument id modulo
+/// thread count); the levels of a depth/snapshot follow their header.
+pub struct EventTx {
+    rings: Vec<RingTx<Slot>>,
+    route: usize,
+    dirty: u64,
+}
+
+impl EventTx {
+    /// One ring per signal thread.
+    #[must_use]
+    pub fn new(rings: Vec<RingTx<Slot>>) -> Self {
+        Self {
+            rings,
+            route: 0,
+            dirty: 0,
+        }
+    }
+
+    /// Pushes the events of one frame and wakes the consumers it touched.
+    #[inline]
+    pub fn send_frame(&mut self, events: &[Event], t_frame: u64) {
+        let n = self.rings.len();
+        let t_push = mono_ns();
+        for ev in events {
+            let inst = match ev {
+                Event::Instrument(i) => Some(i.inst),
+                Event::Trade(t) => Some(t.inst),
+                Event::Quote(q) => Some(q.inst),
+                Event::Depth(d) => Some(d.inst),
+                Event::Snapshot(s) => Some(s.inst),
+                Event::Reset(i) => Some(*i),
+                Event::Level(_) => None,
+            };
+            if let Some(i) = inst {
+                self.route = if n == 1 { 0 } else { i.index() % n };
+            }
+            self.dirty |= 1 << (self.route & 63);
+            self.rings[self.route].push_quiet(Slot {
+                ev: *ev,
+                t_frame,
+                t_push,
+            });
+        }
+        self.flush();
+    }
+
+    /// Wakes every consumer that received something since the last flush.
+    #[inline]
+    pub fn flush(&mut self) {
+        if self.dirty == 0 {
+            return;
+        }
+        for (i, r) in self.rings.iter().enumerate() {
+            if self.dirty & (1 << (i & 63)) != 0 {
+                r.notify();
+            }
+        }
+        self.dirty = 0;
+    }
+}

@@ -1,0 +1,322 @@
+//! Thread layout: receivers → SPSC rings → pinned signal threads → SPSC rings
+//! → sink thread.
+//!
+//! ```text
+//! receiver 0 ──ring──┐                      ┌─ring─┐
+//! receiver 1 ──ring──┼─> signal thread 0 ───┤      ├─> sink (JSONL, live view)
+//!            ...     └─> signal thread k ───┘─ring─┘
+//! ```
+//! Each receiver has one ring per signal thread; instruments are sharded by
+//! id. Receivers and signal threads are pinned to distinct cores when the
+//! machine has enough of them; the rest run unpinned (the sink always does).
+
+use std::io::Write;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use super::processor::{Emit, Processor, ProcessorConfig, ResyncHook, SinkMsg};
+use super::ring::{ring, Backoff, EventTx, RingRx, RingTx, Slot, Waiter};
+use super::sink::{JsonlWriter, LiveView, RowCollector, SinkShared, SinkState};
+use super::stats::Registry;
+
+/// Assigns cores to threads: receivers first, then signal threads.
+pub struct CorePlan {
+    cores: Vec<core_affinity::CoreId>,
+    next: Mutex<usize>,
+    enabled: bool,
+}
+
+impl CorePlan {
+    /// Plan over the machine's cores (`enabled = false`: never pin).
+    #[must_use]
+    pub fn new(enabled: bool) -> Arc<Self> {
+        let cores = if enabled {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Arc::new(Self {
+            cores,
+            next: Mutex::new(0),
+            enabled,
+        })
+    }
+
+    /// Pins the calling thread to the next free core, if any is left.
+    /// Returns the core index, or `None` when running unpinned.
+    pub fn pin_current(&self, role: &str) -> Option<usize> {
+        if !self.enabled {
+            return None;
+        }
+        let mut next = self.next.lock().ok()?;
+        let core = *self.cores.get(*next)?;
+        *next += 1;
+        if core_affinity::set_for_current(core) {
+            Some(core.id)
+        } else {
+            eprintln!("note: could not pin {role} to core {}", core.id);
+            None
+        }
+    }
+}
+
+/// Builds the per-worker resync hook.
+pub type ResyncFactory = Box<dyn Fn() -> Box<dyn ResyncHook> + Send>;
+
+/// What the pipeline needs to start.
+pub struct PipelineConfig {
+    /// Number of receivers (each gets an [`EventTx`]).
+    pub receivers: usize,
+    /// Number of signal threads.
+    pub signal_threads: usize,
+    /// Ring capacity in slots.
+    pub ring_capacity: usize,
+    /// Builds each signal thread's processor configuration.
+    pub processor: Box<dyn Fn() -> ProcessorConfig + Send + Sync>,
+    /// Output names of the signal set.
+    pub outputs: Arc<[String]>,
+    /// Where the JSONL goes (`None` = discard, only count).
+    pub output: Option<Box<dyn Write + Send>>,
+    /// A second, columnar consumer of the rows (`--parquet`), fed by the sink.
+    pub collector: Option<Box<dyn RowCollector>>,
+    /// Resync hooks (live feeds); `None` = replay.
+    pub resync: Option<ResyncFactory>,
+    /// Core pinning plan.
+    pub cores: Arc<CorePlan>,
+}
+
+/// A running pipeline.
+pub struct Pipeline {
+    /// One event sender per receiver; take them and move them into the receivers.
+    pub txs: Vec<EventTx>,
+    /// Published counters and histograms.
+    pub registry: Arc<Registry>,
+    /// Latest values for the live view.
+    pub view: Arc<SinkShared>,
+    /// The core plan (receivers pin themselves with it after the signal threads).
+    pub cores: Arc<CorePlan>,
+    workers: Vec<JoinHandle<()>>,
+    sink: JoinHandle<std::io::Result<u64>>,
+}
+
+impl Pipeline {
+    /// Starts the signal threads and the sink.
+    pub fn start(cfg: PipelineConfig) -> Self {
+        let registry = Registry::new();
+        let view = Arc::new(SinkShared {
+            view: Mutex::new(LiveView::default()),
+        });
+        let full: Arc<AtomicU64> = registry.ring_full_waits.clone();
+        let sink_waiter = Arc::new(Waiter::default());
+
+        let mut txs_per_receiver: Vec<Vec<RingTx<Slot>>> =
+            (0..cfg.receivers).map(|_| Vec::new()).collect();
+        let mut sink_rxs = Vec::new();
+        let mut workers = Vec::new();
+        let processor_cfg = Arc::new(cfg.processor);
+        for w in 0..cfg.signal_threads {
+            let waiter = Arc::new(Waiter::default());
+            let mut rxs = Vec::new();
+            for txs in &mut txs_per_receiver {
+                let (tx, rx) = ring::<Slot>(cfg.ring_capacity, waiter.clone(), full.clone());
+                txs.push(tx);
+                rxs.push(rx);
+            }
+            let (sink_tx, sink_rx) =
+                ring::<SinkMsg>(cfg.ring_capacity, sink_waiter.clone(), full.clone());
+            sink_rxs.push(sink_rx);
+            let registry = registry.clone();
+            let pcfg = processor_cfg.clone();
+            let resync: Box<dyn ResyncHook> = match &cfg.resync {
+                Some(f) => f(),
+                None => Box::new(super::processor::NoResync),
+            };
+            let cores = cfg.cores.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("signal-{w}"))
+                .spawn(move || {
+                    cores.pin_current("signal thread");
+                    waiter.register_current();
+                    let proc = Processor::new(pcfg(), registry, resync, sink_tx);
+                    worker_loop(proc, rxs, &waiter);
+                })
+                .unwrap_or_else(|e| panic!("cannot spawn a signal thread: {e}"));
+            workers.push(handle);
+        }
+
+        let sink = {
+            let registry = registry.clone();
+            let view = view.clone();
+            let outputs = cfg.outputs.clone();
+            let output = cfg.output;
+            let collector = cfg.collector;
+            std::thread::Builder::new()
+                .name("sink".into())
+                .spawn(move || {
+                    sink_waiter.register_current();
+                    sink_loop(
+                        sink_rxs,
+                        &sink_waiter,
+                        output,
+                        collector,
+                        &outputs,
+                        view,
+                        registry,
+                    )
+                })
+                .unwrap_or_else(|e| panic!("cannot spawn the sink thread: {e}"))
+        };
+        let txs = txs_per_receiver.into_iter().map(EventTx::new).collect();
+        Self {
+            txs,
+            registry,
+            view,
+            cores: cfg.cores,
+            workers,
+            sink,
+        }
+    }
+
+    /// Waits until every receiver has dropped its sender and everything
+    /// queued is processed and written. Returns the number of rows written.
+    pub fn finish(self) -> std::io::Result<u64> {
+        drop(self.txs);
+        for w in self.workers {
+            let _ = w.join();
+        }
+        match self.sink.join() {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::other("sink thread panicked")),
+        }
+    }
+}
+
+fn worker_loop<O: Emit + NotifyOut>(
+    mut proc: Processor<O>,
+    mut rxs: Vec<RingRx<Slot>>,
+    waiter: &Waiter,
+) {
+    let mut backoff = Backoff::new();
+    loop {
+        let mut did = 0usize;
+        for rx in &mut rxs {
+            while did < 1024 {
+                match rx.rx.pop() {
+                    Ok(slot) => {
+                        proc.on_slot(&slot);
+                        did += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        if did > 0 {
+            proc.emitter().notify_out();
+            backoff.reset();
+            continue;
+        }
+        if rxs.iter().all(|r| r.rx.is_abandoned() && r.rx.is_empty()) {
+            break;
+        }
+        backoff.idle(waiter, || {
+            rxs.iter().any(|r| !r.rx.is_empty() || r.rx.is_abandoned())
+        });
+    }
+    proc.publish();
+    proc.emitter().notify_out();
+}
+
+/// Wakes whoever consumes a processor's output.
+pub trait NotifyOut {
+    /// Wake the consumer.
+    fn notify_out(&self);
+}
+
+impl NotifyOut for RingTx<SinkMsg> {
+    fn notify_out(&self) {
+        self.notify();
+    }
+}
+
+fn sink_loop(
+    mut rxs: Vec<RingRx<SinkMsg>>,
+    waiter: &Waiter,
+    output: Option<Box<dyn Write + Send>>,
+    mut collector: Option<Box<dyn RowCollector>>,
+    outputs: &Arc<[String]>,
+    view: Arc<SinkShared>,
+    registry: Arc<Registry>,
+) -> std::io::Result<u64> {
+    let mut writer = output.map(|w| {
+        JsonlWriter::new(
+            std::io::BufWriter::with_capacity(1 << 20, w),
+            outputs.clone(),
+        )
+    });
+    let mut state = SinkState::new(outputs, view, registry);
+    let mut backoff = Backoff::new();
+    let mut rows = 0u64;
+    let mut err: Option<std::io::Error> = None;
+    loop {
+        let mut did = 0usize;
+        for rx in &mut rxs {
+            while did < 4096 {
+                match rx.rx.pop() {
+                    Ok(msg) => {
+                        if let (Some(w), None) = (writer.as_mut(), err.as_ref()) {
+                            if let Err(e) = w.write(&msg) {
+                                eprintln!("error: writing signals failed: {e}");
+                                err = Some(e);
+                            }
+                        }
+                        if let (Some(c), None) = (collector.as_mut(), err.as_ref()) {
+                            if let Err(e) = c.write(&msg, outputs) {
+                                eprintln!("error: writing signals failed: {e}");
+                                err = Some(e);
+                            }
+                        }
+                        if matches!(msg, SinkMsg::Row { .. }) {
+                            rows += 1;
+                        }
+                        state.observe(&msg);
+                        did += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        state.maybe_publish(false);
+        if did > 0 {
+            backoff.reset();
+            continue;
+        }
+        if rxs.iter().all(|r| r.rx.is_abandoned() && r.rx.is_empty()) {
+            break;
+        }
+        if let (Some(w), None) = (writer.as_mut(), err.as_ref()) {
+            // Idle: push what we have to the file so a live tail sees it.
+            if let Err(e) = w.flush() {
+                err = Some(e);
+            }
+        }
+        backoff.idle(waiter, || {
+            rxs.iter().any(|r| !r.rx.is_empty() || r.rx.is_abandoned())
+        });
+    }
+    state.maybe_publish(true);
+    if let Some(mut w) = writer {
+        if err.is_none() {
+            w.flush()?;
+        }
+    }
+    if let Some(mut c) = collector {
+        if err.is_none() {
+            c.finish(outputs)?;
+        }
+    }
+    match err {
+        Some(e) => Err(e),
+        None => Ok(rows),
+    }
+}

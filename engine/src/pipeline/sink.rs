@@ -1,0 +1,202 @@
+//! The sink thread: turns signal rows into JSON Lines (SIGNALS.md section 10)
+//! and keeps the latest value of every output for the live view.
+
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+
+use feeds::event::InstrumentInfo;
+use hdrhistogram::Histogram;
+
+use super::clock::mono_ns;
+use super::processor::SinkMsg;
+use super::stats::{new_histogram, Registry, Stage};
+
+/// Latest values per instrument, for the live terminal view.
+#[derive(Clone, Debug, Default)]
+pub struct LiveView {
+    /// Output names (index = output id).
+    pub outputs: Vec<String>,
+    /// Per instrument: info and the latest value of each output.
+    pub instruments: Vec<(InstrumentInfo, Vec<Option<f64>>)>,
+}
+
+/// Serializes rows into a writer.
+pub struct JsonlWriter<W: Write> {
+    w: W,
+    outputs: Arc<[String]>,
+    /// Per instrument id: (venue, symbol) names.
+    names: Vec<Option<(&'static str, String)>>,
+    line: Vec<u8>,
+    /// Rows written.
+    pub rows: u64,
+}
+
+impl<W: Write> JsonlWriter<W> {
+    /// New writer for the given output names.
+    pub fn new(w: W, outputs: Arc<[String]>) -> Self {
+        Self {
+            w,
+            outputs,
+            names: Vec::new(),
+            line: Vec::with_capacity(256),
+            rows: 0,
+        }
+    }
+
+    /// Handles one message.
+    pub fn write(&mut self, msg: &SinkMsg) -> io::Result<()> {
+        match *msg {
+            SinkMsg::Instrument(info) => {
+                let idx = info.inst.index();
+                if idx >= self.names.len() {
+                    self.names.resize(idx + 1, None);
+                }
+                let venue = feeds::venue::VENUES
+                    .get(info.venue as usize)
+                    .map_or("unknown", |v| v.name);
+                self.names[idx] = Some((venue, info.symbol.as_str().to_owned()));
+                Ok(())
+            }
+            SinkMsg::Row {
+                ts_ns,
+                recv_ns,
+                inst,
+                out,
+                value,
+                ..
+            } => {
+                let Some(Some((venue, symbol))) = self.names.get(inst.index()) else {
+                    return Ok(());
+                };
+                let Some(signal) = self.outputs.get(out.0 as usize) else {
+                    return Ok(());
+                };
+                if !value.is_finite() {
+                    return Ok(());
+                }
+                let mut ib = itoa::Buffer::new();
+                let mut rb = ryu::Buffer::new();
+                let l = &mut self.line;
+                l.clear();
+                l.extend_from_slice(b"{\"ts_ns\":");
+                l.extend_from_slice(ib.format(ts_ns).as_bytes());
+                l.extend_from_slice(b",\"recv_ns\":");
+                l.extend_from_slice(ib.format(recv_ns).as_bytes());
+                l.extend_from_slice(b",\"venue\":\"");
+                l.extend_from_slice(venue.as_bytes());
+                l.extend_from_slice(b"\",\"symbol\":\"");
+                json_escape_into(l, symbol);
+                l.extend_from_slice(b"\",\"signal\":\"");
+                json_escape_into(l, signal);
+                l.extend_from_slice(b"\",\"value\":");
+                l.extend_from_slice(rb.format_finite(value).as_bytes());
+                l.extend_from_slice(b"}\n");
+                self.rows += 1;
+                self.w.write_all(l)
+            }
+        }
+    }
+
+    /// Flushes the underlying writer.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+}
+
+/// A second, columnar consumer of the row stream (e.g. the Parquet writer of
+/// `engine replay --parquet`). The sink thread feeds it every message after
+/// the JSONL writer, so it runs off the hot path; `outputs` are the output
+/// names (index = output id).
+pub trait RowCollector: Send {
+    /// Handles one message.
+    fn write(&mut self, msg: &SinkMsg, outputs: &[String]) -> io::Result<()>;
+    /// Completes the output after the last message.
+    fn finish(&mut self, outputs: &[String]) -> io::Result<()>;
+}
+
+fn json_escape_into(out: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0..=0x1f => {
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+            }
+            _ => out.push(b),
+        }
+    }
+}
+
+/// State the sink shares with the live view.
+pub struct SinkShared {
+    /// Latest values.
+    pub view: Mutex<LiveView>,
+}
+
+/// Sink-side bookkeeping for the live view and the sink latency stage.
+pub struct SinkState {
+    view: LiveView,
+    shared: Arc<SinkShared>,
+    registry: Arc<Registry>,
+    hist: Histogram<u64>,
+    last_publish: u64,
+}
+
+impl SinkState {
+    /// New state.
+    pub fn new(outputs: &[String], shared: Arc<SinkShared>, registry: Arc<Registry>) -> Self {
+        Self {
+            view: LiveView {
+                outputs: outputs.to_vec(),
+                instruments: Vec::new(),
+            },
+            shared,
+            registry,
+            hist: new_histogram(),
+            last_publish: 0,
+        }
+    }
+
+    /// Records a message after it was written.
+    pub fn observe(&mut self, msg: &SinkMsg) {
+        match *msg {
+            SinkMsg::Instrument(info) => {
+                let n = self.view.outputs.len();
+                self.view.instruments.push((info, vec![None; n]));
+            }
+            SinkMsg::Row {
+                inst,
+                out,
+                value,
+                t_frame,
+                ..
+            } => {
+                let _ = self.hist.record(mono_ns().saturating_sub(t_frame).max(1));
+                if let Some((_, vals)) = self
+                    .view
+                    .instruments
+                    .iter_mut()
+                    .find(|(i, _)| i.inst == inst)
+                {
+                    if let Some(v) = vals.get_mut(out.0 as usize) {
+                        *v = Some(value);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes the view and histogram at most every 100 ms (or when forced).
+    pub fn maybe_publish(&mut self, force: bool) {
+        let now = mono_ns();
+        if !force && now.saturating_sub(self.last_publish) < 100_000_000 {
+            return;
+        }
+        self.last_publish = now;
+        self.registry
+            .merge_stage(Stage::FrameToSink, &mut self.hist);
+        if let Ok(mut v) = self.shared.view.lock() {
+            v.clone_from(&self.view);
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Counters and latency histograms published by the pipeline threads and read
+//! off the hot path (stats file, live view, metrics).
+//!
+//! Every counter has exactly one writer thread, so increments are a relaxed
+//! load + store (a plain `mov`, no locked instruction).
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use feeds::event::InstrumentInfo;
+use hdrhistogram::Histogram;
+
+/// A single-writer counter.
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one (single writer).
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// Adds `n` (single writer).
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+    /// Current value.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// A single-writer gauge.
+#[derive(Default, Debug)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    /// Sets the value.
+    #[inline]
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Relaxed);
+    }
+    /// Current value.
+    #[inline]
+    pub fn get(&self) -> i64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Per-instrument counters, written by the instrument's signal thread.
+#[derive(Default, Debug)]
+pub struct InstrumentStats {
+    /// Events processed (trades, quotes, depth diffs, snapshots).
+    pub events: Counter,
+    /// Accepted trades.
+    pub trades: Counter,
+    /// Applied live depth diffs.
+    pub book_updates: Counter,
+    /// Sequence gaps (live and during snapshot replay).
+    pub gaps: Counter,
+    /// Times the book synced again after a gap, checksum mismatch or reset.
+    pub resyncs: Counter,
+    /// Applied diffs that left the book crossed or locked.
+    pub crossed: Counter,
+    /// Applied diffs that left a book side empty.
+    pub empty_side: Counter,
+    /// Crossed or locked L1 quotes.
+    pub quotes_crossed: Counter,
+    /// L1 quotes with an empty side.
+    pub quotes_empty_side: Counter,
+    /// bookTicker cross-checks that matched the book.
+    pub checksum_ok: Counter,
+    /// bookTicker cross-checks that did not match (book resynced).
+    pub checksum_failed: Counter,
+    /// Duplicate or old trade ids dropped.
+    pub dup_trades: Counter,
+    /// Trades dropped for a non-positive price or size.
+    pub bad_trades: Counter,
+    /// Stale bookTicker updates dropped.
+    pub stale_quotes: Counter,
+    /// Stale depth diffs dropped.
+    pub stale_diffs: Counter,
+    /// Feed resets (reconnects) seen.
+    pub resets: Counter,
+    /// Signal rows emitted.
+    pub rows: Counter,
+    /// Best bid price, ticks (0 = none).
+    pub best_bid: Gauge,
+    /// Best ask price, ticks (0 = none).
+    pub best_ask: Gauge,
+    /// Bid levels in the book.
+    pub bid_levels: Gauge,
+    /// Ask levels in the book.
+    pub ask_levels: Gauge,
+    /// 1 when the depth book is synced.
+    pub synced: Gauge,
+    /// Monotonic ns of the last event.
+    pub last_event_mono: Gauge,
+}
+
+/// Per-feed (receiver thread) counters.
+#[derive(Default, Debug)]
+pub struct FeedStats {
+    /// Frames parsed into events.
+    pub messages: Counter,
+    /// Frames that failed to parse (malformed JSON, bad numbers, ...).
+    pub parse_errors: Counter,
+    /// Frames of an unknown kind.
+    pub unknown_messages: Counter,
+    /// Frames recognised but not used (other trade stream, other symbols).
+    pub ignored_messages: Counter,
+    /// Control frames (subscription acks).
+    pub control_messages: Counter,
+    /// Capture lines that were not records (no timestamp, not UTF-8, truncated).
+    pub bad_records: Counter,
+    /// Bytes of frames received.
+    pub bytes: Counter,
+    /// Connections made (live).
+    pub connects: Counter,
+    /// Disconnections (live).
+    pub disconnects: Counter,
+    /// Snapshots fetched (live).
+    pub snapshots: Counter,
+    /// Snapshot fetch failures (live).
+    pub snapshot_errors: Counter,
+    /// 1 while connected (live).
+    pub connected: Gauge,
+    /// Monotonic ns of the last frame.
+    pub last_frame_mono: Gauge,
+}
+
+/// Pipeline stages measured with hdrhistogram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Frame received → its events pushed into the ring (parse + normalize).
+    Parse = 0,
+    /// Pushed → popped by the signal thread.
+    RingHop = 1,
+    /// Popped → book applied and signals computed.
+    Signal = 2,
+    /// Frame received → signals computed.
+    FrameToSignal = 3,
+    /// Frame received → output row written by the sink.
+    FrameToSink = 4,
+}
+
+impl Stage {
+    /// All stages in report order.
+    pub const ALL: [Stage; 5] = [
+        Stage::Parse,
+        Stage::RingHop,
+        Stage::Signal,
+        Stage::FrameToSignal,
+        Stage::FrameToSink,
+    ];
+
+    /// Stable name used in stats and metrics.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stage::Parse => "parse",
+            Stage::RingHop => "ring_hop",
+            Stage::Signal => "book_and_signals",
+            Stage::FrameToSignal => "frame_to_signal",
+            Stage::FrameToSink => "frame_to_sink",
+        }
+    }
+}
+
+/// A latency histogram (1 ns .. 60 s, 3 significant digits).
+#[must_use]
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3)
+        .unwrap_or_else(|e| unreachable!("static bounds: {e}"))
+}
+
+/// Shared registry of everything the threads publish.
+#[derive(Default)]
+pub struct Registry {
+    instruments: Mutex<Vec<(InstrumentInfo, Arc<InstrumentStats>)>>,
+    feeds: Mutex<Vec<(String, Arc<FeedStats>)>>,
+    stages: Mutex<Vec<Histogram<u64>>>,
+    /// Pushes that found a ring full.
+    pub ring_full_waits: Arc<AtomicU64>,
+}
+
+impl Registry {
+    /// New, empty registry.
+    #[must_use]
+    pub fn new() -> Arc<Self> {
+        let r = Registry::default();
+        if let Ok(mut s) = r.stages.lock() {
+            *s = Stage::ALL.iter().map(|_| new_histogram()).collect();
+        }
+        Arc::new(r)
+    }
+
+    /// Registers an instrument (signal thread, first sight).
+    pub fn add_instrument(&self, info: InstrumentInfo) -> Arc<InstrumentStats> {
+        let stats = Arc::new(InstrumentStats::default());
+        if let Ok(mut v) = self.instruments.lock() {
+            v.push((info, stats.clone()));
+        }
+        stats
+    }
+
+    /// Registers a feed (receiver thread).
+    pub fn add_feed(&self, name: &str) -> Arc<FeedStats> {
+        let stats = Arc::new(FeedStats::default());
+        if let Ok(mut v) = self.feeds.lock() {
+            v.push((name.to_owned(), stats.clone()));
+        }
+        stats
+    }
+
+    /// Snapshot of the instruments.
+    pub fn instruments(&self) -> Vec<(InstrumentInfo, Arc<InstrumentStats>)> {
+        self.instruments
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
+    }
+
+    /// Snapshot of the feeds.
+    pub fn feeds(&self) -> Vec<(String, Arc<FeedStats>)> {
+        self.feeds.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Merges a thread's local histogram of `stage` into the shared one and
+    /// resets the local one.
+    pub fn merge_stage(&self, stage: Stage, local: &mut Histogram<u64>) {
+        if local.is_empty() {
+            return;
+        }
+        if let Ok(mut s) = self.stages.lock() {
+            let _ = s[stage as usize].add(&*local);
+        }
+        local.reset();
+    }
+
+    /// Copy of the shared histogram of `stage`.
+    pub fn stage(&self, stage: Stage) -> Histogram<u64> {
+        self.stages
+            .lock()
+            .map(|s| s[stage as usize].clone())
+            .unwrap_or_else(|_| new_histogram())
+    }
+}
+
+/// Maximum resident set size of this process, bytes.
+#[must_use]
+pub fn max_rss_bytes() -> u64 {
+    // SAFETY: getrusage writes into the zeroed struct we pass; no other invariant.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid pointer to an rusage struct.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    if rc == 0 {
+        (ru.ru_maxrss.max(0) as u64) * 1024
+    } else {
+        0
+    }
+}
+
+/// Current resident set size of this process, bytes (Linux `/proc/self/statm`).
+#[must_use]
+pub fn current_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}

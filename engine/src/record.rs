@@ -1,0 +1,154 @@
+//! `engine record`: raw frames of the configured feeds into capture files
+//! (gzip, `<recv_ns> <frame>` lines, rotated by size or time). REST depth
+//! snapshots are stored inline at the time their response arrived, exactly
+//! like the shared captures, so a recording replays with `engine replay`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use feeds::capture::{CaptureWriter, Rotation};
+
+use crate::app::make_adapter;
+use crate::config::Config;
+use crate::net::feed::{run_feed, FeedHandler, SnapshotRequests};
+
+struct Recorder {
+    writer: CaptureWriter,
+    frames: u64,
+    errors: u64,
+    stop: Arc<AtomicBool>,
+}
+
+impl Recorder {
+    fn write(&mut self, recv_ns: i64, frame: &[u8]) {
+        let res = if frame.contains(&b'\n') {
+            // Frames are one line in the capture format; JSON allows the
+            // whitespace to go.
+            let flat: Vec<u8> = frame
+                .iter()
+                .copied()
+                .filter(|&b| b != b'\n' && b != b'\r')
+                .collect();
+            self.writer.write(recv_ns, &flat)
+        } else {
+            self.writer.write(recv_ns, frame)
+        };
+        match res {
+            Ok(()) => self.frames += 1,
+            Err(e) => {
+                self.errors += 1;
+                if self.errors <= 10 {
+                    eprintln!("record: write failed: {e}");
+                }
+            }
+        }
+    }
+}
+
+impl FeedHandler for Recorder {
+    fn on_connected(&mut self) {}
+    fn on_disconnected(&mut self, reason: &str) {
+        eprintln!("record: disconnected: {reason}");
+        let _ = self.writer.flush();
+    }
+    fn on_frame(&mut self, recv_ns: i64, frame: &mut [u8]) {
+        self.write(recv_ns, frame);
+    }
+    fn on_snapshot(&mut self, _symbol: &str, recv_ns: i64, body: &mut [u8]) {
+        self.write(recv_ns, body);
+    }
+    fn on_snapshot_error(&mut self, symbol: &str, err: &str) {
+        eprintln!("record: snapshot {symbol} failed: {err}");
+    }
+    fn should_stop(&mut self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Records every configured feed into `out_dir` until `stop` or `duration`.
+/// Returns the files written.
+pub fn record(
+    cfg: &Config,
+    out_dir: &Path,
+    duration: Option<Duration>,
+    stop: &AtomicBool,
+) -> std::io::Result<Vec<PathBuf>> {
+    if cfg.feeds.is_empty() {
+        return Err(std::io::Error::other("no [[feeds]] in the configuration"));
+    }
+    std::fs::create_dir_all(out_dir)?;
+    let rotation = Rotation {
+        max_bytes: cfg.record.max_bytes,
+        max_age_ns: cfg
+            .record
+            .max_age_s
+            .map(|s| (s as i64).saturating_mul(1_000_000_000)),
+    };
+    let started = Instant::now();
+    let flag = Arc::new(AtomicBool::new(false));
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let ids = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut threads = Vec::new();
+    for (i, feed) in cfg.feeds.iter().enumerate() {
+        let adapter = make_adapter(cfg, &feed.venue, &ids)?;
+        let opts = crate::live::feed_options(feed, adapter.as_ref());
+        let symbols = feed.symbols.join(",");
+        let prefix = format!("{}-{}", feed.venue, feed.symbols.join("_").to_lowercase());
+        let rest = format!(
+            "{}{}",
+            feed.rest_url,
+            adapter.snapshot_path(&feed.symbols[0], feed.snapshot_limit)
+        );
+        let header = [
+            ("venue", feed.venue.as_str()),
+            ("symbols", symbols.as_str()),
+            ("source", "wiresignal-record"),
+            ("url", opts.ws_url.as_str()),
+            ("rest_snapshot", rest.as_str()),
+        ];
+        let writer = CaptureWriter::create(out_dir, &prefix, &header, rotation)?;
+        let stop = flag.clone();
+        let shutdown = shutdown_rx.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("record-{i}"))
+                .spawn(move || -> std::io::Result<Vec<PathBuf>> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    let mut rec = Recorder {
+                        writer,
+                        frames: 0,
+                        errors: 0,
+                        stop,
+                    };
+                    rt.block_on(run_feed(
+                        opts,
+                        Arc::new(SnapshotRequests::new()),
+                        &mut rec,
+                        shutdown,
+                    ));
+                    eprintln!(
+                        "record: feed {i}: {} frames, {} write errors",
+                        rec.frames, rec.errors
+                    );
+                    rec.writer.finish()
+                })?,
+        );
+    }
+    while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    flag.store(true, Ordering::Relaxed);
+    let _ = shutdown_tx.send(true);
+    let mut files = Vec::new();
+    for t in threads {
+        match t.join() {
+            Ok(r) => files.extend(r?),
+            Err(_) => return Err(std::io::Error::other("record thread panicked")),
+        }
+    }
+    Ok(files)
+}

@@ -1,0 +1,116 @@
+//! The `--stats` JSON report and the latency table.
+
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::pipeline::stats::{max_rss_bytes, Registry, Stage};
+
+/// Builds the stats JSON (see README for the fields).
+#[must_use]
+pub fn stats_json(registry: &Registry, elapsed: Duration, rows: u64) -> Value {
+    let feeds = registry.feeds();
+    let sum = |f: &dyn Fn(&crate::pipeline::stats::FeedStats) -> u64| -> u64 {
+        feeds.iter().map(|(_, s)| f(s)).sum()
+    };
+    let mut instruments = Map::new();
+    for (info, s) in registry.instruments() {
+        let venue = feeds::venue::VENUES
+            .get(info.venue as usize)
+            .map_or("unknown", |v| v.name);
+        let pd = info.scale.price_decimals;
+        let px = |v: i64| {
+            if v > 0 {
+                Value::String(feeds::fixed::format(v, pd))
+            } else {
+                Value::Null
+            }
+        };
+        instruments.insert(
+            format!("{venue}:{}", info.symbol),
+            json!({
+                "events": s.events.get(),
+                "trades": s.trades.get(),
+                "book_updates": s.book_updates.get(),
+                "gaps": s.gaps.get(),
+                "resyncs": s.resyncs.get(),
+                "crossed": s.crossed.get(),
+                "empty_side": s.empty_side.get(),
+                "quotes_crossed": s.quotes_crossed.get(),
+                "quotes_empty_side": s.quotes_empty_side.get(),
+                "checksum_ok": s.checksum_ok.get(),
+                "checksum_failed": s.checksum_failed.get(),
+                "dup_trades": s.dup_trades.get(),
+                "stale_quotes": s.stale_quotes.get(),
+                "stale_diffs": s.stale_diffs.get(),
+                "resets": s.resets.get(),
+                "rows": s.rows.get(),
+                "synced": s.synced.get() == 1,
+                "best_bid": px(s.best_bid.get()),
+                "best_ask": px(s.best_ask.get()),
+                "bid_levels": s.bid_levels.get(),
+                "ask_levels": s.ask_levels.get(),
+            }),
+        );
+    }
+    let mut latency = Map::new();
+    for stage in Stage::ALL {
+        let h = registry.stage(stage);
+        latency.insert(
+            stage.name().to_owned(),
+            json!({
+                "count": h.len(),
+                "p50": h.value_at_quantile(0.50),
+                "p90": h.value_at_quantile(0.90),
+                "p99": h.value_at_quantile(0.99),
+                "p999": h.value_at_quantile(0.999),
+                "max": h.max(),
+            }),
+        );
+    }
+    let secs = elapsed.as_secs_f64();
+    let messages = sum(&|s| s.messages.get());
+    json!({
+        "messages": messages,
+        "parse_errors": sum(&|s| s.parse_errors.get()),
+        "unknown_messages": sum(&|s| s.unknown_messages.get()),
+        "ignored_messages": sum(&|s| s.ignored_messages.get()),
+        "control_messages": sum(&|s| s.control_messages.get()),
+        "bad_records": sum(&|s| s.bad_records.get()),
+        "bytes": sum(&|s| s.bytes.get()),
+        "connects": sum(&|s| s.connects.get()),
+        "disconnects": sum(&|s| s.disconnects.get()),
+        "snapshots": sum(&|s| s.snapshots.get()),
+        "snapshot_errors": sum(&|s| s.snapshot_errors.get()),
+        "signal_rows": rows,
+        "ring_full_waits": registry.ring_full_waits.load(std::sync::atomic::Ordering::Relaxed),
+        "elapsed_s": secs,
+        "messages_per_s": if secs > 0.0 { messages as f64 / secs } else { 0.0 },
+        "max_rss_bytes": max_rss_bytes(),
+        "instruments": instruments,
+        "latency_ns": latency,
+    })
+}
+
+/// Human-readable latency table (ns → µs).
+#[must_use]
+pub fn latency_table(registry: &Registry) -> String {
+    let mut s = String::from(
+        "stage                 count        p50 µs    p90 µs    p99 µs  p99.9 µs    max µs\n",
+    );
+    for stage in Stage::ALL {
+        let h = registry.stage(stage);
+        let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        s.push_str(&format!(
+            "{:<18} {:>10} {:>11.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}\n",
+            stage.name(),
+            h.len(),
+            us(0.5),
+            us(0.9),
+            us(0.99),
+            us(0.999),
+            h.max() as f64 / 1000.0
+        ));
+    }
+    s
+}

@@ -1,0 +1,60 @@
+//! Helpers shared by the engine's integration tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+
+/// `../shared` next to the repository (override: `WIRESIGNAL_SHARED`).
+/// `None` (test skipped) when absent, unless `CI=true`, where it is a failure.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("WIRESIGNAL_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    if dir.join("data").is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("shared data folder missing at {} (CI=true)", dir.display());
+    }
+    eprintln!("skipping: shared data folder missing at {}", dir.display());
+    None
+}
+
+/// All lines of a (possibly gzip) text file.
+pub fn read_lines(path: &std::path::Path) -> Vec<String> {
+    let mut raw = Vec::new();
+    std::fs::File::open(path)
+        .unwrap()
+        .read_to_end(&mut raw)
+        .unwrap();
+    let text: Box<dyn Read> = if raw.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(&raw[..]))
+    } else {
+        Box::new(&raw[..])
+    };
+    BufReader::new(text).lines().map(|l| l.unwrap()).collect()
+}
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wiresignal-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Tolerance of SIGNALS.md section 8.
+pub fn close(got: f64, want: f64) -> bool {
+    (got - want).abs() <= f64::max(1e-12, 1e-9 * want.abs())
+}
+
+/// Binance spot captures in the shared data folder.
+pub fn spot_captures(shared: &std::path::Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(shared.join("data/binance-spot"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".txt.gz"))
+        .collect();
+    v.sort();
+    v
+}

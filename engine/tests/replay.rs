@@ -1,0 +1,328 @@
+//! Replay of real and golden captures through the whole pipeline.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use common::{close, read_lines, shared_dir, spot_captures, temp_dir};
+use engine::app::{self, Output};
+use engine::config::{Config, Speed};
+use serde_json::Value;
+
+fn no_stop() -> AtomicBool {
+    AtomicBool::new(false)
+}
+
+fn test_config(toml: &str) -> Config {
+    let mut cfg = Config::from_toml_str(toml, "test").unwrap();
+    cfg.engine.pin_cores = false;
+    cfg
+}
+
+fn replay_to(cfg: &Config, paths: &[PathBuf], speed: Speed, out: &Path) -> Value {
+    let report = app::replay(
+        cfg,
+        paths,
+        speed,
+        Output::File(out.to_path_buf()),
+        &no_stop(),
+    )
+    .unwrap();
+    report.stats
+}
+
+/// Independent reconstruction of a Binance spot depth book from raw JSON
+/// (serde_json, BTreeMap, decimal strings), following Binance's documented
+/// procedure. Returns (best bid, best ask, gaps) per symbol.
+fn reference_books(paths: &[PathBuf]) -> BTreeMap<String, (Option<String>, Option<String>, u64)> {
+    #[derive(Default)]
+    struct Book {
+        bids: BTreeMap<u128, String>,
+        asks: BTreeMap<u128, String>,
+        id: u64,
+        synced: bool,
+        buffer: Vec<Value>,
+        gaps: u64,
+    }
+    fn key(p: &str) -> u128 {
+        let (i, f) = p.split_once('.').unwrap_or((p, ""));
+        let mut f = f.to_string();
+        while f.len() < 12 {
+            f.push('0');
+        }
+        i.parse::<u128>().unwrap() * 10u128.pow(12) + f[..12].parse::<u128>().unwrap()
+    }
+    fn is_zero(q: &str) -> bool {
+        q.chars().all(|c| c == '0' || c == '.')
+    }
+    fn apply(b: &mut Book, d: &Value) -> bool {
+        let (first, last) = (d["U"].as_u64().unwrap(), d["u"].as_u64().unwrap());
+        if last <= b.id {
+            return true;
+        }
+        if first > b.id + 1 {
+            return false;
+        }
+        for (side, map) in [("b", &mut b.bids), ("a", &mut b.asks)] {
+            for lv in d[side].as_array().unwrap() {
+                let (p, q) = (lv[0].as_str().unwrap(), lv[1].as_str().unwrap());
+                if is_zero(q) {
+                    map.remove(&key(p));
+                } else {
+                    map.insert(key(p), p.to_string());
+                }
+            }
+        }
+        b.id = last;
+        true
+    }
+    let mut books: BTreeMap<String, Book> = BTreeMap::new();
+    let mut header_symbol = None;
+    for path in paths {
+        for line in read_lines(path) {
+            if let Some(h) = line.strip_prefix('#') {
+                for tok in h.split_whitespace() {
+                    if let Some(s) = tok.strip_prefix("symbols=") {
+                        if !s.contains(',') {
+                            header_symbol = Some(s.to_uppercase());
+                        }
+                    }
+                }
+                continue;
+            }
+            let Some((_, frame)) = line.split_once(' ') else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<Value>(frame) else {
+                continue;
+            };
+            let data = if v.get("stream").is_some() {
+                v["data"].clone()
+            } else {
+                v
+            };
+            if data["e"] == "depthUpdate" {
+                let b = books
+                    .entry(data["s"].as_str().unwrap().to_uppercase())
+                    .or_default();
+                if !b.synced {
+                    b.buffer.push(data);
+                } else if !apply(b, &data) {
+                    b.gaps += 1;
+                    b.synced = false;
+                    b.bids.clear();
+                    b.asks.clear();
+                    b.buffer = vec![data];
+                }
+            } else if data.get("lastUpdateId").is_some() && data.get("e").is_none() {
+                let sym = header_symbol.clone().unwrap();
+                let b = books.entry(sym).or_default();
+                if b.synced {
+                    continue;
+                }
+                b.bids.clear();
+                b.asks.clear();
+                for (side, map) in [("bids", &mut b.bids), ("asks", &mut b.asks)] {
+                    for lv in data[side].as_array().unwrap() {
+                        let (p, q) = (lv[0].as_str().unwrap(), lv[1].as_str().unwrap());
+                        if !is_zero(q) {
+                            map.insert(key(p), p.to_string());
+                        }
+                    }
+                }
+                b.id = data["lastUpdateId"].as_u64().unwrap();
+                b.synced = true;
+                let buffered = std::mem::take(&mut b.buffer);
+                for (i, d) in buffered.iter().enumerate() {
+                    if !apply(b, d) {
+                        b.gaps += 1;
+                        b.synced = false;
+                        b.bids.clear();
+                        b.asks.clear();
+                        b.buffer = buffered[i..].to_vec();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    books
+        .into_iter()
+        .map(|(s, b)| {
+            (
+                s,
+                (
+                    b.bids.values().next_back().cloned(),
+                    b.asks.values().next().cloned(),
+                    b.gaps,
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn golden_capture_reproduces_expected_output() {
+    let Some(shared) = shared_dir() else { return };
+    let v = shared.join("vectors");
+    let cfg = Config::load(&v.join("default_config.toml")).unwrap();
+    let mut cfg = cfg;
+    cfg.engine.pin_cores = false;
+    let dir = temp_dir("golden");
+    let out = dir.join("out.jsonl");
+    let stats = replay_to(&cfg, &[v.join("capture_small.txt.gz")], Speed::Max, &out);
+    let got: Vec<Value> = read_lines(&out)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let want: Vec<Value> = read_lines(&v.join("capture_small.expected.jsonl.gz"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut mismatches = Vec::new();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let same_keys = ["ts_ns", "recv_ns", "venue", "symbol", "signal"]
+            .iter()
+            .all(|k| g[k] == w[k]);
+        let (gv, wv) = (g["value"].as_f64().unwrap(), w["value"].as_f64().unwrap());
+        if !same_keys || !close(gv, wv) {
+            mismatches.push(format!("row {i}: got {g} want {w}"));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches, first: {:?}",
+        mismatches.len(),
+        &mismatches[..mismatches.len().min(5)]
+    );
+    assert_eq!(got.len(), want.len(), "row count");
+    assert!(
+        stats["parse_errors"].as_u64().unwrap() >= 1,
+        "the golden capture has malformed lines"
+    );
+    let inst = &stats["instruments"]["binance-spot:BTCUSDT"];
+    assert!(inst["gaps"].as_u64().unwrap() >= 1, "{inst}");
+}
+
+#[test]
+fn spot_captures_replay_cleanly_and_match_reference_books() {
+    let Some(shared) = shared_dir() else { return };
+    let captures = spot_captures(&shared);
+    assert!(!captures.is_empty());
+    for cap in &captures {
+        let cfg = test_config("");
+        let dir = temp_dir("spot");
+        let stats = replay_to(
+            &cfg,
+            std::slice::from_ref(cap),
+            Speed::Max,
+            &dir.join("o.jsonl"),
+        );
+        assert_eq!(stats["parse_errors"], 0, "{}", cap.display());
+        assert_eq!(stats["unknown_messages"], 0, "{}", cap.display());
+        let reference = reference_books(std::slice::from_ref(cap));
+        for (sym, (bid, ask, gaps)) in reference {
+            let got = &stats["instruments"][format!("binance-spot:{sym}")];
+            assert_eq!(
+                got["best_bid"].as_str().map(str::to_owned),
+                bid,
+                "{sym} bid {}",
+                cap.display()
+            );
+            assert_eq!(
+                got["best_ask"].as_str().map(str::to_owned),
+                ask,
+                "{sym} ask {}",
+                cap.display()
+            );
+            assert_eq!(got["gaps"].as_u64(), Some(gaps), "{sym} gaps");
+            assert_eq!(got["checksum_failed"], 0, "{sym}");
+            assert!(
+                got["checksum_ok"].as_u64().unwrap() > 0,
+                "{sym}: no bookTicker cross-check"
+            );
+        }
+    }
+}
+
+#[test]
+fn replay_is_deterministic_across_runs_and_speeds() {
+    let Some(shared) = shared_dir() else { return };
+    let cap = shared.join("vectors/capture_small.txt.gz");
+    let cfg = Config::load(&shared.join("vectors/default_config.toml")).unwrap();
+    let mut cfg = cfg;
+    cfg.engine.pin_cores = false;
+    let dir = temp_dir("determinism");
+    replay_to(
+        &cfg,
+        std::slice::from_ref(&cap),
+        Speed::Max,
+        &dir.join("a.jsonl"),
+    );
+    replay_to(
+        &cfg,
+        std::slice::from_ref(&cap),
+        Speed::Max,
+        &dir.join("b.jsonl"),
+    );
+    replay_to(
+        &cfg,
+        std::slice::from_ref(&cap),
+        Speed::Factor(10.0),
+        &dir.join("c.jsonl"),
+    );
+    let a = std::fs::read(dir.join("a.jsonl")).unwrap();
+    assert!(!a.is_empty());
+    assert_eq!(
+        a,
+        std::fs::read(dir.join("b.jsonl")).unwrap(),
+        "two runs differ"
+    );
+    assert_eq!(
+        a,
+        std::fs::read(dir.join("c.jsonl")).unwrap(),
+        "speed max vs 10 differ"
+    );
+}
+
+#[test]
+fn split_capture_replays_as_one_stream() {
+    let Some(shared) = shared_dir() else { return };
+    let cap = &spot_captures(&shared)[0];
+    let lines = read_lines(cap);
+    let dir = temp_dir("split");
+    let cut = lines.len() / 2;
+    let header: Vec<&String> = lines.iter().take_while(|l| l.starts_with('#')).collect();
+    let mut a = String::new();
+    let mut b = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        if i < cut {
+            a.push_str(l);
+            a.push('\n');
+        } else if !l.starts_with('#') {
+            b.push_str(l);
+            b.push('\n');
+        }
+    }
+    let b = header.iter().map(|h| format!("{h}\n")).collect::<String>() + &b;
+    std::fs::write(dir.join("a.txt"), a).unwrap();
+    std::fs::write(dir.join("b.txt"), b).unwrap();
+    let cfg = test_config("");
+    replay_to(
+        &cfg,
+        std::slice::from_ref(cap),
+        Speed::Max,
+        &dir.join("whole.jsonl"),
+    );
+    replay_to(
+        &cfg,
+        &[dir.join("a.txt"), dir.join("b.txt")],
+        Speed::Max,
+        &dir.join("parts.jsonl"),
+    );
+    let whole = std::fs::read(dir.join("whole.jsonl")).unwrap();
+    assert!(!whole.is_empty());
+    assert_eq!(whole, std::fs::read(dir.join("parts.jsonl")).unwrap());
+}
