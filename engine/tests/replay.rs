@@ -326,3 +326,40 @@ fn split_capture_replays_as_one_stream() {
     assert!(!whole.is_empty());
     assert_eq!(whole, std::fs::read(dir.join("parts.jsonl")).unwrap());
 }
+
+#[test]
+fn spot_replay_emits_every_default_signal_in_the_output_format() {
+    let Some(shared) = shared_dir() else { return };
+    let cap = &spot_captures(&shared)[0];
+    let dir = temp_dir("format");
+    let out = dir.join("o.jsonl");
+    replay_to(
+        &test_config(""),
+        std::slice::from_ref(cap),
+        Speed::Max,
+        &out,
+    );
+    let names = engine::pipeline::processor::Processor::<fn(engine::pipeline::processor::SinkMsg)>::output_names(
+        &signals::default_set(),
+    );
+    assert_eq!(names.len(), 17);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut last_recv = i64::MIN;
+    for line in read_lines(&out) {
+        let v: serde_json::Map<String, Value> = serde_json::from_str(&line).unwrap();
+        let keys: Vec<&str> = v.keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 6, "{line}");
+        for k in ["ts_ns", "recv_ns", "venue", "symbol", "signal", "value"] {
+            assert!(v.contains_key(k), "{line}");
+        }
+        assert!(v["ts_ns"].is_i64() && v["recv_ns"].is_i64(), "{line}");
+        assert!(v["value"].as_f64().is_some_and(f64::is_finite), "{line}");
+        assert_eq!(v["venue"], "binance-spot");
+        let recv = v["recv_ns"].as_i64().unwrap();
+        assert!(recv >= last_recv, "rows out of event order: {line}");
+        last_recv = recv;
+        seen.insert(v["signal"].as_str().unwrap().to_owned());
+    }
+    let want: std::collections::BTreeSet<String> = names.into_iter().collect();
+    assert_eq!(seen, want);
+}
