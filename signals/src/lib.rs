@@ -4,6 +4,10 @@
 //! signal values out, exactly as specified by `shared/SIGNALS.md` (v1).
 //! No I/O, no async runtime, no dependencies.
 //!
+//! Optional cargo feature `polars`: `signals::batch` computes the same signals over
+//! a polars `DataFrame` of events (it drives [`SignalSet`], so the results
+//! are identical). It pulls in polars and is off by default.
+//!
 //! # Layout
 //!
 //! One module per family, one file per signal, each with its state struct,
@@ -67,6 +71,8 @@
 #![deny(missing_docs)]
 
 pub mod averages;
+#[cfg(feature = "polars")]
+pub mod batch;
 pub mod book;
 pub mod event;
 pub mod flow;
