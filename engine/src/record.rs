@@ -2,6 +2,10 @@
 //! (gzip, `<recv_ns> <frame>` lines, rotated by size or time). REST depth
 //! snapshots are stored inline at the time their response arrived, exactly
 //! like the shared captures, so a recording replays with `engine replay`.
+//! A feed with several symbols stores each snapshot body inside a
+//! combined-stream wrapper `{"stream":"<symbol>@depthSnapshot","data":...}`
+//! so that replay can attribute it; single-symbol files keep the bare body
+//! and name the symbol in the `symbols=` header.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +20,10 @@ use crate::net::feed::{run_feed, FeedHandler, SnapshotRequests};
 
 struct Recorder {
     writer: CaptureWriter,
+    /// Several symbols share this file: wrap snapshot bodies so replay can
+    /// attribute them (a Binance REST body names no symbol).
+    wrap_snapshots: bool,
+    scratch: Vec<u8>,
     frames: u64,
     errors: u64,
     stop: Arc<AtomicBool>,
@@ -56,8 +64,23 @@ impl FeedHandler for Recorder {
     fn on_frame(&mut self, recv_ns: i64, frame: &mut [u8]) {
         self.write(recv_ns, frame);
     }
-    fn on_snapshot(&mut self, _symbol: &str, recv_ns: i64, body: &mut [u8]) {
-        self.write(recv_ns, body);
+    fn on_snapshot(&mut self, symbol: &str, recv_ns: i64, body: &mut [u8]) {
+        if !self.wrap_snapshots {
+            self.write(recv_ns, body);
+            return;
+        }
+        // `{"stream":"<symbol>@depthSnapshot","data":<body verbatim>}`: the
+        // combined-stream wrapper attributes it (SIGNALS.md 2.2) and the body
+        // itself is not re-serialised.
+        let mut framed = std::mem::take(&mut self.scratch);
+        framed.clear();
+        framed.extend_from_slice(b"{\"stream\":\"");
+        framed.extend(symbol.bytes().map(|b| b.to_ascii_lowercase()));
+        framed.extend_from_slice(b"@depthSnapshot\",\"data\":");
+        framed.extend_from_slice(body);
+        framed.push(b'}');
+        self.write(recv_ns, &framed);
+        self.scratch = framed;
     }
     fn on_snapshot_error(&mut self, symbol: &str, err: &str) {
         eprintln!("record: snapshot {symbol} failed: {err}");
@@ -109,6 +132,7 @@ pub fn record(
             ("rest_snapshot", rest.as_str()),
         ];
         let writer = CaptureWriter::create(out_dir, &prefix, &header, rotation)?;
+        let wrap_snapshots = feed.symbols.len() > 1;
         let stop = flag.clone();
         let shutdown = shutdown_rx.clone();
         threads.push(
@@ -120,6 +144,8 @@ pub fn record(
                         .build()?;
                     let mut rec = Recorder {
                         writer,
+                        wrap_snapshots,
+                        scratch: Vec::new(),
                         frames: 0,
                         errors: 0,
                         stop,
