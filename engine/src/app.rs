@@ -174,6 +174,7 @@ pub fn replay_with(
     let adapter = make_adapter(cfg, &cfg.engine.venue, &ids)?;
     let mut pipeline = start_pipeline_with(cfg, 1, output, None, collector)?;
     let registry = pipeline.registry.clone();
+    let _metrics = crate::metrics::serve(cfg, &registry, crate::metrics::Mode::Replay)?;
     let tx = pipeline.txs.remove(0);
     let cores = pipeline.cores.clone();
     let venue = cfg.engine.venue.clone();

@@ -54,6 +54,8 @@ struct RawConfig {
     demo: RawDemo,
     #[serde(default)]
     record: RawRecord,
+    #[serde(default)]
+    metrics: RawMetrics,
 }
 
 #[derive(Deserialize, Default)]
@@ -124,6 +126,14 @@ struct RawDemo {
 struct RawRecord {
     max_bytes: Option<i64>,
     max_age_s: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    addr: Option<String>,
+    stale_after_ms: Option<i64>,
+    memory_budget_mb: Option<i64>,
 }
 
 // ---------------------------------------------------------------- typed layer
@@ -240,6 +250,29 @@ pub struct RecordConfig {
     pub max_age_s: Option<u64>,
 }
 
+/// Observability listener (`[metrics]`, see docs/observability.md).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricsConfig {
+    /// Where `/metrics` and `/health` listen; `None` = off.
+    pub addr: Option<std::net::SocketAddr>,
+    /// An instrument without an update for longer than this is stale.
+    pub stale_after: std::time::Duration,
+    /// RSS budget in bytes (gauge, and one warning on stderr when exceeded).
+    pub memory_budget_bytes: Option<u64>,
+}
+
+impl MetricsConfig {
+    /// Parses an `ip:port` listen address (`key` names it in the error).
+    pub fn parse_addr(key: &str, s: &str) -> Result<std::net::SocketAddr, ConfigError> {
+        s.parse().map_err(|_| {
+            err(
+                key,
+                format!("expected ip:port, e.g. 127.0.0.1:9100, got {s:?}"),
+            )
+        })
+    }
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -259,6 +292,8 @@ pub struct Config {
     pub demo: DemoConfig,
     /// Recorder options.
     pub record: RecordConfig,
+    /// Metrics and health listener.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -488,6 +523,24 @@ impl Config {
                 .map(|v| positive("record.max_age_s", Some(v), 0).map(|v| v as u64))
                 .transpose()?,
         };
+        let metrics = MetricsConfig {
+            addr: raw
+                .metrics
+                .addr
+                .as_deref()
+                .map(|a| MetricsConfig::parse_addr("metrics.addr", a))
+                .transpose()?,
+            stale_after: std::time::Duration::from_millis(positive(
+                "metrics.stale_after_ms",
+                raw.metrics.stale_after_ms,
+                5000,
+            )? as u64),
+            memory_budget_bytes: raw
+                .metrics
+                .memory_budget_mb
+                .map(|v| positive("metrics.memory_budget_mb", Some(v), 0).map(|v| (v as u64) << 20))
+                .transpose()?,
+        };
         Ok(Config {
             engine,
             instruments,
@@ -500,6 +553,7 @@ impl Config {
             replay_speed,
             demo,
             record,
+            metrics,
         })
     }
 }

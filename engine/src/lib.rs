@@ -6,6 +6,7 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod live;
+pub mod metrics;
 pub mod net;
 pub mod parquet;
 pub mod pipeline;

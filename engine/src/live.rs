@@ -154,6 +154,7 @@ pub fn run(cfg: &Config, output: Output, mut when: StopWhen<'_>) -> std::io::Res
     });
     let mut pipeline = start_pipeline(cfg, cfg.feeds.len(), output, Some(resync))?;
     let registry = pipeline.registry.clone();
+    let _metrics = crate::metrics::serve(cfg, &registry, crate::metrics::Mode::Live)?;
     let stop = Arc::new(AtomicBool::new(false));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
 

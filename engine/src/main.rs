@@ -16,12 +16,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const USAGE: &str = "\
 usage:
   engine                                  run the demo (generator → simulator → WebSocket → engine)
-  engine demo [--capture <file>...] [--config <file>] [--duration <s>] [--speed max|1|<N>]
+  engine demo [--capture <file>...] [--config <file>] [--duration <s>] [--speed max|1|<N>] [--metrics-addr <ip:port>]
   engine replay <capture>... [--speed max|1|<N>] [--out <signals.jsonl|->] [--stats <stats.json>] [--config <file>]
                 [--parquet <signals.parquet>]   (needs a build with --features parquet)
+                [--metrics-addr <ip:port>]      (/metrics and /health, see docs/observability.md)
   engine sim [<capture>...] --listen <ip:port> [--speed max|1|<N>] [--drop-after <frames>] [--skip-depth <n>]...
              [--stall-after <frames> --stall-ms <ms>]   (no capture: serve the built-in generator)
-  engine run --config <file> [--out <file|->] [--stats <file>] [--duration <s>]
+  engine run --config <file> [--out <file|->] [--stats <file>] [--duration <s>] [--metrics-addr <ip:port>]
   engine record --config <file> --out <dir> [--duration <s>]
   engine generate --out <capture.txt.gz> [--seed <n>] [--duration <s>] [--symbols A,B]";
 
@@ -94,6 +95,17 @@ fn load_config(args: &Args) -> Result<Config, String> {
     }
 }
 
+/// `--metrics-addr <ip:port>` overrides `[metrics] addr`.
+fn metrics_addr(args: &Args, cfg: &mut Config) -> Result<(), String> {
+    if let Some(a) = args.get("metrics-addr") {
+        cfg.metrics.addr = Some(
+            engine::config::MetricsConfig::parse_addr("--metrics-addr", a)
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(())
+}
+
 fn speed(args: &Args, default: Speed) -> Result<Speed, String> {
     args.get("speed").map_or(Ok(default), |s| {
         Speed::parse(s).map_err(|e| format!("--speed: {e}"))
@@ -101,11 +113,12 @@ fn speed(args: &Args, default: Speed) -> Result<Speed, String> {
 }
 
 fn cmd_replay(args: &Args) -> Result<(), String> {
-    args.check_known(&["speed", "out", "stats", "config", "parquet"])?;
+    args.check_known(&["speed", "out", "stats", "config", "parquet", "metrics-addr"])?;
     if args.positional.is_empty() {
         return Err("replay needs at least one capture file".into());
     }
-    let cfg = load_config(args)?;
+    let mut cfg = load_config(args)?;
+    metrics_addr(args, &mut cfg)?;
     let speed = speed(args, cfg.replay_speed)?;
     let out = args
         .get("out")
@@ -128,7 +141,15 @@ fn duration(args: &Args) -> Result<Option<Duration>, String> {
 }
 
 fn cmd_demo(args: &Args) -> Result<(), String> {
-    args.check_known(&["capture", "config", "duration", "speed", "out", "stats"])?;
+    args.check_known(&[
+        "capture",
+        "config",
+        "duration",
+        "speed",
+        "out",
+        "stats",
+        "metrics-addr",
+    ])?;
     let mut cfg = match args.get("config") {
         Some(_) => load_config(args)?,
         None => Config::from_toml_str(
@@ -141,6 +162,7 @@ fn cmd_demo(args: &Args) -> Result<(), String> {
         cfg.demo.duration_s = d.as_secs_f64();
     }
     cfg.demo.speed = speed(args, cfg.demo.speed)?;
+    metrics_addr(args, &mut cfg)?;
     let captures = args.all("capture");
     let source = if captures.is_empty() {
         DemoSource::Generator
@@ -154,11 +176,12 @@ fn cmd_demo(args: &Args) -> Result<(), String> {
 }
 
 fn cmd_run(args: &Args) -> Result<(), String> {
-    args.check_known(&["config", "out", "stats", "duration"])?;
+    args.check_known(&["config", "out", "stats", "duration", "metrics-addr"])?;
     if args.get("config").is_none() {
         return Err("run needs --config <file>".into());
     }
-    let cfg = load_config(args)?;
+    let mut cfg = load_config(args)?;
+    metrics_addr(args, &mut cfg)?;
     let out = args
         .get("out")
         .or(cfg.output.signals.as_deref())

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use super::processor::{Emit, Processor, ProcessorConfig, ResyncHook, SinkMsg};
 use super::ring::{ring, Backoff, EventTx, RingRx, RingTx, Slot, Waiter};
 use super::sink::{JsonlWriter, LiveView, RowCollector, SinkShared, SinkState};
-use super::stats::Registry;
+use super::stats::{Registry, RingStats};
 
 /// Assigns cores to threads: receivers first, then signal threads.
 pub struct CorePlan {
@@ -118,10 +118,13 @@ impl Pipeline {
         for w in 0..cfg.signal_threads {
             let waiter = Arc::new(Waiter::default());
             let mut rxs = Vec::new();
-            for txs in &mut txs_per_receiver {
+            let mut occupancy = Vec::new();
+            for (r, txs) in txs_per_receiver.iter_mut().enumerate() {
                 let (tx, rx) = ring::<Slot>(cfg.ring_capacity, waiter.clone(), full.clone());
                 txs.push(tx);
                 rxs.push(rx);
+                occupancy
+                    .push(registry.add_ring(format!("receiver{r}->signal{w}"), cfg.ring_capacity));
             }
             let (sink_tx, sink_rx) =
                 ring::<SinkMsg>(cfg.ring_capacity, sink_waiter.clone(), full.clone());
@@ -139,7 +142,7 @@ impl Pipeline {
                     cores.pin_current("signal thread");
                     waiter.register_current();
                     let proc = Processor::new(pcfg(), registry, resync, sink_tx);
-                    worker_loop(proc, rxs, &waiter);
+                    worker_loop(proc, rxs, &occupancy, &waiter);
                 })
                 .unwrap_or_else(|e| panic!("cannot spawn a signal thread: {e}"));
             workers.push(handle);
@@ -195,12 +198,14 @@ impl Pipeline {
 fn worker_loop<O: Emit + NotifyOut>(
     mut proc: Processor<O>,
     mut rxs: Vec<RingRx<Slot>>,
+    occupancy: &[Arc<RingStats>],
     waiter: &Waiter,
 ) {
     let mut backoff = Backoff::new();
     loop {
         let mut did = 0usize;
-        for rx in &mut rxs {
+        for (rx, occ) in rxs.iter_mut().zip(occupancy) {
+            occ.observe(rx.rx.slots());
             while did < 1024 {
                 match rx.rx.pop() {
                     Ok(slot) => {

@@ -4,8 +4,9 @@
 //! Every counter has exactly one writer thread, so increments are a relaxed
 //! load + store (a plain `mov`, no locked instruction).
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use feeds::event::InstrumentInfo;
 use hdrhistogram::Histogram;
@@ -131,6 +132,32 @@ pub struct FeedStats {
     pub last_frame_mono: Gauge,
 }
 
+/// Occupancy of one SPSC ring, written by its consumer (a signal thread)
+/// before each drain.
+#[derive(Debug)]
+pub struct RingStats {
+    /// Capacity in slots.
+    pub capacity: u64,
+    /// Slots in use when the consumer last looked.
+    pub occupancy: Gauge,
+    /// Highest occupancy seen.
+    pub high_water: Gauge,
+}
+
+impl RingStats {
+    /// Records an occupancy sample (single writer; stores only on change).
+    #[inline]
+    pub fn observe(&self, used: usize) {
+        let used = used as i64;
+        if self.occupancy.get() != used {
+            self.occupancy.set(used);
+            if used > self.high_water.get() {
+                self.high_water.set(used);
+            }
+        }
+    }
+}
+
 /// Pipeline stages measured with hdrhistogram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
@@ -184,6 +211,8 @@ pub struct Registry {
     stages: Mutex<Vec<Histogram<u64>>>,
     /// Pushes that found a ring full.
     pub ring_full_waits: Arc<AtomicU64>,
+    rings: Mutex<Vec<(String, Arc<RingStats>)>>,
+    metrics_addr: OnceLock<SocketAddr>,
 }
 
 impl Registry {
@@ -226,6 +255,34 @@ impl Registry {
     /// Snapshot of the feeds.
     pub fn feeds(&self) -> Vec<(String, Arc<FeedStats>)> {
         self.feeds.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Registers a ring of `capacity` slots under `name`.
+    pub fn add_ring(&self, name: String, capacity: usize) -> Arc<RingStats> {
+        let stats = Arc::new(RingStats {
+            capacity: capacity as u64,
+            occupancy: Gauge::default(),
+            high_water: Gauge::default(),
+        });
+        if let Ok(mut v) = self.rings.lock() {
+            v.push((name, stats.clone()));
+        }
+        stats
+    }
+
+    /// Snapshot of the rings.
+    pub fn rings(&self) -> Vec<(String, Arc<RingStats>)> {
+        self.rings.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Where the metrics listener serving this registry is bound, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr.get().copied()
+    }
+
+    /// Set once by the metrics listener after it binds.
+    pub fn set_metrics_addr(&self, addr: SocketAddr) {
+        let _ = self.metrics_addr.set(addr);
     }
 
     /// Merges a thread's local histogram of `stage` into the shared one and

@@ -1,0 +1,405 @@
+//! `/metrics`: the registry's counters, gauges and stage histograms as
+//! Prometheus text. Names and labels are listed in docs/observability.md.
+
+use crate::pipeline::stats::{max_rss_bytes, FeedStats, InstrumentStats, Registry, Stage};
+
+use super::expo::{Exposition, Kind};
+use super::health::{Health, InstrumentHealth};
+
+/// Quantiles of every stage summary.
+pub const QUANTILES: [(f64, &str); 4] =
+    [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (0.999, "0.999")];
+
+type FeedCounter = (&'static str, &'static str, fn(&FeedStats) -> u64);
+type InstrumentCounter = (&'static str, &'static str, fn(&InstrumentStats) -> u64);
+
+const FEED_COUNTERS: &[FeedCounter] = &[
+    (
+        "wiresignal_feed_messages_total",
+        "Frames parsed into events.",
+        |s| s.messages.get(),
+    ),
+    (
+        "wiresignal_feed_bytes_total",
+        "Bytes of frames and snapshots received.",
+        |s| s.bytes.get(),
+    ),
+    (
+        "wiresignal_feed_parse_errors_total",
+        "Frames that failed to parse.",
+        |s| s.parse_errors.get(),
+    ),
+    (
+        "wiresignal_feed_unknown_messages_total",
+        "Frames of an unknown kind.",
+        |s| s.unknown_messages.get(),
+    ),
+    (
+        "wiresignal_feed_ignored_messages_total",
+        "Frames recognised but not used.",
+        |s| s.ignored_messages.get(),
+    ),
+    (
+        "wiresignal_feed_control_messages_total",
+        "Control frames (subscription acks).",
+        |s| s.control_messages.get(),
+    ),
+    (
+        "wiresignal_feed_bad_records_total",
+        "Capture lines that were not records (replay).",
+        |s| s.bad_records.get(),
+    ),
+    (
+        "wiresignal_feed_connects_total",
+        "WebSocket connections made (live).",
+        |s| s.connects.get(),
+    ),
+    (
+        "wiresignal_feed_disconnects_total",
+        "WebSocket disconnections (live).",
+        |s| s.disconnects.get(),
+    ),
+    (
+        "wiresignal_feed_snapshots_total",
+        "Depth snapshots received.",
+        |s| s.snapshots.get(),
+    ),
+    (
+        "wiresignal_feed_snapshot_errors_total",
+        "Depth snapshot fetch failures (live).",
+        |s| s.snapshot_errors.get(),
+    ),
+];
+
+const INSTRUMENT_COUNTERS: &[InstrumentCounter] = &[
+    (
+        "wiresignal_instrument_events_total",
+        "Events processed (trades, quotes, diffs, snapshots).",
+        |s| s.events.get(),
+    ),
+    (
+        "wiresignal_instrument_trades_total",
+        "Accepted trades.",
+        |s| s.trades.get(),
+    ),
+    (
+        "wiresignal_instrument_book_updates_total",
+        "Applied live depth diffs.",
+        |s| s.book_updates.get(),
+    ),
+    ("wiresignal_instrument_gaps_total", "Sequence gaps.", |s| {
+        s.gaps.get()
+    }),
+    (
+        "wiresignal_instrument_resyncs_total",
+        "Times the book synced again after a gap, mismatch or reset.",
+        |s| s.resyncs.get(),
+    ),
+    (
+        "wiresignal_instrument_resets_total",
+        "Feed resets (reconnects) seen.",
+        |s| s.resets.get(),
+    ),
+    (
+        "wiresignal_instrument_checksum_ok_total",
+        "bookTicker cross-checks that matched the book.",
+        |s| s.checksum_ok.get(),
+    ),
+    (
+        "wiresignal_instrument_checksum_failed_total",
+        "bookTicker cross-checks that did not match (book resynced).",
+        |s| s.checksum_failed.get(),
+    ),
+    (
+        "wiresignal_instrument_crossed_books_total",
+        "Applied diffs that left the book crossed or locked.",
+        |s| s.crossed.get(),
+    ),
+    (
+        "wiresignal_instrument_dup_trades_total",
+        "Duplicate or old trade ids dropped.",
+        |s| s.dup_trades.get(),
+    ),
+    (
+        "wiresignal_instrument_stale_quotes_total",
+        "Stale bookTicker updates dropped.",
+        |s| s.stale_quotes.get(),
+    ),
+    (
+        "wiresignal_instrument_stale_diffs_total",
+        "Stale depth diffs dropped.",
+        |s| s.stale_diffs.get(),
+    ),
+    (
+        "wiresignal_instrument_rows_total",
+        "Signal rows emitted.",
+        |s| s.rows.get(),
+    ),
+];
+
+fn ilabels(i: &InstrumentHealth) -> [(&'static str, &str); 2] {
+    [("venue", &i.venue), ("symbol", &i.symbol)]
+}
+
+fn flag(b: bool) -> u64 {
+    u64::from(b)
+}
+
+/// Renders the registry and `health` (judged at the same instant).
+#[must_use]
+pub fn render(registry: &Registry, health: &Health) -> String {
+    let mut e = Exposition::new();
+    e.family(
+        "wiresignal_build_info",
+        Kind::Gauge,
+        "Engine version (value is always 1).",
+    );
+    e.sample_u64(
+        "wiresignal_build_info",
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("mode", health.mode.as_str()),
+        ],
+        1,
+    );
+    e.family(
+        "wiresignal_health_ok",
+        Kind::Gauge,
+        "1 when /health reports ok, 0 when degraded.",
+    );
+    e.sample_u64("wiresignal_health_ok", &[], flag(health.ok));
+
+    // Feeds.
+    let feeds = registry.feeds();
+    for (name, help, get) in FEED_COUNTERS {
+        e.family(name, Kind::Counter, help);
+        for (feed, s) in &feeds {
+            e.sample_u64(name, &[("feed", feed)], get(s));
+        }
+    }
+    e.family(
+        "wiresignal_feed_connected",
+        Kind::Gauge,
+        "1 while the feed's WebSocket is connected (live).",
+    );
+    for (feed, s) in &feeds {
+        e.sample_i64(
+            "wiresignal_feed_connected",
+            &[("feed", feed)],
+            s.connected.get(),
+        );
+    }
+    e.family(
+        "wiresignal_feed_last_message_age_seconds",
+        Kind::Gauge,
+        "Seconds since the feed's last frame (absent before the first).",
+    );
+    for f in &health.feeds {
+        if let Some(a) = f.last_message_age_s {
+            e.sample_f64(
+                "wiresignal_feed_last_message_age_seconds",
+                &[("feed", &f.name)],
+                a,
+            );
+        }
+    }
+
+    // Instruments.
+    let instruments = registry.instruments();
+    let labels: Vec<(String, String)> = instruments
+        .iter()
+        .map(|(info, _)| {
+            let venue = feeds::venue::VENUES
+                .get(info.venue as usize)
+                .map_or("unknown", |v| v.name);
+            (venue.to_owned(), info.symbol.as_str().to_owned())
+        })
+        .collect();
+    let lbl = |k: usize| {
+        [
+            ("venue", labels[k].0.as_str()),
+            ("symbol", labels[k].1.as_str()),
+        ]
+    };
+    for (name, help, get) in INSTRUMENT_COUNTERS {
+        e.family(name, Kind::Counter, help);
+        for (k, (_, s)) in instruments.iter().enumerate() {
+            e.sample_u64(name, &lbl(k), get(s));
+        }
+    }
+    e.family(
+        "wiresignal_instrument_book_levels",
+        Kind::Gauge,
+        "Price levels per book side.",
+    );
+    for (k, (_, s)) in instruments.iter().enumerate() {
+        let [v, sym] = lbl(k);
+        e.sample_i64(
+            "wiresignal_instrument_book_levels",
+            &[v, sym, ("side", "bid")],
+            s.bid_levels.get(),
+        );
+        e.sample_i64(
+            "wiresignal_instrument_book_levels",
+            &[v, sym, ("side", "ask")],
+            s.ask_levels.get(),
+        );
+    }
+    e.family(
+        "wiresignal_instrument_in_sync",
+        Kind::Gauge,
+        "1 when the instrument's depth book is in sync.",
+    );
+    for i in &health.instruments {
+        e.sample_u64(
+            "wiresignal_instrument_in_sync",
+            &ilabels(i),
+            flag(i.in_sync),
+        );
+    }
+    e.family(
+        "wiresignal_instrument_staleness_seconds",
+        Kind::Gauge,
+        "Seconds since the instrument's last trade, quote or applied diff (absent before the first).",
+    );
+    for i in &health.instruments {
+        if let Some(a) = i.last_update_age_s {
+            e.sample_f64("wiresignal_instrument_staleness_seconds", &ilabels(i), a);
+        }
+    }
+    e.family(
+        "wiresignal_instrument_stale",
+        Kind::Gauge,
+        "1 when the instrument has had no update for longer than the stale threshold.",
+    );
+    for i in &health.instruments {
+        e.sample_u64("wiresignal_instrument_stale", &ilabels(i), flag(i.stale));
+    }
+    e.family(
+        "wiresignal_stale_threshold_seconds",
+        Kind::Gauge,
+        "Configured stale threshold ([metrics] stale_after_ms).",
+    );
+    e.sample_f64(
+        "wiresignal_stale_threshold_seconds",
+        &[],
+        health.stale_after_s,
+    );
+
+    // Rings and back-pressure.
+    let rings = registry.rings();
+    e.family(
+        "wiresignal_ring_occupancy",
+        Kind::Gauge,
+        "Events waiting in a receiver-to-signal-thread ring when its consumer last looked.",
+    );
+    for (name, r) in &rings {
+        e.sample_i64(
+            "wiresignal_ring_occupancy",
+            &[("ring", name)],
+            r.occupancy.get(),
+        );
+    }
+    e.family(
+        "wiresignal_ring_occupancy_high_water",
+        Kind::Gauge,
+        "Highest ring occupancy seen.",
+    );
+    for (name, r) in &rings {
+        e.sample_i64(
+            "wiresignal_ring_occupancy_high_water",
+            &[("ring", name)],
+            r.high_water.get(),
+        );
+    }
+    e.family(
+        "wiresignal_ring_capacity",
+        Kind::Gauge,
+        "Ring capacity in events.",
+    );
+    for (name, r) in &rings {
+        e.sample_u64("wiresignal_ring_capacity", &[("ring", name)], r.capacity);
+    }
+    e.family(
+        "wiresignal_ring_full_waits_total",
+        Kind::Counter,
+        "Pushes that found a ring full and waited (back-pressure events).",
+    );
+    e.sample_u64(
+        "wiresignal_ring_full_waits_total",
+        &[],
+        registry
+            .ring_full_waits
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+
+    // Stage latencies.
+    e.family(
+        "wiresignal_stage_latency_seconds",
+        Kind::Summary,
+        "Per-stage latency since start (hdrhistogram, 3 significant digits).",
+    );
+    for stage in Stage::ALL {
+        let h = registry.stage(stage);
+        let s = [("stage", stage.name())];
+        for (q, qs) in QUANTILES {
+            let v = if h.is_empty() {
+                f64::NAN
+            } else {
+                h.value_at_quantile(q) as f64 / 1e9
+            };
+            e.sample_f64(
+                "wiresignal_stage_latency_seconds",
+                &[s[0], ("quantile", qs)],
+                v,
+            );
+        }
+        e.sample_f64(
+            "wiresignal_stage_latency_seconds_sum",
+            &s,
+            h.mean() * h.len() as f64 / 1e9,
+        );
+        e.sample_u64("wiresignal_stage_latency_seconds_count", &s, h.len());
+    }
+
+    // Memory.
+    e.family(
+        "wiresignal_process_resident_memory_bytes",
+        Kind::Gauge,
+        "Current resident set size (/proc/self/statm).",
+    );
+    e.sample_u64(
+        "wiresignal_process_resident_memory_bytes",
+        &[],
+        health.rss_bytes,
+    );
+    e.family(
+        "wiresignal_process_max_resident_memory_bytes",
+        Kind::Gauge,
+        "Peak resident set size (getrusage).",
+    );
+    e.sample_u64(
+        "wiresignal_process_max_resident_memory_bytes",
+        &[],
+        max_rss_bytes(),
+    );
+    if let Some(b) = health.memory_budget_bytes {
+        e.family(
+            "wiresignal_memory_budget_bytes",
+            Kind::Gauge,
+            "Configured memory budget ([metrics] memory_budget_mb).",
+        );
+        e.sample_u64("wiresignal_memory_budget_bytes", &[], b);
+        e.family(
+            "wiresignal_memory_over_budget",
+            Kind::Gauge,
+            "1 while the resident set size exceeds the memory budget.",
+        );
+        e.sample_u64(
+            "wiresignal_memory_over_budget",
+            &[],
+            flag(health.rss_bytes > b),
+        );
+    }
+    e.finish()
+}
