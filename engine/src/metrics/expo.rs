@@ -7,11 +7,15 @@
 //! let mut e = Exposition::new();
 //! e.family("wiresignal_feed_messages_total", Kind::Counter, "Frames parsed into events.");
 //! e.sample_u64("wiresignal_feed_messages_total", &[("feed", "binance-spot#0")], 42);
+//! let text = e.finish();
+//! let lines: Vec<&str> = text.lines().collect();
 //! assert_eq!(
-//!     e.finish(),
-//!     "# HELP wiresignal_feed_messages_total Frames parsed into events.\n\
-//!      # TYPE wiresignal_feed_messages_total counter\n\
-//!      wiresignal_feed_messages_total{feed=\"binance-spot#0\"} 42\n"
+//!     lines,
+//!     [
+//!         "# HELP wiresignal_feed_messages_total Frames parsed into events.",
+//!         "# TYPE wiresignal_feed_messages_total counter",
+//!         "wiresignal_feed_messages_total{feed=\"binance-spot#0\"} 42",
+//!     ]
 //! );
 //! ```
 
