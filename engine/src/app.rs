@@ -145,6 +145,7 @@ pub fn start_pipeline_with(
         collector,
         resync,
         cores: CorePlan::new(cfg.engine.pin_cores),
+        busy_poll: cfg.engine.receiver_mode == crate::config::ReceiverMode::BusyPoll,
     }))
 }
 

@@ -68,6 +68,7 @@ struct RawEngine {
     max_instruments: Option<i64>,
     window_capacity: Option<i64>,
     book_capacity: Option<i64>,
+    receiver_mode: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -202,6 +203,19 @@ pub struct EngineOptions {
     pub window_capacity: usize,
     /// Levels pre-allocated per book side.
     pub book_capacity: usize,
+    /// How feed receivers wait for data (`receiver_mode`).
+    pub receiver_mode: ReceiverMode,
+}
+
+/// How a feed receiver thread waits for socket data (`[engine] receiver_mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReceiverMode {
+    /// A tokio current-thread runtime sleeping in `epoll_wait` (`"epoll"`).
+    #[default]
+    Epoll,
+    /// Spin on a non-blocking socket, never sleep; signal threads never park
+    /// either (`"busy_poll"`). Burns one core per receiver and signal thread.
+    BusyPoll,
 }
 
 /// One live feed (`[[feeds]]`).
@@ -362,6 +376,16 @@ impl Config {
                 1 << 16,
             )?,
             book_capacity: positive("engine.book_capacity", raw.engine.book_capacity, 8192)?,
+            receiver_mode: match raw.engine.receiver_mode.as_deref() {
+                None | Some("epoll") => ReceiverMode::Epoll,
+                Some("busy_poll") => ReceiverMode::BusyPoll,
+                Some(o) => {
+                    return Err(err(
+                        "engine.receiver_mode",
+                        format!("expected \"epoll\" or \"busy_poll\", got {o:?}"),
+                    ))
+                }
+            },
         };
 
         let mut instruments = Vec::new();
@@ -584,6 +608,12 @@ mod tests {
         assert!(e.message.contains("nope"), "{e}");
         let e = Config::from_toml_str("[engine]\nvenue='mars'\n", "t").unwrap_err();
         assert_eq!(e.path, "engine.venue");
+        let e = Config::from_toml_str("[engine]\nreceiver_mode='spin'\n", "t").unwrap_err();
+        assert_eq!(e.path, "engine.receiver_mode");
+        assert!(e.message.contains("busy_poll"), "{e}");
+        let c = Config::from_toml_str("[engine]\nreceiver_mode='busy_poll'\n", "t").unwrap();
+        assert_eq!(c.engine.receiver_mode, ReceiverMode::BusyPoll);
+        assert_eq!(Config::default().engine.receiver_mode, ReceiverMode::Epoll);
         let e = Config::from_toml_str("[engine]\nbogus=1\n", "t").unwrap_err();
         assert!(e.message.contains("bogus"), "{e}");
         let e = Config::from_toml_str(

@@ -127,6 +127,21 @@ pub(crate) fn feed_options(
     }
 }
 
+/// Whether feed `i` runs busy-polled: `receiver_mode = "busy_poll"` and a
+/// feed the busy loop supports (else a warning, and the epoll loop).
+fn busy_poll(cfg: &Config, i: usize, opts: &FeedOptions) -> bool {
+    if cfg.engine.receiver_mode != crate::config::ReceiverMode::BusyPoll {
+        return false;
+    }
+    match crate::net::busy::unsupported(opts) {
+        None => true,
+        Some(why) => {
+            eprintln!("warning: feeds[{i}] falls back to receiver_mode \"epoll\": {why}");
+            false
+        }
+    }
+}
+
 /// Runs the configured feeds until `when` says stop; returns the stats.
 pub fn run(cfg: &Config, output: Output, mut when: StopWhen<'_>) -> std::io::Result<RunReport> {
     if cfg.feeds.is_empty() {
@@ -172,11 +187,17 @@ pub fn run(cfg: &Config, output: Output, mut when: StopWhen<'_>) -> std::io::Res
         let stop = stop.clone();
         let shutdown = shutdown_rx.clone();
         let cores = pipeline.cores.clone();
+        let busy = busy_poll(cfg, i, &opts);
         threads.push(
             std::thread::Builder::new()
                 .name(format!("feed-{i}"))
                 .spawn(move || {
                     cores.pin_current("feed receiver");
+                    if busy {
+                        let mut handler = Handler { ingest, stop };
+                        crate::net::busy::run_feed_busy(&opts, &requests, &mut handler);
+                        return;
+                    }
                     let rt = match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()

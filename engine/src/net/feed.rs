@@ -28,11 +28,11 @@ use super::backoff::Backoff;
 use super::http::{self, HttpError, HttpResponse, SentRequest, Target};
 
 /// A connection that stayed up at least this long resets the backoff.
-const HEALTHY_UPTIME: Duration = Duration::from_secs(5);
+pub(super) const HEALTHY_UPTIME: Duration = Duration::from_secs(5);
 /// Upper bound on sending our Close frame at shutdown.
-const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
+pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
 /// Initial capacity of the reused frame buffer (grows to the largest frame seen).
-const FRAME_BUF: usize = 64 << 10;
+pub(super) const FRAME_BUF: usize = 64 << 10;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, HttpError>> + Send>>;
@@ -161,7 +161,7 @@ impl SnapshotRequests {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn pop(&self) -> Option<String> {
+    pub(super) fn pop(&self) -> Option<String> {
         if !self.pending.load(Ordering::Acquire) {
             return None;
         }
@@ -173,7 +173,7 @@ impl SnapshotRequests {
 
     /// Put `first` (in order) at the front, ahead of other pending requests, and
     /// drop their duplicates further back.
-    fn prepend<'a>(&self, first: impl DoubleEndedIterator<Item = &'a str>) {
+    pub(super) fn prepend<'a>(&self, first: impl DoubleEndedIterator<Item = &'a str>) {
         let mut q = self.lock();
         for sym in first.rev() {
             match q.iter().position(|s| s == sym) {
@@ -435,7 +435,7 @@ async fn session(
     }
 }
 
-fn deliver(
+pub(super) fn deliver(
     handler: &mut impl FeedHandler,
     stats: &mut FeedStats,
     buf: &mut Vec<u8>,
@@ -502,7 +502,7 @@ async fn connect(opts: &FeedOptions) -> Result<Ws, String> {
     Ok(ws)
 }
 
-fn close_reason(frame: Option<&CloseFrame>) -> String {
+pub(super) fn close_reason(frame: Option<&CloseFrame>) -> String {
     match frame {
         Some(f) if !f.reason.is_empty() => format!("closed by server: {} {}", f.code, f.reason),
         Some(f) => format!("closed by server: {}", f.code),
@@ -527,7 +527,7 @@ async fn wait_shutdown(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// `CLOCK_REALTIME` in nanoseconds (0 before 1970, saturating after 2262).
-fn realtime_ns() -> i64 {
+pub(super) fn realtime_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))

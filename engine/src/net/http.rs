@@ -21,14 +21,14 @@ use tokio::net::TcpStream;
 /// Default cap on a response body.
 pub const MAX_BODY: usize = 16 << 20;
 /// Cap on the status line plus headers.
-const MAX_HEAD: usize = 64 << 10;
+pub(crate) const MAX_HEAD: usize = 64 << 10;
 /// Headers parsed per response; more is an error.
-const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 /// Bytes of a non-2xx body kept in [`HttpError::Status`].
 const STATUS_BODY_SNIPPET: usize = 512;
 /// Read granularity for headers, chunked and EOF bodies.
 const READ_CHUNK: usize = 16 << 10;
-const USER_AGENT: &str = concat!("wiresignal/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("wiresignal/", env!("CARGO_PKG_VERSION"));
 
 /// A complete 2xx response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,7 +291,7 @@ where
 }
 
 #[cold]
-fn status_error(status: u16, body: &[u8]) -> HttpError {
+pub(crate) fn status_error(status: u16, body: &[u8]) -> HttpError {
     let snippet = &body[..body.len().min(STATUS_BODY_SNIPPET)];
     HttpError::Status {
         status,
@@ -300,7 +300,7 @@ fn status_error(status: u16, body: &[u8]) -> HttpError {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub(crate) enum Framing {
     Empty,
     Length(usize),
     Chunked,
@@ -478,7 +478,7 @@ impl<S: AsyncRead + Unpin> Conn<S> {
 }
 
 /// Body framing per RFC 9112 §6.3 (for a response to `GET`).
-fn framing(status: u16, headers: &[httparse::Header<'_>]) -> Result<Framing, HttpError> {
+pub(crate) fn framing(status: u16, headers: &[httparse::Header<'_>]) -> Result<Framing, HttpError> {
     if (100..200).contains(&status) || status == 204 || status == 304 {
         return Ok(Framing::Empty);
     }

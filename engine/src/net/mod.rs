@@ -3,11 +3,13 @@
 //! - [`http`]: a minimal async HTTP/1.1 `GET` client (plain and TLS) for REST snapshots.
 //! - [`backoff`]: exponential reconnect backoff with jitter.
 //! - [`feed`]: the per-connection WebSocket feed loop run by the pinned receiver thread.
+//! - [`busy`]: the same loop busy-polling a non-blocking socket (`receiver_mode = "busy_poll"`).
 //!
 //! Everything here is I/O glue: frames and snapshot bodies are handed to a
 //! [`feed::FeedHandler`] as `&mut [u8]`, and parsing stays in sans-IO code elsewhere.
 
 pub mod backoff;
+pub mod busy;
 pub mod feed;
 pub mod http;
 

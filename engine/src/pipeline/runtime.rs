@@ -84,6 +84,8 @@ pub struct PipelineConfig {
     pub resync: Option<ResyncFactory>,
     /// Core pinning plan.
     pub cores: Arc<CorePlan>,
+    /// Signal threads never park when idle, they spin (`receiver_mode = "busy_poll"`).
+    pub busy_poll: bool,
 }
 
 /// A running pipeline.
@@ -116,7 +118,7 @@ impl Pipeline {
         let mut workers = Vec::new();
         let processor_cfg = Arc::new(cfg.processor);
         for w in 0..cfg.signal_threads {
-            let waiter = Arc::new(Waiter::default());
+            let waiter = Arc::new(Waiter::new(cfg.busy_poll));
             let mut rxs = Vec::new();
             let mut occupancy = Vec::new();
             for (r, txs) in txs_per_receiver.iter_mut().enumerate() {
