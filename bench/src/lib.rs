@@ -7,8 +7,11 @@
 //! * [`sim`]: a local Binance-protocol exchange simulator (WebSocket streams
 //!   and `GET /api/v3/depth` on one TCP port) with deterministic snapshot
 //!   handling and fault injection.
+//! * [`load`]: a paced load server (fixed rate, ramp, spike, soak) with
+//!   send stamps in the frames, baseline clients and the benchmark suite.
 
 pub mod fixed8;
 pub mod generator;
+pub mod load;
 pub mod sim;
 pub mod source;

@@ -68,6 +68,20 @@ pub fn stats_json(registry: &Registry, elapsed: Duration, rows: u64) -> Value {
             }),
         );
     }
+    // Exchange (bench: frame-write) time → signals, wall clock; see pipeline::wire.
+    let h = crate::pipeline::wire::total();
+    latency.insert(
+        "exchange_to_signal".to_owned(),
+        json!({
+            "count": h.len(),
+            "p50": h.value_at_quantile(0.50),
+            "p90": h.value_at_quantile(0.90),
+            "p99": h.value_at_quantile(0.99),
+            "p999": h.value_at_quantile(0.999),
+            "max": h.max(),
+            "series": crate::pipeline::wire::series(),
+        }),
+    );
     let secs = elapsed.as_secs_f64();
     let messages = sum(&|s| s.messages.get());
     json!({

@@ -8,3 +8,4 @@ pub mod ring;
 pub mod runtime;
 pub mod sink;
 pub mod stats;
+pub mod wire;

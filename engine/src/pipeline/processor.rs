@@ -127,6 +127,7 @@ pub struct Processor<O: Emit> {
     resync: Box<dyn ResyncHook>,
     out: O,
     hist: [Histogram<u64>; 3],
+    wire: super::wire::WireRecorder,
     /// Events processed since the last histogram publish.
     since_publish: u32,
     last_publish: u64,
@@ -153,6 +154,7 @@ impl<O: Emit> Processor<O> {
             resync,
             out,
             hist: [new_histogram(), new_histogram(), new_histogram()],
+            wire: super::wire::WireRecorder::new(),
             since_publish: 0,
             last_publish: 0,
         }
@@ -177,8 +179,22 @@ impl<O: Emit> Processor<O> {
     #[inline]
     pub fn on_slot(&mut self, slot: &super::ring::Slot) {
         let t_pop = mono_ns();
+        // Exchange time of an event whose signals this slot completes.
+        let ts = match slot.ev {
+            Event::Trade(t) => t.ts_ns,
+            Event::Quote(q) => q.ts_ns,
+            Event::Depth(h) if h.levels == 0 => h.ts_ns,
+            Event::Level(_) if self.remaining == 1 => match self.pending {
+                Pending::Depth(h) => h.ts_ns,
+                _ => 0,
+            },
+            _ => 0,
+        };
         self.on_event(&slot.ev, slot.t_frame);
         let t_done = mono_ns();
+        if ts != 0 {
+            self.wire.record(ts, t_done);
+        }
         let [ring, sig, e2e] = &mut self.hist;
         let _ = ring.record(t_pop.saturating_sub(slot.t_push).max(1));
         let _ = sig.record(t_done.saturating_sub(t_pop).max(1));
@@ -197,6 +213,7 @@ impl<O: Emit> Processor<O> {
         self.registry.merge_stage(Stage::RingHop, ring);
         self.registry.merge_stage(Stage::Signal, sig);
         self.registry.merge_stage(Stage::FrameToSignal, e2e);
+        self.wire.publish();
     }
 
     /// Processes one event (`t_frame`: monotonic time of its frame).
