@@ -2,8 +2,9 @@
 //! SIGNALS.md 2.5.
 //!
 //! * [`OrderBook`]: price level → size, `i64` ticks → `i64` lots. Each side is
-//!   a sorted `Vec<(px, qty)>` with the **best level at the end**, so the
-//!   frequent updates near the top move few elements.
+//!   a list of sorted chunks of at most 64 levels (best level last) over
+//!   pre-allocated arenas: best level and top-L depth read the last chunks,
+//!   and an update at any depth moves at most one chunk.
 //! * [`DepthSync`]: the Binance spot buffer / snapshot / `U`-`u` continuity
 //!   state machine around one book.
 //!
@@ -34,18 +35,50 @@ use crate::event::{BookSide, DepthHeader, Level, SnapshotHeader};
 // OrderBook
 // ---------------------------------------------------------------------------
 
-/// One side of the book: unique prices, no zero sizes, sorted so that the
-/// best level is last (bids ascending, asks descending).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Levels per chunk of a [`Ladder`]: an insert or delete shifts at most this
+/// many prices and sizes (1 KiB), wherever the level is in the book.
+const CHUNK: usize = 64;
+
+/// One chunk of a ladder: `len` levels at `base..base + len` of the arenas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Chunk {
+    /// Offset of the chunk's slots in the arenas (a multiple of [`CHUNK`]).
+    base: u32,
+    /// Levels in use, `1..=CHUNK` while the chunk is listed.
+    len: u32,
+    /// Price of its last (best) level: the key of the chunk search.
+    last: i64,
+}
+
+/// One side of the book: unique prices, no zero sizes, in storage order
+/// worse first, best last (bids ascending, asks descending).
+///
+/// The levels live in a list of sorted chunks of at most [`CHUNK`] levels
+/// whose slots are carved out of two pre-allocated arenas (prices, sizes). A
+/// set finds its chunk by binary search on the chunks' last prices, then its
+/// slot inside the chunk, so a deep insert or delete moves at most one chunk
+/// (a single sorted `Vec` moved every level above it: Binance diffs touch
+/// levels hundreds deep, and that memmove was the largest cost of the
+/// pipeline). A full chunk splits in two, a chunk emptied below a quarter
+/// merges with a neighbour. Chunks are recycled through a free list, so after
+/// the arenas have grown to the book's depth nothing is allocated.
+#[derive(Clone, Default)]
 struct Ladder<const BID: bool> {
-    levels: Vec<(i64, i64)>,
+    /// Chunks in storage order.
+    chunks: Vec<Chunk>,
+    px: Vec<i64>,
+    qty: Vec<i64>,
+    /// Bases of unused chunks.
+    free: Vec<u32>,
+    len: usize,
 }
 
 impl<const BID: bool> Ladder<BID> {
     fn with_capacity(n: usize) -> Self {
-        Self {
-            levels: Vec::with_capacity(n),
-        }
+        let mut l = Self::default();
+        // Splits leave chunks at least half full, so this holds `n` levels.
+        l.grow(n.div_ceil(CHUNK / 2).max(2));
+        l
     }
 
     /// Orders an existing level price `p` against `px` in storage order
@@ -59,67 +92,306 @@ impl<const BID: bool> Ladder<BID> {
         }
     }
 
+    /// Adds `chunks` free chunks to the arenas.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, chunks: usize) {
+        let old = self.px.len();
+        let new = old + chunks * CHUNK;
+        self.px.resize(new, 0);
+        self.qty.resize(new, 0);
+        let total = new / CHUNK;
+        // Room for every chunk in both lists: pushes never reallocate.
+        self.free.reserve(total.saturating_sub(self.free.len()));
+        self.chunks.reserve(total.saturating_sub(self.chunks.len()));
+        self.free
+            .extend((old..new).step_by(CHUNK).rev().map(|b| b as u32));
+    }
+
+    #[inline]
+    fn alloc_chunk(&mut self) -> u32 {
+        if self.free.is_empty() {
+            let chunks = (self.px.len() / CHUNK).max(2);
+            self.grow(chunks);
+        }
+        self.free.pop().unwrap_or(0)
+    }
+
     #[inline]
     fn set(&mut self, px: i64, qty: i64) {
+        let Some(&top) = self.chunks.last() else {
+            if qty > 0 {
+                self.push_chunk(px, qty);
+            }
+            return;
+        };
         // Fast path: the top of the book, where most updates land.
-        if let Some(&(best, _)) = self.levels.last() {
-            if best == px {
-                let last = self.levels.len() - 1;
+        match Self::cmp(top.last, px) {
+            std::cmp::Ordering::Equal => {
+                let ci = self.chunks.len() - 1;
+                let i = top.len as usize - 1;
                 if qty > 0 {
-                    self.levels[last].1 = qty;
+                    self.qty[top.base as usize + i] = qty;
                 } else {
-                    self.levels.pop();
+                    self.remove_at(ci, i);
                 }
                 return;
             }
-            if Self::cmp(best, px).is_lt() {
+            std::cmp::Ordering::Less => {
                 if qty > 0 {
-                    self.levels.push((px, qty));
+                    if (top.len as usize) < CHUNK {
+                        let ci = self.chunks.len() - 1;
+                        self.insert_at(ci, top.len as usize, px, qty);
+                    } else {
+                        self.push_chunk(px, qty);
+                    }
                 }
                 return;
             }
+            std::cmp::Ordering::Greater => {}
         }
-        match self.levels.binary_search_by(|&(p, _)| Self::cmp(p, px)) {
-            Ok(i) if qty > 0 => self.levels[i].1 = qty,
-            Ok(i) => {
-                self.levels.remove(i);
-            }
-            Err(i) if qty > 0 => self.levels.insert(i, (px, qty)),
+        // The first chunk whose best level is not worse than `px`; one
+        // exists since the top chunk's is better.
+        let ci = self
+            .chunks
+            .partition_point(|c| Self::cmp(c.last, px).is_lt());
+        let c = self.chunks[ci];
+        let base = c.base as usize;
+        match self.px[base..base + c.len as usize].binary_search_by(|&p| Self::cmp(p, px)) {
+            Ok(i) if qty > 0 => self.qty[base + i] = qty,
+            Ok(i) => self.remove_at(ci, i),
+            Err(i) if qty > 0 => self.insert_at(ci, i, px, qty),
             Err(_) => {}
         }
     }
 
+    /// Appends a chunk holding one new best level.
+    fn push_chunk(&mut self, px: i64, qty: i64) {
+        let base = self.alloc_chunk();
+        self.px[base as usize] = px;
+        self.qty[base as usize] = qty;
+        self.chunks.push(Chunk {
+            base,
+            len: 1,
+            last: px,
+        });
+        self.len += 1;
+    }
+
+    /// Inserts a level at slot `i` of chunk `ci` (splitting a full chunk).
+    fn insert_at(&mut self, mut ci: usize, mut i: usize, px: i64, qty: i64) {
+        if self.chunks[ci].len as usize == CHUNK {
+            let half = CHUNK / 2;
+            let upper = self.alloc_chunk();
+            let c = self.chunks[ci];
+            let (from, to) = (c.base as usize + half, upper as usize);
+            self.px.copy_within(from..from + half, to);
+            self.qty.copy_within(from..from + half, to);
+            self.chunks[ci].len = half as u32;
+            self.chunks[ci].last = self.px[from - 1];
+            self.chunks.insert(
+                ci + 1,
+                Chunk {
+                    base: upper,
+                    len: half as u32,
+                    last: c.last,
+                },
+            );
+            if i > half {
+                ci += 1;
+                i -= half;
+            }
+        }
+        let c = &mut self.chunks[ci];
+        let (base, len) = (c.base as usize, c.len as usize);
+        self.px.copy_within(base + i..base + len, base + i + 1);
+        self.qty.copy_within(base + i..base + len, base + i + 1);
+        self.px[base + i] = px;
+        self.qty[base + i] = qty;
+        c.len += 1;
+        if i == len {
+            c.last = px;
+        }
+        self.len += 1;
+    }
+
+    /// Removes slot `i` of chunk `ci` (freeing or merging a small chunk).
+    fn remove_at(&mut self, ci: usize, i: usize) {
+        let c = &mut self.chunks[ci];
+        let (base, len) = (c.base as usize, c.len as usize - 1);
+        self.px.copy_within(base + i + 1..base + len + 1, base + i);
+        self.qty.copy_within(base + i + 1..base + len + 1, base + i);
+        c.len = len as u32;
+        self.len -= 1;
+        if len == 0 {
+            self.free.push(c.base);
+            self.chunks.remove(ci);
+            return;
+        }
+        if i == len {
+            c.last = self.px[base + len - 1];
+        }
+        if len <= CHUNK / 4 {
+            let fits = |o: &Chunk| o.len as usize + len <= CHUNK * 3 / 4;
+            if ci > 0 && fits(&self.chunks[ci - 1]) {
+                self.merge(ci - 1);
+            } else if ci + 1 < self.chunks.len() && fits(&self.chunks[ci + 1]) {
+                self.merge(ci);
+            }
+        }
+    }
+
+    /// Moves the levels of chunk `ci + 1` to the end of chunk `ci`.
+    #[cold]
+    fn merge(&mut self, ci: usize) {
+        let b = self.chunks.remove(ci + 1);
+        let a = &mut self.chunks[ci];
+        let (from, to) = (b.base as usize, (a.base + a.len) as usize);
+        let n = b.len as usize;
+        self.px.copy_within(from..from + n, to);
+        self.qty.copy_within(from..from + n, to);
+        a.len += b.len;
+        a.last = b.last;
+        self.free.push(b.base);
+    }
+
+    fn clear(&mut self) {
+        self.free.extend(self.chunks.iter().map(|c| c.base));
+        self.chunks.clear();
+        self.len = 0;
+    }
+
     #[inline]
     fn best(&self) -> Option<(i64, i64)> {
-        self.levels.last().copied()
+        self.chunks
+            .last()
+            .map(|c| (c.last, self.qty[(c.base + c.len) as usize - 1]))
     }
 
     #[inline]
     fn depth(&self, n: usize) -> i64 {
-        self.levels.iter().rev().take(n).map(|&(_, q)| q).sum()
+        let mut left = n;
+        let mut sum = 0;
+        for c in self.chunks.iter().rev() {
+            let (base, len) = (c.base as usize, c.len as usize);
+            if left <= len {
+                return sum + self.qty[base + len - left..base + len].iter().sum::<i64>();
+            }
+            sum += self.qty[base..base + len].iter().sum::<i64>();
+            left -= len;
+        }
+        sum
+    }
+
+    /// Levels in storage order (worse first).
+    fn iter(&self) -> LadderIter<'_> {
+        LadderIter {
+            chunks: &self.chunks,
+            px: &self.px,
+            qty: &self.qty,
+            front: (0, 0),
+            back: (
+                self.chunks.len().saturating_sub(1),
+                self.chunks.last().map_or(0, |c| c.len as usize),
+            ),
+            remaining: self.len,
+        }
     }
 
     fn check(&self) -> Result<(), &'static str> {
-        if self.levels.iter().any(|&(_, q)| q <= 0) {
+        let mut n = 0usize;
+        for c in &self.chunks {
+            if c.len == 0 || c.len as usize > CHUNK || c.base as usize % CHUNK != 0 {
+                return Err("bad chunk");
+            }
+            if self.px[(c.base + c.len) as usize - 1] != c.last {
+                return Err("stale chunk key");
+            }
+            n += c.len as usize;
+        }
+        if n != self.len || self.chunks.len() + self.free.len() != self.px.len() / CHUNK {
+            return Err("chunk accounting");
+        }
+        if self.iter().any(|(_, q)| q <= 0) {
             return Err("non-positive size");
         }
-        if self
-            .levels
-            .windows(2)
-            .any(|w| !Self::cmp(w[0].0, w[1].0).is_lt())
-        {
-            return Err("prices not strictly ordered");
+        let mut prev: Option<i64> = None;
+        for (p, _) in self.iter() {
+            if prev.is_some_and(|q| !Self::cmp(q, p).is_lt()) {
+                return Err("prices not strictly ordered");
+            }
+            prev = Some(p);
         }
         Ok(())
     }
 }
 
+/// The levels of a [`Ladder`] in storage order (worse first).
+#[derive(Clone, Debug)]
+struct LadderIter<'a> {
+    chunks: &'a [Chunk],
+    px: &'a [i64],
+    qty: &'a [i64],
+    /// Next front item: (chunk, slot).
+    front: (usize, usize),
+    /// One past the next back item: (chunk, slot).
+    back: (usize, usize),
+    remaining: usize,
+}
+
+impl Iterator for LadderIter<'_> {
+    type Item = (i64, i64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(i64, i64)> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let (mut ci, mut i) = self.front;
+        while i == self.chunks[ci].len as usize {
+            ci += 1;
+            i = 0;
+        }
+        let at = self.chunks[ci].base as usize + i;
+        self.front = (ci, i + 1);
+        self.remaining -= 1;
+        Some((self.px[at], self.qty[at]))
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl DoubleEndedIterator for LadderIter<'_> {
+    #[inline]
+    fn next_back(&mut self) -> Option<(i64, i64)> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let (mut ci, mut i) = self.back;
+        while i == 0 {
+            ci -= 1;
+            i = self.chunks[ci].len as usize;
+        }
+        i -= 1;
+        let at = self.chunks[ci].base as usize + i;
+        self.back = (ci, i);
+        self.remaining -= 1;
+        Some((self.px[at], self.qty[at]))
+    }
+}
+
+impl ExactSizeIterator for LadderIter<'_> {}
+
 /// Price-level (L2) book in fixed point.
 ///
 /// Invariants: on each side prices are unique and strictly ordered and every
-/// size is `> 0`. Capacity given at construction is pre-allocated per side;
-/// a side that outgrows it reallocates (levels are never dropped).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// size is `> 0`. Capacity given at construction is pre-allocated per side
+/// (chunks for that many levels at half occupancy); a side that outgrows it
+/// grows its arenas (levels are never dropped).
+#[derive(Clone, Default)]
 pub struct OrderBook {
     bids: Ladder<true>,
     asks: Ladder<false>,
@@ -153,8 +425,8 @@ impl OrderBook {
 
     /// Removes every level (capacity is kept).
     pub fn clear(&mut self) {
-        self.bids.levels.clear();
-        self.asks.levels.clear();
+        self.bids.clear();
+        self.asks.clear();
     }
 
     /// Best (highest) bid `(px, qty)`.
@@ -175,14 +447,14 @@ impl OrderBook {
     #[inline]
     #[must_use]
     pub fn bid_levels(&self) -> usize {
-        self.bids.levels.len()
+        self.bids.len
     }
 
     /// Number of ask levels.
     #[inline]
     #[must_use]
     pub fn ask_levels(&self) -> usize {
-        self.asks.levels.len()
+        self.asks.len
     }
 
     /// Number of levels on `side`.
@@ -199,17 +471,17 @@ impl OrderBook {
     #[inline]
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.bids.levels.is_empty() && self.asks.levels.is_empty()
+        self.bids.len == 0 && self.asks.len == 0
     }
 
     /// Bid levels `(px, qty)`, best (highest price) first.
     pub fn bids(&self) -> impl ExactSizeIterator<Item = (i64, i64)> + DoubleEndedIterator + '_ {
-        self.bids.levels.iter().rev().copied()
+        self.bids.iter().rev()
     }
 
     /// Ask levels `(px, qty)`, best (lowest price) first.
     pub fn asks(&self) -> impl ExactSizeIterator<Item = (i64, i64)> + DoubleEndedIterator + '_ {
-        self.asks.levels.iter().rev().copied()
+        self.asks.iter().rev()
     }
 
     /// Both sides non-empty and best bid `>=` best ask (crossed or locked,
@@ -228,6 +500,30 @@ impl OrderBook {
     pub fn check_invariants(&self) -> Result<(), &'static str> {
         self.bids.check()?;
         self.asks.check()
+    }
+}
+
+/// Equal when both sides hold the same levels (however they are chunked).
+impl PartialEq for OrderBook {
+    fn eq(&self, other: &Self) -> bool {
+        self.bids().eq(other.bids()) && self.asks().eq(other.asks())
+    }
+}
+
+impl Eq for OrderBook {}
+
+impl std::fmt::Debug for OrderBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Side<I>(I);
+        impl<I: Iterator<Item = (i64, i64)> + Clone> std::fmt::Debug for Side<I> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_list().entries(self.0.clone()).finish()
+            }
+        }
+        f.debug_struct("OrderBook")
+            .field("bids", &Side(self.bids.iter().rev()))
+            .field("asks", &Side(self.asks.iter().rev()))
+            .finish()
     }
 }
 

@@ -342,6 +342,49 @@ proptest! {
             prop_assert_eq!(book.ask_depth(n), want_a.iter().take(n).map(|l| l.1).sum::<i64>());
         }
     }
+
+    /// Deep books: hundreds of levels per side, so the chunked ladder splits,
+    /// frees and merges chunks; a deletion-heavy tail drains it again. Also
+    /// checks iteration from both ends, depth sums across chunks, `clear`
+    /// and equality with a book built in a different order.
+    #[test]
+    fn deep_book_matches_btreemap(
+        ops in proptest::collection::vec((any::<bool>(), 0i64..1500, 0i64..4), 0..3000),
+        drain in proptest::collection::vec((any::<bool>(), 0i64..1500), 0..3000),
+    ) {
+        let mut book = OrderBook::with_capacity(16);
+        let mut m = [BTreeMap::new(), BTreeMap::new()];
+        let ops = ops.into_iter().chain(drain.into_iter().map(|(b, px)| (b, px, 0)));
+        for (i, (bid, px, qty)) in ops.enumerate() {
+            book.set(side_of(bid), px, qty);
+            let m = &mut m[usize::from(bid)];
+            if qty == 0 { m.remove(&px); } else { m.insert(px, qty); }
+            if i % 97 == 0 {
+                prop_assert_eq!(book.check_invariants(), Ok(()));
+            }
+        }
+        prop_assert_eq!(book.check_invariants(), Ok(()));
+        let want_b: Vec<(i64, i64)> = m[1].iter().rev().map(|(&p, &q)| (p, q)).collect();
+        let want_a: Vec<(i64, i64)> = m[0].iter().map(|(&p, &q)| (p, q)).collect();
+        prop_assert_eq!(book.bids().collect::<Vec<_>>(), &want_b[..]);
+        prop_assert_eq!(book.asks().collect::<Vec<_>>(), &want_a[..]);
+        prop_assert_eq!(book.bids().rev().collect::<Vec<_>>(), want_b.iter().rev().copied().collect::<Vec<_>>());
+        prop_assert_eq!(book.asks().len(), want_a.len());
+        prop_assert_eq!(book.best_bid(), want_b.first().copied());
+        prop_assert_eq!(book.best_ask(), want_a.first().copied());
+        for n in [0, 1, 5, 63, 64, 65, 100, 500, 5000] {
+            prop_assert_eq!(book.bid_depth(n), want_b.iter().take(n).map(|l| l.1).sum::<i64>());
+            prop_assert_eq!(book.ask_depth(n), want_a.iter().take(n).map(|l| l.1).sum::<i64>());
+        }
+        // Same levels inserted worst-first (another chunking): equal books.
+        let mut other = OrderBook::default();
+        for &(p, q) in want_b.iter().rev() { other.set(Bid, p, q); }
+        for &(p, q) in want_a.iter().rev() { other.set(Ask, p, q); }
+        prop_assert_eq!(&other, &book);
+        book.clear();
+        prop_assert!(book.is_empty());
+        prop_assert_eq!(book.check_invariants(), Ok(()));
+    }
 }
 
 #[derive(Debug, Clone)]
