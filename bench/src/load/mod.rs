@@ -475,7 +475,7 @@ fn tight_timer_slack() {
     }
 }
 
-/// Waits until `elapsed()` reaches `due_ns`: sleeps when far, spins when near.
+/// Waits until `elapsed()` reaches `due_ns`: sleeps when far, yields when near.
 fn wait_until(start: Instant, due_ns: u64) {
     loop {
         let now = start.elapsed().as_nanos() as u64;
@@ -486,7 +486,10 @@ fn wait_until(start: Instant, due_ns: u64) {
         if gap > 40_000 {
             std::thread::sleep(Duration::from_nanos(gap - 25_000));
         } else {
-            std::hint::spin_loop();
+            // Not a pure spin: on a small machine the engine's threads need
+            // this core; the stamp is the due time, so a late wake-up is
+            // charged to the frames, never hidden.
+            std::thread::yield_now();
         }
     }
 }
@@ -553,7 +556,9 @@ fn send_loop(
                 }
             }
             Some(rate) => {
-                if sched >= total {
+                // Bounded by wall time too: a sender that cannot keep up
+                // sends fewer frames (achieved < offered), it does not overrun.
+                if sched >= total || start.elapsed().as_nanos() as u64 >= total {
                     break;
                 }
                 wait_until(start, sched);
