@@ -5,11 +5,10 @@ use std::sync::Arc;
 use feeds::event::InstrumentId;
 use feeds::venue::{FrameKind, VenueAdapter};
 use feeds::Event;
-use hdrhistogram::Histogram;
 
 use super::clock::mono_ns;
 use super::ring::EventTx;
-use super::stats::{new_histogram, FeedStats, Registry, Stage};
+use super::stats::{FeedStats, Registry, Stage, StageSamples};
 
 /// How many individual parse errors are printed before only counting.
 const LOGGED_ERRORS: u64 = 10;
@@ -22,7 +21,7 @@ pub struct Ingest {
     /// Counters of this feed.
     pub stats: Arc<FeedStats>,
     registry: Arc<Registry>,
-    hist: Histogram<u64>,
+    samples: StageSamples,
     known: Vec<InstrumentId>,
     frames_since_publish: u32,
     last_publish: u64,
@@ -43,7 +42,7 @@ impl Ingest {
             tx,
             stats,
             registry,
-            hist: new_histogram(),
+            samples: StageSamples::new(Stage::Parse),
             known: Vec::new(),
             frames_since_publish: 0,
             last_publish: 0,
@@ -104,7 +103,8 @@ impl Ingest {
                         }
                     }
                     self.tx.send_frame(&self.events, t_frame);
-                    let _ = self.hist.record(mono_ns().saturating_sub(t_frame).max(1));
+                    self.samples
+                        .record(mono_ns().saturating_sub(t_frame), &self.registry);
                 }
             }
             Err(e) => {
@@ -133,10 +133,10 @@ impl Ingest {
         self.tx.send_frame(&self.events, mono_ns());
     }
 
-    /// Publishes the parse-stage histogram.
+    /// Publishes the buffered parse-stage samples.
     pub fn publish(&mut self) {
         self.frames_since_publish = 0;
-        self.registry.merge_stage(Stage::Parse, &mut self.hist);
+        self.registry.record_samples(&mut self.samples);
     }
 }
 

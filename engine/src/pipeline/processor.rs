@@ -10,13 +10,12 @@ use feeds::event::{
     DepthHeader, Event, InstrumentId, InstrumentInfo, Level, QuoteEvent, SnapshotHeader,
     TradeEvent, TradeKind,
 };
-use hdrhistogram::Histogram;
 use signals::{
     OutputId, Quote, QuoteSource, SignalSet, SignalSetConfig, SignalSpec, Trade, Validity,
 };
 
 use super::clock::mono_ns;
-use super::stats::{new_histogram, InstrumentStats, Registry, Stage};
+use super::stats::{InstrumentStats, Registry, Stage, StageSamples};
 
 /// A signal output row sent to the sink.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -126,10 +125,9 @@ pub struct Processor<O: Emit> {
     registry: Arc<Registry>,
     resync: Box<dyn ResyncHook>,
     out: O,
-    hist: [Histogram<u64>; 3],
+    /// Ring hop, book and signals, frame to signal.
+    samples: [StageSamples; 3],
     wire: super::wire::WireRecorder,
-    /// Events processed since the last histogram publish.
-    since_publish: u32,
     last_publish: u64,
 }
 
@@ -153,9 +151,12 @@ impl<O: Emit> Processor<O> {
             registry,
             resync,
             out,
-            hist: [new_histogram(), new_histogram(), new_histogram()],
+            samples: [
+                StageSamples::new(Stage::RingHop),
+                StageSamples::new(Stage::Signal),
+                StageSamples::new(Stage::FrameToSignal),
+            ],
             wire: super::wire::WireRecorder::new(),
-            since_publish: 0,
             last_publish: 0,
         }
     }
@@ -195,24 +196,23 @@ impl<O: Emit> Processor<O> {
         if ts != 0 {
             self.wire.record(ts, t_done);
         }
-        let [ring, sig, e2e] = &mut self.hist;
-        let _ = ring.record(t_pop.saturating_sub(slot.t_push).max(1));
-        let _ = sig.record(t_done.saturating_sub(t_pop).max(1));
-        let _ = e2e.record(t_done.saturating_sub(slot.t_frame).max(1));
-        self.since_publish += 1;
-        if self.since_publish >= 65_536 || t_done.saturating_sub(self.last_publish) > 200_000_000 {
+        // Full batches publish themselves; this keeps partial ones fresh.
+        let [ring, sig, e2e] = &mut self.samples;
+        let reg = &*self.registry;
+        ring.record(t_pop.saturating_sub(slot.t_push), reg);
+        sig.record(t_done.saturating_sub(t_pop), reg);
+        e2e.record(t_done.saturating_sub(slot.t_frame), reg);
+        if t_done.saturating_sub(self.last_publish) > 200_000_000 {
             self.last_publish = t_done;
             self.publish();
         }
     }
 
-    /// Publishes the local latency histograms to the registry.
+    /// Publishes the buffered latency samples to the registry.
     pub fn publish(&mut self) {
-        self.since_publish = 0;
-        let [ring, sig, e2e] = &mut self.hist;
-        self.registry.merge_stage(Stage::RingHop, ring);
-        self.registry.merge_stage(Stage::Signal, sig);
-        self.registry.merge_stage(Stage::FrameToSignal, e2e);
+        for s in &mut self.samples {
+            self.registry.record_samples(s);
+        }
         self.wire.publish();
     }
 

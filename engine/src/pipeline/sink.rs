@@ -5,11 +5,10 @@ use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
 use feeds::event::InstrumentInfo;
-use hdrhistogram::Histogram;
 
 use super::clock::mono_ns;
 use super::processor::SinkMsg;
-use super::stats::{new_histogram, Registry, Stage};
+use super::stats::{Registry, Stage, StageSamples};
 
 /// Latest values per instrument, for the live terminal view.
 #[derive(Clone, Debug, Default)]
@@ -138,7 +137,7 @@ pub struct SinkState {
     view: LiveView,
     shared: Arc<SinkShared>,
     registry: Arc<Registry>,
-    hist: Histogram<u64>,
+    samples: StageSamples,
     last_publish: u64,
 }
 
@@ -152,7 +151,7 @@ impl SinkState {
             },
             shared,
             registry,
-            hist: new_histogram(),
+            samples: StageSamples::new(Stage::FrameToSink),
             last_publish: 0,
         }
     }
@@ -171,7 +170,8 @@ impl SinkState {
                 t_frame,
                 ..
             } => {
-                let _ = self.hist.record(mono_ns().saturating_sub(t_frame).max(1));
+                self.samples
+                    .record(mono_ns().saturating_sub(t_frame), &self.registry);
                 if let Some((_, vals)) = self
                     .view
                     .instruments
@@ -193,8 +193,7 @@ impl SinkState {
             return;
         }
         self.last_publish = now;
-        self.registry
-            .merge_stage(Stage::FrameToSink, &mut self.hist);
+        self.registry.record_samples(&mut self.samples);
         if let Ok(mut v) = self.shared.view.lock() {
             v.clone_from(&self.view);
         }

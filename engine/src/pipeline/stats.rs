@@ -203,12 +203,57 @@ pub fn new_histogram() -> Histogram<u64> {
         .unwrap_or_else(|e| unreachable!("static bounds: {e}"))
 }
 
+/// One thread's latency samples of one stage, buffered raw and recorded into
+/// the shared histogram in batches.
+///
+/// A thread-local [`Histogram`] merged with `add` + `reset` costs a scan and
+/// a memset of its whole counts array (~26 k buckets, 213 KB for 1 ns..60 s
+/// at 3 digits) per publish, whatever the number of samples; a batch costs
+/// one `record` per sample (what recording locally cost anyway) and one
+/// uncontended lock. The shared histogram sees exactly the same values.
+pub struct StageSamples {
+    stage: Stage,
+    buf: Vec<u64>,
+}
+
+impl StageSamples {
+    /// Samples per batch: a full batch is recorded under the stage's lock in
+    /// roughly 30 µs, about what merging a histogram used to hold it.
+    pub const BATCH: usize = 2048;
+
+    /// An empty buffer for `stage`.
+    #[must_use]
+    pub fn new(stage: Stage) -> Self {
+        Self {
+            stage,
+            buf: Vec::with_capacity(Self::BATCH),
+        }
+    }
+
+    /// Adds a sample in ns (0 counts as 1 ns); a full batch is recorded into
+    /// `registry` (no allocation: the buffer never grows).
+    #[inline]
+    pub fn record(&mut self, ns: u64, registry: &Registry) {
+        self.buf.push(ns.max(1));
+        if self.buf.len() >= Self::BATCH {
+            registry.record_samples(self);
+        }
+    }
+
+    /// Number of samples not yet recorded into the registry.
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+}
+
 /// Shared registry of everything the threads publish.
 #[derive(Default)]
 pub struct Registry {
     instruments: Mutex<Vec<(InstrumentInfo, Arc<InstrumentStats>)>>,
     feeds: Mutex<Vec<(String, Arc<FeedStats>)>>,
-    stages: Mutex<Vec<Histogram<u64>>>,
+    /// One lock per stage: publishers of different stages never contend.
+    stages: Vec<Mutex<Histogram<u64>>>,
     /// Pushes that found a ring full.
     pub ring_full_waits: Arc<AtomicU64>,
     rings: Mutex<Vec<(String, Arc<RingStats>)>>,
@@ -219,11 +264,13 @@ impl Registry {
     /// New, empty registry.
     #[must_use]
     pub fn new() -> Arc<Self> {
-        let r = Registry::default();
-        if let Ok(mut s) = r.stages.lock() {
-            *s = Stage::ALL.iter().map(|_| new_histogram()).collect();
-        }
-        Arc::new(r)
+        Arc::new(Registry {
+            stages: Stage::ALL
+                .iter()
+                .map(|_| Mutex::new(new_histogram()))
+                .collect(),
+            ..Registry::default()
+        })
     }
 
     /// Registers an instrument (signal thread, first sight).
@@ -291,17 +338,32 @@ impl Registry {
         if local.is_empty() {
             return;
         }
-        if let Ok(mut s) = self.stages.lock() {
-            let _ = s[stage as usize].add(&*local);
+        if let Ok(mut h) = self.stages[stage as usize].lock() {
+            let _ = h.add(&*local);
         }
         local.reset();
     }
 
+    /// Records a thread's buffered samples into the shared histogram of
+    /// their stage and empties the buffer.
+    pub fn record_samples(&self, samples: &mut StageSamples) {
+        if samples.buf.is_empty() {
+            return;
+        }
+        if let Ok(mut h) = self.stages[samples.stage as usize].lock() {
+            for &v in &samples.buf {
+                // Beyond 60 s: dropped, as a local histogram did.
+                let _ = h.record(v);
+            }
+        }
+        samples.buf.clear();
+    }
+
     /// Copy of the shared histogram of `stage`.
     pub fn stage(&self, stage: Stage) -> Histogram<u64> {
-        self.stages
+        self.stages[stage as usize]
             .lock()
-            .map(|s| s[stage as usize].clone())
+            .map(|h| h.clone())
             .unwrap_or_else(|_| new_histogram())
     }
 }
@@ -331,4 +393,27 @@ pub fn current_rss_bytes() -> u64 {
                 .and_then(|v| v.parse::<u64>().ok())
         })
         .map_or(0, |pages| pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_publish_in_batches_into_the_same_histogram() {
+        let r = Registry::new();
+        let mut s = StageSamples::new(Stage::Signal);
+        let mut want = new_histogram();
+        let n = StageSamples::BATCH as u64 + 10;
+        for i in 0..n {
+            s.record(i * 7919, &r);
+            let _ = want.record((i * 7919).max(1));
+        }
+        assert_eq!(s.pending(), 10, "a full batch published itself");
+        assert_eq!(r.stage(Stage::Signal).len(), StageSamples::BATCH as u64);
+        r.record_samples(&mut s);
+        assert_eq!(s.pending(), 0);
+        assert_eq!(r.stage(Stage::Signal), want);
+        assert!(r.stage(Stage::Parse).is_empty());
+    }
 }
