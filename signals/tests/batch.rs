@@ -82,6 +82,9 @@ fn exch_ns(v: i64) -> i64 {
     }
 }
 
+/// Book levels `(price, size)`, best first.
+type Levels = Vec<(i64, i64)>;
+
 #[derive(Clone, Debug)]
 enum Ev {
     Trade(Trade),
@@ -89,8 +92,8 @@ enum Ev {
     /// Applied live diff: ts and the book after it, best levels first.
     Depth {
         ts: i64,
-        bids: Vec<(i64, i64)>,
-        asks: Vec<(i64, i64)>,
+        bids: Levels,
+        asks: Levels,
     },
 }
 
@@ -138,7 +141,7 @@ impl Book {
         self.synced = false;
     }
 
-    fn levels(&self) -> (Vec<(i64, i64)>, Vec<(i64, i64)>) {
+    fn levels(&self) -> (Levels, Levels) {
         (
             self.bids.iter().rev().map(|(&p, &q)| (p, q)).collect(),
             self.asks.iter().map(|(&p, &q)| (p, q)).collect(),
