@@ -206,12 +206,14 @@ fn worker_loop<O: Emit + NotifyOut>(
     let mut backoff = Backoff::new();
     loop {
         let mut did = 0usize;
+        // Done time of the previous slot of this drain (one clock read per slot).
+        let mut prev_done = 0u64;
         for (rx, occ) in rxs.iter_mut().zip(occupancy) {
             occ.observe(rx.rx.slots());
             while did < 1024 {
                 match rx.rx.pop() {
                     Ok(slot) => {
-                        proc.on_slot(&slot);
+                        prev_done = proc.on_slot_after(&slot, prev_done);
                         did += 1;
                     }
                     Err(_) => break,

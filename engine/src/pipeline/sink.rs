@@ -138,6 +138,8 @@ pub struct SinkState {
     shared: Arc<SinkShared>,
     registry: Arc<Registry>,
     samples: StageSamples,
+    /// `(t_frame, now)` of the last row stamped in this drain round.
+    stamp: Option<(u64, u64)>,
     last_publish: u64,
 }
 
@@ -152,11 +154,18 @@ impl SinkState {
             shared,
             registry,
             samples: StageSamples::new(Stage::FrameToSink),
+            stamp: None,
             last_publish: 0,
         }
     }
 
     /// Records a message after it was written.
+    ///
+    /// The rows of one frame (one per signal output) arrive back to back:
+    /// they share one clock read per drain round ([`maybe_publish`], called
+    /// after every round, starts a new one), a few hundred ns apart at most.
+    ///
+    /// [`maybe_publish`]: Self::maybe_publish
     pub fn observe(&mut self, msg: &SinkMsg) {
         match *msg {
             SinkMsg::Instrument(info) => {
@@ -170,8 +179,16 @@ impl SinkState {
                 t_frame,
                 ..
             } => {
+                let now = match self.stamp {
+                    Some((f, now)) if f == t_frame => now,
+                    _ => {
+                        let now = mono_ns();
+                        self.stamp = Some((t_frame, now));
+                        now
+                    }
+                };
                 self.samples
-                    .record(mono_ns().saturating_sub(t_frame), &self.registry);
+                    .record(now.saturating_sub(t_frame), &self.registry);
                 if let Some((_, vals)) = self
                     .view
                     .instruments
@@ -188,6 +205,7 @@ impl SinkState {
 
     /// Publishes the view and histogram at most every 100 ms (or when forced).
     pub fn maybe_publish(&mut self, force: bool) {
+        self.stamp = None;
         let now = mono_ns();
         if !force && now.saturating_sub(self.last_publish) < 100_000_000 {
             return;
