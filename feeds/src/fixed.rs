@@ -26,6 +26,69 @@ pub enum FixedError {
 /// ```
 #[inline]
 pub fn parse(s: &[u8], decimals: u8) -> Result<i64, FixedError> {
+    match parse_plain(s, decimals) {
+        Some(v) => Ok(v),
+        None => parse_general(s, decimals),
+    }
+}
+
+/// `10^i` for `i` in `0..=18`.
+const POW10: [u64; 19] = {
+    let mut t = [1u64; 19];
+    let mut i = 1;
+    while i < 19 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+/// The common case, as venues send it: unsigned `digits[.digits]` whose
+/// integer digits plus `decimals` are at most 18 (so nothing can overflow:
+/// no checked arithmetic) and with no non-zero digit beyond `decimals`.
+/// `None` for anything else; [`parse_general`] then decides, so both give the
+/// same result on every input (tested below).
+#[inline]
+fn parse_plain(s: &[u8], decimals: u8) -> Option<i64> {
+    let d = usize::from(decimals);
+    let mut v: u64 = 0;
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i].wrapping_sub(b'0');
+        if c > 9 {
+            break;
+        }
+        v = v.wrapping_mul(10).wrapping_add(u64::from(c));
+        i += 1;
+    }
+    if i == 0 || i + d > 18 {
+        return None;
+    }
+    let mut taken = 0;
+    if i < s.len() {
+        if s[i] != b'.' {
+            return None;
+        }
+        for &b in &s[i + 1..] {
+            let c = b.wrapping_sub(b'0');
+            if c > 9 {
+                return None;
+            }
+            if taken < d {
+                v = v * 10 + u64::from(c);
+                taken += 1;
+            } else if c != 0 {
+                return None;
+            }
+        }
+    }
+    // < 10^18 by the digit count check: fits in i64.
+    Some((v * POW10[d - taken]) as i64)
+}
+
+/// [`parse`] for any input: signs, a leading point, long numbers, errors.
+#[cold]
+fn parse_general(s: &[u8], decimals: u8) -> Result<i64, FixedError> {
     let (neg, digits) = match s.split_first() {
         Some((b'-', rest)) => (true, rest),
         Some((b'+', rest)) => (false, rest),
@@ -122,6 +185,39 @@ mod tests {
         assert_eq!(parse(b"0.015", 2), Err(FixedError::Precision));
         assert_eq!(parse(b"99999999999999999999", 0), Err(FixedError::Overflow));
         assert_eq!(parse(b"99999999999", 8), Err(FixedError::Overflow));
+    }
+
+    /// The fast path agrees with the general one on every input it takes.
+    #[test]
+    fn plain_path_matches_general() {
+        use proptest::prelude::*;
+        let strat = (
+            prop_oneof![
+                "[-+]?[0-9]{0,20}(\\.[0-9]{0,20})?",
+                "[0-9]{1,6}\\.[0-9]{0,12}",
+                "[-+.0-9x]{0,24}",
+            ],
+            0u8..=19,
+        );
+        proptest!(ProptestConfig::with_cases(20_000), |((s, d) in strat)| {
+            prop_assert_eq!(parse(s.as_bytes(), d), parse_general(s.as_bytes(), d), "{:?} {}", s, d);
+        });
+        for (s, d) in [
+            ("61737.63000000", 2u8),
+            ("0.00308000", 8),
+            ("5.", 3),
+            ("123456789012345678", 0),
+            ("1234567890123456789", 0),
+            ("99999999999", 8),
+            ("9999999999", 8),
+            ("0.0000000000000000001", 18),
+        ] {
+            assert_eq!(
+                parse(s.as_bytes(), d),
+                parse_general(s.as_bytes(), d),
+                "{s} {d}"
+            );
+        }
     }
 
     #[test]
