@@ -18,10 +18,17 @@
 
 use crate::num::elapsed;
 
-/// A fixed-capacity FIFO over a boxed slice (allocated once).
+/// A fixed-capacity FIFO (storage reserved once, at construction).
+///
+/// The storage is reserved but not written up front: slots are initialised
+/// as the ring first fills, so a large, mostly idle window (a quiet
+/// instrument's 60 s window sized for a busy one) costs address space, not
+/// resident memory. Pushing never reallocates.
 #[derive(Clone, Debug)]
 pub struct Ring<T> {
-    buf: Box<[T]>,
+    /// Initialised slots; grows (within its reserved capacity) until `cap`.
+    buf: Vec<T>,
+    cap: usize,
     head: usize,
     len: usize,
 }
@@ -35,7 +42,8 @@ impl<T: Copy + Default> Ring<T> {
     pub fn new(capacity: usize) -> Self {
         assert!(capacity > 0, "ring capacity must be >= 1");
         Self {
-            buf: vec![T::default(); capacity].into_boxed_slice(),
+            buf: Vec::with_capacity(capacity),
+            cap: capacity,
             head: 0,
             len: 0,
         }
@@ -45,7 +53,7 @@ impl<T: Copy + Default> Ring<T> {
     #[inline]
     #[must_use]
     pub fn capacity(&self) -> usize {
-        self.buf.len()
+        self.cap
     }
 
     /// Number of elements held.
@@ -66,13 +74,13 @@ impl<T: Copy + Default> Ring<T> {
     #[inline]
     #[must_use]
     pub fn is_full(&self) -> bool {
-        self.len == self.buf.len()
+        self.len == self.cap
     }
 
     /// Appends `v`; when full, first removes and returns the oldest element.
     #[inline]
     pub fn push_back(&mut self, v: T) -> Option<T> {
-        let cap = self.buf.len();
+        let cap = self.cap;
         let evicted = if self.len == cap {
             self.pop_front()
         } else {
@@ -82,7 +90,14 @@ impl<T: Copy + Default> Ring<T> {
         if i >= cap {
             i -= cap;
         }
-        self.buf[i] = v;
+        // Slots below `buf.len()` are initialised; the next fresh one is
+        // exactly `buf.len()` (the ring has not wrapped through it yet).
+        if i < self.buf.len() {
+            self.buf[i] = v;
+        } else {
+            debug_assert_eq!(i, self.buf.len());
+            self.buf.push(v);
+        }
         self.len += 1;
         evicted
     }
@@ -95,7 +110,7 @@ impl<T: Copy + Default> Ring<T> {
         }
         let v = self.buf[self.head];
         self.head += 1;
-        if self.head == self.buf.len() {
+        if self.head == self.cap {
             self.head = 0;
         }
         self.len -= 1;
@@ -121,8 +136,8 @@ impl<T: Copy + Default> Ring<T> {
             return None;
         }
         let mut i = self.head + self.len - 1;
-        if i >= self.buf.len() {
-            i -= self.buf.len();
+        if i >= self.cap {
+            i -= self.cap;
         }
         Some(&self.buf[i])
     }
@@ -130,7 +145,7 @@ impl<T: Copy + Default> Ring<T> {
     /// The contents as two slices, oldest first.
     #[must_use]
     pub fn as_slices(&self) -> (&[T], &[T]) {
-        let first = (self.buf.len() - self.head).min(self.len);
+        let first = (self.cap - self.head).min(self.len);
         (
             &self.buf[self.head..self.head + first],
             &self.buf[..self.len - first],
