@@ -13,6 +13,30 @@ use engine::live::StopWhen;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+extern "C" {
+    /// mimalloc's runtime option setter (exported by the linked mimalloc).
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+
+/// `mi_option_arena_eager_commit` in the bundled mimalloc v3 (`mimalloc.h`).
+const MI_OPTION_ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
+
+/// Lets reserved-but-untouched memory stay out of the resident set: the
+/// engine reserves its windows, books and rings up front (no allocation per
+/// message), and with eager arena commit every reservation became resident
+/// (100 instruments: ~970 MB RSS instead of ~80 MB).
+/// Runs before `main` (and before the Rust runtime's first allocation, which
+/// would reserve the first arena with the default setting).
+extern "C" fn tune_allocator() {
+    // SAFETY: plain option store in mimalloc; valid to call at any time.
+    unsafe { mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
+}
+
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
+
 const USAGE: &str = "\
 usage:
   engine                                  run the demo (generator → simulator → WebSocket → engine)
