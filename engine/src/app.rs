@@ -146,6 +146,7 @@ pub fn start_pipeline_with(
         resync,
         cores: CorePlan::new(cfg.engine.pin_cores),
         busy_poll: cfg.engine.receiver_mode == crate::config::ReceiverMode::BusyPoll,
+        inline: cfg.engine.signal_placement == crate::config::SignalPlacement::Inline,
     }))
 }
 

@@ -69,6 +69,7 @@ struct RawEngine {
     window_capacity: Option<i64>,
     book_capacity: Option<i64>,
     receiver_mode: Option<String>,
+    signal_placement: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -205,6 +206,19 @@ pub struct EngineOptions {
     pub book_capacity: usize,
     /// How feed receivers wait for data (`receiver_mode`).
     pub receiver_mode: ReceiverMode,
+    /// Where books and signals are computed (`signal_placement`).
+    pub signal_placement: SignalPlacement,
+}
+
+/// Where books and signals are computed (`[engine] signal_placement`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalPlacement {
+    /// Pinned signal threads fed by SPSC rings (`"threads"`, default):
+    /// receivers stay responsive, instruments shard over `signal_threads`.
+    Threads,
+    /// On each receiver thread, run to completion (`"inline"`): no ring hop
+    /// and no wake-up per frame, the lowest latency and CPU on few cores.
+    Inline,
 }
 
 /// How a feed receiver thread waits for socket data (`[engine] receiver_mode`).
@@ -383,6 +397,16 @@ impl Config {
                     return Err(err(
                         "engine.receiver_mode",
                         format!("expected \"epoll\" or \"busy_poll\", got {o:?}"),
+                    ))
+                }
+            },
+            signal_placement: match raw.engine.signal_placement.as_deref() {
+                None | Some("threads") => SignalPlacement::Threads,
+                Some("inline") => SignalPlacement::Inline,
+                Some(o) => {
+                    return Err(err(
+                        "engine.signal_placement",
+                        format!("expected \"threads\" or \"inline\", got {o:?}"),
                     ))
                 }
             },
@@ -614,6 +638,10 @@ mod tests {
         let c = Config::from_toml_str("[engine]\nreceiver_mode='busy_poll'\n", "t").unwrap();
         assert_eq!(c.engine.receiver_mode, ReceiverMode::BusyPoll);
         assert_eq!(Config::default().engine.receiver_mode, ReceiverMode::Epoll);
+        let e = Config::from_toml_str("[engine]\nsignal_placement='gpu'\n", "t").unwrap_err();
+        assert_eq!(e.path, "engine.signal_placement");
+        let c = Config::from_toml_str("[engine]\nsignal_placement='inline'\n", "t").unwrap();
+        assert_eq!(c.engine.signal_placement, SignalPlacement::Inline);
         let e = Config::from_toml_str("[engine]\nbogus=1\n", "t").unwrap_err();
         assert!(e.message.contains("bogus"), "{e}");
         let e = Config::from_toml_str(

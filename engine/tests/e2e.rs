@@ -44,9 +44,13 @@ fn start_sim(capture: &Path, faults: bench::sim::Faults) -> SimHandle {
 }
 
 fn run_against(sim: &SimHandle, out: &Path) -> Value {
+    run_against_with(sim, out, "")
+}
+
+fn run_against_with(sim: &SimHandle, out: &Path, engine_extra: &str) -> Value {
     let addr = sim.local_addr();
     let toml = format!(
-        "[engine]\npin_cores = false\n[[feeds]]\nws_url = \"ws://{addr}\"\nrest_url = \"http://{addr}\"\nsymbols = [\"BTCUSDT\"]\n"
+        "[engine]\npin_cores = false\n{engine_extra}\n[[feeds]]\nws_url = \"ws://{addr}\"\nrest_url = \"http://{addr}\"\nsymbols = [\"BTCUSDT\"]\n"
     );
     let cfg = Config::from_toml_str(&toml, "e2e").unwrap();
     let stop = AtomicBool::new(false);
@@ -117,10 +121,19 @@ fn capture() -> Option<PathBuf> {
 
 #[test]
 fn run_over_websocket_emits_the_replay_stream() {
+    run_matches_replay("e2e-same", "");
+}
+
+#[test]
+fn inline_signal_placement_emits_the_replay_stream() {
+    run_matches_replay("e2e-inline", "signal_placement = \"inline\"");
+}
+
+fn run_matches_replay(name: &str, engine_extra: &str) {
     let Some(cap) = capture() else { return };
-    let dir = temp_dir("e2e-same");
+    let dir = temp_dir(name);
     let sim = start_sim(&cap, bench::sim::Faults::default());
-    let live_stats = run_against(&sim, &dir.join("live.jsonl"));
+    let live_stats = run_against_with(&sim, &dir.join("live.jsonl"), engine_extra);
     let replay_stats = replay(&cap, &dir.join("replay.jsonl"));
     sim.shutdown().unwrap();
 

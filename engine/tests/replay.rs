@@ -288,6 +288,30 @@ fn replay_is_deterministic_across_runs_and_speeds() {
 }
 
 #[test]
+fn inline_placement_replays_byte_identical_to_signal_threads() {
+    let Some(shared) = shared_dir() else { return };
+    let cap = shared.join("vectors/capture_small.txt.gz");
+    let dir = temp_dir("inline");
+    let threads = test_config("");
+    let inline = test_config("[engine]\nsignal_placement = \"inline\"\n");
+    replay_to(
+        &threads,
+        std::slice::from_ref(&cap),
+        Speed::Max,
+        &dir.join("t.jsonl"),
+    );
+    replay_to(
+        &inline,
+        std::slice::from_ref(&cap),
+        Speed::Max,
+        &dir.join("i.jsonl"),
+    );
+    let t = std::fs::read(dir.join("t.jsonl")).unwrap();
+    assert!(!t.is_empty());
+    assert_eq!(t, std::fs::read(dir.join("i.jsonl")).unwrap());
+}
+
+#[test]
 fn split_capture_replays_as_one_stream() {
     let Some(shared) = shared_dir() else { return };
     let cap = &spot_captures(&shared)[0];

@@ -251,6 +251,19 @@ fn cmd_suite(a: &Args) -> Result<(), String> {
         if rate > 200_000.0 {
             continue;
         }
+        for mode in ["epoll+inline", "busy_poll+inline"] {
+            push(
+                suite::engine_loopback(
+                    &cfg,
+                    &engine(
+                        format!("engine-{mode}@{l}"),
+                        mode,
+                        LoadConfig::new(fixed(rate, p)),
+                    ),
+                ),
+                &mut rs,
+            );
+        }
         if let Some(why) = &busy_skip {
             rs.push(RunResult {
                 name: format!("engine-busy_poll@{l}"),

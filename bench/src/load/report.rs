@@ -308,7 +308,43 @@ pub fn markdown(rs: &[RunResult], title: &str, env: &str) -> String {
         50.0,
         true,
     );
+    for (label, name, bound) in [
+        (
+            "loopback p99 ≤ 100 µs, epoll + inline signals @10k",
+            "engine-epoll+inline@10k",
+            100.0,
+        ),
+        (
+            "loopback p99 ≤ 100 µs, epoll + inline signals @100k",
+            "engine-epoll+inline@100k",
+            100.0,
+        ),
+        (
+            "loopback p99 ≤ 50 µs, busy-poll + inline signals @10k",
+            "engine-busy_poll+inline@10k",
+            50.0,
+        ),
+        (
+            "loopback p99 ≤ 50 µs, busy-poll + inline signals @100k",
+            "engine-busy_poll+inline@100k",
+            50.0,
+        ),
+    ] {
+        t(label, ep(name), "µs", bound, true);
+    }
     let bp50 = |n: &str| find(rs, n).map(|r| r.latency.p50 as f64 / 1000.0);
+    for (label, name) in [
+        (
+            "loopback p50 ≤ 15 µs, busy-poll + inline signals @10k",
+            "engine-busy_poll+inline@10k",
+        ),
+        (
+            "loopback p50 ≤ 15 µs, busy-poll + inline signals @100k",
+            "engine-busy_poll+inline@100k",
+        ),
+    ] {
+        t(label, bp50(name), "µs", 15.0, true);
+    }
     t(
         "loopback p50 ≤ 15 µs, busy-poll @10k",
         bp50("engine-busy_poll@10k"),
@@ -358,6 +394,17 @@ pub fn markdown(rs: &[RunResult], title: &str, env: &str) -> String {
         1.25,
         true,
     );
+    let cpu_inline = match (find(rs, "engine-epoll+inline@10k"), a10) {
+        (Some(e), Some(a)) if a.cpu_pct > 0.0 => Some(e.cpu_pct / a.cpu_pct),
+        _ => None,
+    };
+    t(
+        "CPU @10k within 1.25× of baseline a (engine-epoll+inline@10k / a@10k)",
+        cpu_inline,
+        "×",
+        1.25,
+        true,
+    );
     s
 }
 
@@ -375,6 +422,8 @@ pub fn plot_latency_vs_rate(rs: &[RunResult], path: &Path) -> Result<(), String>
         "baseline-b",
         "engine-epoll",
         "engine-busy_poll",
+        "engine-epoll+inline",
+        "engine-busy_poll+inline",
     ];
     let pts = |k: &str, q: fn(&Lat) -> u64| -> Vec<(f64, f64)> {
         let mut v: Vec<(f64, f64)> = rs

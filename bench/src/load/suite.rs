@@ -157,18 +157,27 @@ pub fn baseline(name: &str, mode: Mode, cfg: LoadConfig) -> std::io::Result<RunR
 pub struct EngineRun {
     /// Scenario name.
     pub name: String,
-    /// `epoll` or `busy_poll`.
+    /// `epoll` or `busy_poll`, optionally `+inline` (`signal_placement`).
     pub receiver_mode: String,
     /// Load server settings (profile, instruments, levels).
     pub load: LoadConfig,
 }
 
 fn engine_toml(run: &EngineRun, addr: &str, symbols: &[String]) -> String {
-    let mode = if run.receiver_mode == "epoll" {
+    // `<receiver_mode>[+inline]`: `+inline` runs books and signals on the
+    // receiver thread (`signal_placement = "inline"`).
+    let (receiver, placement) = match run.receiver_mode.split_once('+') {
+        Some((r, p)) => (r, Some(p)),
+        None => (run.receiver_mode.as_str(), None),
+    };
+    let mut mode = if receiver == "epoll" {
         String::new()
     } else {
-        format!("receiver_mode = \"{}\"\n", run.receiver_mode)
+        format!("receiver_mode = \"{receiver}\"\n")
     };
+    if let Some(p) = placement {
+        mode.push_str(&format!("signal_placement = \"{p}\"\n"));
+    }
     let syms: Vec<String> = symbols.iter().map(|s| format!("\"{s}\"")).collect();
     format!(
         "[engine]\nvenue = \"binance-spot\"\n{mode}\n\

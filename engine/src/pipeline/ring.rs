@@ -203,7 +203,12 @@ pub struct EventTx {
     rings: Vec<RingTx<Slot>>,
     route: usize,
     dirty: u64,
+    /// `signal_placement = "inline"`: the receiver runs the processor itself.
+    inline: Option<Box<InlineProcessor>>,
 }
+
+/// A processor run on the receiver thread (no ring hop, no wake-up).
+pub type InlineProcessor = super::processor::Processor<RingTx<super::processor::SinkMsg>>;
 
 impl EventTx {
     /// One ring per signal thread.
@@ -213,14 +218,38 @@ impl EventTx {
             rings,
             route: 0,
             dirty: 0,
+            inline: None,
+        }
+    }
+
+    /// Runs `processor` on the calling (receiver) thread instead of sending
+    /// events to a signal thread.
+    #[must_use]
+    pub fn inline(processor: Box<InlineProcessor>) -> Self {
+        Self {
+            rings: Vec::new(),
+            route: 0,
+            dirty: 0,
+            inline: Some(processor),
         }
     }
 
     /// Pushes the events of one frame and wakes the consumers it touched.
     #[inline]
     pub fn send_frame(&mut self, events: &[Event], t_frame: u64) {
-        let n = self.rings.len();
         let t_push = mono_ns();
+        if let Some(p) = self.inline.as_deref_mut() {
+            for ev in events {
+                p.on_slot(&Slot {
+                    ev: *ev,
+                    t_frame,
+                    t_push,
+                });
+            }
+            p.emitter().notify();
+            return;
+        }
+        let n = self.rings.len();
         for ev in events {
             let inst = match ev {
                 Event::Instrument(i) => Some(i.inst),
@@ -256,6 +285,15 @@ impl EventTx {
             }
         }
         self.dirty = 0;
+    }
+}
+
+impl Drop for EventTx {
+    fn drop(&mut self) {
+        if let Some(p) = self.inline.as_deref_mut() {
+            p.publish();
+            p.emitter().notify();
+        }
     }
 }
 

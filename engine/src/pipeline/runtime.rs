@@ -86,6 +86,9 @@ pub struct PipelineConfig {
     pub cores: Arc<CorePlan>,
     /// Signal threads never park when idle, they spin (`receiver_mode = "busy_poll"`).
     pub busy_poll: bool,
+    /// Run each receiver's processor on the receiver thread itself (no
+    /// signal threads, no ring hop); `signal_threads` is then ignored.
+    pub inline: bool,
 }
 
 /// A running pipeline.
@@ -117,7 +120,22 @@ impl Pipeline {
         let mut sink_rxs = Vec::new();
         let mut workers = Vec::new();
         let processor_cfg = Arc::new(cfg.processor);
-        for w in 0..cfg.signal_threads {
+        let mut inline_txs = Vec::new();
+        if cfg.inline {
+            for _ in 0..cfg.receivers {
+                let (sink_tx, sink_rx) =
+                    ring::<SinkMsg>(cfg.ring_capacity, sink_waiter.clone(), full.clone());
+                sink_rxs.push(sink_rx);
+                let resync: Box<dyn ResyncHook> = match &cfg.resync {
+                    Some(f) => f(),
+                    None => Box::new(super::processor::NoResync),
+                };
+                let proc = Processor::new(processor_cfg(), registry.clone(), resync, sink_tx);
+                inline_txs.push(EventTx::inline(Box::new(proc)));
+            }
+        }
+        let signal_threads = if cfg.inline { 0 } else { cfg.signal_threads };
+        for w in 0..signal_threads {
             let waiter = Arc::new(Waiter::new(cfg.busy_poll));
             let mut rxs = Vec::new();
             let mut occupancy = Vec::new();
@@ -172,7 +190,11 @@ impl Pipeline {
                 })
                 .unwrap_or_else(|e| panic!("cannot spawn the sink thread: {e}"))
         };
-        let txs = txs_per_receiver.into_iter().map(EventTx::new).collect();
+        let txs = if cfg.inline {
+            inline_txs
+        } else {
+            txs_per_receiver.into_iter().map(EventTx::new).collect()
+        };
         Self {
             txs,
             registry,
