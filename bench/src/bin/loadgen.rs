@@ -14,7 +14,7 @@ usage:
   loadgen serve --profile <p> [--listen 127.0.0.1:9100] [--symbols N] [--levels L]
   loadgen baseline --mode recv|parse --profile <p> [--symbols N] [--levels L]
   loadgen suite --engine <path> --out <dir> [--name <date>] [--capture <file>]...
-                [--point-s 6] [--soak-s 60] [--rates 10k,100k,1m]
+                [--point-s 6] [--soak-s 120] [--rates 10k,100k,1m]
 profiles: fixed:<rate>:<s>  soak:<rate>:<s>  max:<s>  ramp:<from>:<to>:<s>
           spike:<base>:<factor>:<at s>:<len s>:<s>   (rates accept k/m suffixes)";
 
@@ -142,7 +142,7 @@ fn cmd_suite(a: &Args) -> Result<(), String> {
         captures: a.all("capture").into_iter().map(PathBuf::from).collect(),
         work: work.clone(),
         point_s: a.num("point-s", 6.0)?,
-        soak_s: a.num("soak-s", 60.0)?,
+        soak_s: a.num("soak-s", 120.0)?,
         rates,
     };
     let load_before = loadavg();
@@ -209,6 +209,15 @@ fn cmd_suite(a: &Args) -> Result<(), String> {
         // Paced (no ring queueing): the in-process frame→signal latency.
         push(
             suite::engine_replay(&cfg, &format!("replay-{stem}-x100"), one, "100"),
+            &mut rs,
+        );
+        // The same on one thread (`signal_placement = "inline"`).
+        push(
+            suite::engine_replay(&cfg, &format!("replay+inline-{stem}"), one, "max"),
+            &mut rs,
+        );
+        push(
+            suite::engine_replay(&cfg, &format!("replay+inline-{stem}-x100"), one, "100"),
             &mut rs,
         );
     }

@@ -355,9 +355,15 @@ pub fn engine_replay(
 ) -> std::io::Result<RunResult> {
     let stats_path = suite.work.join(format!("{name}.stats.json"));
     let log_path = suite.work.join(format!("{name}.log"));
-    let child = Command::new(&suite.engine)
-        .arg("replay")
-        .args(captures)
+    let mut cmd = Command::new(&suite.engine);
+    cmd.arg("replay").args(captures);
+    // `+inline` in the name: books and signals on the reader thread.
+    if name.contains("+inline") {
+        let cfg_path = suite.work.join(format!("{name}.toml"));
+        std::fs::write(&cfg_path, "[engine]\nsignal_placement = \"inline\"\n")?;
+        cmd.arg("--config").arg(cfg_path);
+    }
+    let child = cmd
         .args(["--speed", speed, "--stats"])
         .arg(&stats_path)
         .stdout(Stdio::null())
