@@ -129,6 +129,19 @@ fn inline_signal_placement_emits_the_replay_stream() {
     run_matches_replay("e2e-inline", "signal_placement = \"inline\"");
 }
 
+#[test]
+fn busy_poll_receiver_emits_the_replay_stream() {
+    run_matches_replay("e2e-busy", "receiver_mode = \"busy_poll\"");
+}
+
+#[test]
+fn busy_poll_with_inline_signals_emits_the_replay_stream() {
+    run_matches_replay(
+        "e2e-busy-inline",
+        "receiver_mode = \"busy_poll\"\nsignal_placement = \"inline\"",
+    );
+}
+
 fn run_matches_replay(name: &str, engine_extra: &str) {
     let Some(cap) = capture() else { return };
     let dir = temp_dir(name);
@@ -154,6 +167,7 @@ fn run_matches_replay(name: &str, engine_extra: &str) {
         );
     }
     assert_eq!(live_stats["parse_errors"], 0);
+    assert_eq!(live_stats["connects"], 1, "{live_stats}");
     let live = rows(&dir.join("live.jsonl"));
     let rep = rows(&dir.join("replay.jsonl"));
     let (live, rep) = (by_signal(&live), by_signal(&rep));
