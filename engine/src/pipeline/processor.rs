@@ -349,20 +349,15 @@ impl<O: Emit> Processor<O> {
             qty: t.qty,
             side: t.side,
         };
-        let (inst, ts_ns, recv_ns) = (t.inst, t.ts_ns, t.recv_ns);
-        let out = &mut self.out;
-        let rows = &st.stats.rows;
-        st.signals.on_trade(&trade, &mut |id, value| {
-            rows.inc();
-            out.emit(SinkMsg::Row {
-                ts_ns,
-                recv_ns,
-                inst,
-                out: id,
-                value,
-                t_frame,
-            });
-        });
+        let mut emit = row_emitter(
+            &mut self.out,
+            &st.stats.rows,
+            t.inst,
+            t.ts_ns,
+            t.recv_ns,
+            t_frame,
+        );
+        st.signals.on_trade(&trade, &mut emit);
     }
 
     fn on_quote(&mut self, q: &QuoteEvent, t_frame: u64) {
@@ -396,20 +391,15 @@ impl<O: Emit> Processor<O> {
             ask_px: q.ask_px,
             ask_qty: q.ask_qty,
         };
-        let (inst, ts_ns, recv_ns) = (q.inst, q.ts_ns, q.recv_ns);
-        let out = &mut self.out;
-        let rows = &st.stats.rows;
-        match st.signals.on_quote(&quote, &mut |id, value| {
-            rows.inc();
-            out.emit(SinkMsg::Row {
-                ts_ns,
-                recv_ns,
-                inst,
-                out: id,
-                value,
-                t_frame,
-            });
-        }) {
+        let mut emit = row_emitter(
+            &mut self.out,
+            &st.stats.rows,
+            q.inst,
+            q.ts_ns,
+            q.recv_ns,
+            t_frame,
+        );
+        match st.signals.on_quote(&quote, &mut emit) {
             Validity::Valid => {}
             Validity::Crossed => st.stats.quotes_crossed.inc(),
             Validity::EmptySide => st.stats.quotes_empty_side.inc(),
@@ -490,28 +480,45 @@ impl<O: Emit> Processor<O> {
                     publish_book(st);
                     return;
                 }
-                let (inst, ts_ns, recv_ns) = (h.inst, h.ts_ns, h.recv_ns);
-                let out = &mut self.out;
-                let rows = &st.stats.rows;
-                match st
-                    .signals
-                    .on_depth(ts_ns, st.sync.book(), &mut |id, value| {
-                        rows.inc();
-                        out.emit(SinkMsg::Row {
-                            ts_ns,
-                            recv_ns,
-                            inst,
-                            out: id,
-                            value,
-                            t_frame,
-                        });
-                    }) {
+                let mut emit = row_emitter(
+                    &mut self.out,
+                    &st.stats.rows,
+                    h.inst,
+                    h.ts_ns,
+                    h.recv_ns,
+                    t_frame,
+                );
+                match st.signals.on_depth(h.ts_ns, st.sync.book(), &mut emit) {
                     Validity::Valid => {}
                     Validity::Crossed => st.stats.crossed.inc(),
                     Validity::EmptySide => st.stats.empty_side.inc(),
                 }
             }
         }
+    }
+}
+
+/// The callback a signal set emits into: counts the row and sends it to the
+/// sink tagged with the triggering event's identity.
+#[inline]
+fn row_emitter<'a, O: Emit>(
+    out: &'a mut O,
+    rows: &'a super::stats::Counter,
+    inst: InstrumentId,
+    ts_ns: i64,
+    recv_ns: i64,
+    t_frame: u64,
+) -> impl FnMut(OutputId, f64) + 'a {
+    move |id, value| {
+        rows.inc();
+        out.emit(SinkMsg::Row {
+            ts_ns,
+            recv_ns,
+            inst,
+            out: id,
+            value,
+            t_frame,
+        });
     }
 }
 
