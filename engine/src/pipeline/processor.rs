@@ -218,12 +218,17 @@ impl<O: Emit> Processor<O> {
         if ts != 0 {
             self.wire.record(ts, t_done);
         }
-        // Full batches publish themselves; this keeps partial ones fresh.
-        let [ring, sig, e2e] = &mut self.samples;
-        let reg = &*self.registry;
-        ring.record(t_pop.saturating_sub(slot.t_push), reg);
-        sig.record(t_done.saturating_sub(t_pop), reg);
-        e2e.record(t_done.saturating_sub(slot.t_frame), reg);
+        // One sample per normalized message, taken at the slot that completes
+        // it (a depth diff's book is applied and its signals run at its last
+        // level; the slots before only queue levels). Full batches publish
+        // themselves; the timer below keeps partial ones fresh.
+        if matches!(self.pending, Pending::None) {
+            let [ring, sig, e2e] = &mut self.samples;
+            let reg = &*self.registry;
+            ring.record(t_pop.saturating_sub(slot.t_push), reg);
+            sig.record(t_done.saturating_sub(t_pop), reg);
+            e2e.record(t_done.saturating_sub(slot.t_frame), reg);
+        }
         if t_done.saturating_sub(self.last_publish) > 200_000_000 {
             self.last_publish = t_done;
             self.publish();

@@ -141,6 +141,8 @@ pub struct SinkState {
     /// `(t_frame, now)` of the last row stamped in this drain round.
     stamp: Option<(u64, u64)>,
     last_publish: u64,
+    /// Instrument id → index into `view.instruments` (`u32::MAX`: unknown).
+    slot_of: Vec<u32>,
 }
 
 impl SinkState {
@@ -156,6 +158,7 @@ impl SinkState {
             samples: StageSamples::new(Stage::FrameToSink),
             stamp: None,
             last_publish: 0,
+            slot_of: Vec::new(),
         }
     }
 
@@ -170,6 +173,11 @@ impl SinkState {
         match *msg {
             SinkMsg::Instrument(info) => {
                 let n = self.view.outputs.len();
+                let idx = info.inst.index();
+                if idx >= self.slot_of.len() {
+                    self.slot_of.resize(idx + 1, u32::MAX);
+                }
+                self.slot_of[idx] = self.view.instruments.len() as u32;
                 self.view.instruments.push((info, vec![None; n]));
             }
             SinkMsg::Row {
@@ -179,22 +187,15 @@ impl SinkState {
                 t_frame,
                 ..
             } => {
-                let now = match self.stamp {
-                    Some((f, now)) if f == t_frame => now,
-                    _ => {
-                        let now = mono_ns();
-                        self.stamp = Some((t_frame, now));
-                        now
-                    }
-                };
-                self.samples
-                    .record(now.saturating_sub(t_frame), &self.registry);
-                if let Some((_, vals)) = self
-                    .view
-                    .instruments
-                    .iter_mut()
-                    .find(|(i, _)| i.inst == inst)
-                {
+                // One sample per frame: its first row to reach the sink.
+                if self.stamp.is_none_or(|(f, _)| f != t_frame) {
+                    let now = mono_ns();
+                    self.stamp = Some((t_frame, now));
+                    self.samples
+                        .record(now.saturating_sub(t_frame), &self.registry);
+                }
+                let slot = self.slot_of.get(inst.index()).copied().unwrap_or(u32::MAX);
+                if let Some((_, vals)) = self.view.instruments.get_mut(slot as usize) {
                     if let Some(v) = vals.get_mut(out.0 as usize) {
                         *v = Some(value);
                     }
