@@ -85,16 +85,33 @@ impl Waiter {
 /// still makes progress (a no-op syscall on an isolated core).
 pub struct Backoff {
     idle: u32,
+    spin: u32,
+    yield_until: u32,
 }
 
 impl Backoff {
     const SPIN: u32 = 64;
     const YIELD: u32 = 80;
 
-    /// New backoff.
+    /// New backoff: spin, then yield, then park (latency-sensitive consumers).
     #[must_use]
     pub const fn new() -> Self {
-        Self { idle: 0 }
+        Self {
+            idle: 0,
+            spin: Self::SPIN,
+            yield_until: Self::YIELD,
+        }
+    }
+
+    /// Parks as soon as there is nothing to do: for consumers off the
+    /// latency path (the sink), where spinning between frames only burns CPU.
+    #[must_use]
+    pub const fn eager_park() -> Self {
+        Self {
+            idle: 0,
+            spin: 0,
+            yield_until: 0,
+        }
     }
 
     /// Work was found.
@@ -115,9 +132,9 @@ impl Backoff {
             return;
         }
         self.idle = self.idle.saturating_add(1);
-        if self.idle < Self::SPIN {
+        if self.idle < self.spin {
             std::hint::spin_loop();
-        } else if self.idle < Self::YIELD {
+        } else if self.idle < self.yield_until {
             std::thread::yield_now();
         } else {
             waiter.sleep(ready, Duration::from_millis(2));

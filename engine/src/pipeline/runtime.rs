@@ -286,7 +286,7 @@ fn sink_loop(
         )
     });
     let mut state = SinkState::new(outputs, view, registry);
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::eager_park();
     let mut rows = 0u64;
     let mut err: Option<std::io::Error> = None;
     loop {
