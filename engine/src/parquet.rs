@@ -51,7 +51,8 @@ mod imp {
     use polars::prelude::*;
 
     use crate::pipeline::processor::SinkMsg;
-    use crate::pipeline::sink::RowCollector;
+    use crate::pipeline::sink::{InstrumentNames, RowCollector};
+    use feeds::event::InstrumentId;
 
     /// Rows buffered before they are written as one Parquet row group.
     pub const ROW_GROUP: usize = 1 << 19;
@@ -61,7 +62,7 @@ mod imp {
         path: PathBuf,
         writer: Option<BatchedWriter<File>>,
         /// Per instrument id: (venue, symbol).
-        names: Vec<Option<(&'static str, String)>>,
+        names: InstrumentNames,
         ts: Vec<i64>,
         recv: Vec<i64>,
         inst: Vec<u32>,
@@ -98,7 +99,7 @@ mod imp {
             Ok(Self {
                 path: path.to_path_buf(),
                 writer: Some(writer),
-                names: Vec::new(),
+                names: InstrumentNames::default(),
                 ts: Vec::with_capacity(ROW_GROUP),
                 recv: Vec::with_capacity(ROW_GROUP),
                 inst: Vec::with_capacity(ROW_GROUP),
@@ -114,11 +115,7 @@ mod imp {
                 return Ok(());
             }
             let names = &self.names;
-            let name = |i: &u32| {
-                names[*i as usize]
-                    .as_ref()
-                    .map_or(("", ""), |(v, s)| (*v, s.as_str()))
-            };
+            let name = |i: &u32| names.get(InstrumentId(*i)).unwrap_or(("", ""));
             let venue = StringChunked::from_iter_values(
                 "venue".into(),
                 self.inst.iter().map(|i| name(i).0),
@@ -154,16 +151,7 @@ mod imp {
     impl RowCollector for ParquetSink {
         fn write(&mut self, msg: &SinkMsg, outputs: &[String]) -> io::Result<()> {
             match *msg {
-                SinkMsg::Instrument(info) => {
-                    let idx = info.inst.index();
-                    if idx >= self.names.len() {
-                        self.names.resize(idx + 1, None);
-                    }
-                    let venue = feeds::venue::VENUES
-                        .get(info.venue as usize)
-                        .map_or("unknown", |v| v.name);
-                    self.names[idx] = Some((venue, info.symbol.as_str().to_owned()));
-                }
+                SinkMsg::Instrument(info) => self.names.add(&info),
                 SinkMsg::Row {
                     ts_ns,
                     recv_ns,
@@ -173,7 +161,7 @@ mod imp {
                     ..
                 } => {
                     // Same filter as the JSONL writer: only rows it would write.
-                    let known = matches!(self.names.get(inst.index()), Some(Some(_)));
+                    let known = self.names.get(inst).is_some();
                     if !known || usize::from(out.0) >= outputs.len() || !value.is_finite() {
                         return Ok(());
                     }

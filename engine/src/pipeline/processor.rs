@@ -276,7 +276,7 @@ impl<O: Emit> Processor<O> {
                 }
             }
             Event::Reset(inst) => {
-                if let Some(st) = self.state(inst) {
+                if let Some(st) = lookup(&mut self.states, inst) {
                     st.stats.resets.inc();
                     st.sync.reset();
                     st.needs_resync = true;
@@ -319,22 +319,10 @@ impl<O: Emit> Processor<O> {
     }
 
     #[inline]
-    fn state(&mut self, inst: InstrumentId) -> Option<&mut InstrumentState> {
-        self.states
-            .get_mut(inst.index())
-            .and_then(|s| s.as_deref_mut())
-    }
-
     fn on_trade(&mut self, t: &TradeEvent, t_frame: u64) {
-        let Some(st) = self
-            .states
-            .get_mut(t.inst.index())
-            .and_then(|s| s.as_deref_mut())
-        else {
+        let Some(st) = seen(&mut self.states, t.inst, Some(t_frame)) else {
             return;
         };
-        st.stats.events.inc();
-        st.stats.last_event_mono.set(t_frame as i64);
         if t.kind != st.rules.trade_source {
             return;
         }
@@ -366,15 +354,9 @@ impl<O: Emit> Processor<O> {
     }
 
     fn on_quote(&mut self, q: &QuoteEvent, t_frame: u64) {
-        let Some(st) = self
-            .states
-            .get_mut(q.inst.index())
-            .and_then(|s| s.as_deref_mut())
-        else {
+        let Some(st) = seen(&mut self.states, q.inst, Some(t_frame)) else {
             return;
         };
-        st.stats.events.inc();
-        st.stats.last_event_mono.set(t_frame as i64);
         if st.last_quote_u.is_some_and(|last| q.update_id <= last) {
             st.stats.stale_quotes.inc();
             return;
@@ -428,14 +410,9 @@ impl<O: Emit> Processor<O> {
     }
 
     fn on_snapshot(&mut self, h: &SnapshotHeader) {
-        let Some(st) = self
-            .states
-            .get_mut(h.inst.index())
-            .and_then(|s| s.as_deref_mut())
-        else {
+        let Some(st) = seen(&mut self.states, h.inst, None) else {
             return;
         };
-        st.stats.events.inc();
         match st.sync.on_snapshot(h, &self.levels) {
             SnapshotOutcome::Synced { .. } => {
                 if st.needs_resync {
@@ -453,15 +430,9 @@ impl<O: Emit> Processor<O> {
     }
 
     fn on_diff(&mut self, h: &DepthHeader, t_frame: u64) {
-        let Some(st) = self
-            .states
-            .get_mut(h.inst.index())
-            .and_then(|s| s.as_deref_mut())
-        else {
+        let Some(st) = seen(&mut self.states, h.inst, Some(t_frame)) else {
             return;
         };
-        st.stats.events.inc();
-        st.stats.last_event_mono.set(t_frame as i64);
         match st.sync.on_diff(h, &self.levels) {
             DiffOutcome::Buffered => {}
             DiffOutcome::Stale => st.stats.stale_diffs.inc(),
@@ -501,6 +472,31 @@ impl<O: Emit> Processor<O> {
             }
         }
     }
+}
+
+/// The state of `inst`, if it was announced.
+#[inline]
+fn lookup(
+    states: &mut [Option<Box<InstrumentState>>],
+    inst: InstrumentId,
+) -> Option<&mut InstrumentState> {
+    states.get_mut(inst.index()).and_then(|s| s.as_deref_mut())
+}
+
+/// [`lookup`], counting one market-data event (stamped at `t_frame` when it
+/// should refresh the instrument's staleness).
+#[inline]
+fn seen(
+    states: &mut [Option<Box<InstrumentState>>],
+    inst: InstrumentId,
+    t_frame: Option<u64>,
+) -> Option<&mut InstrumentState> {
+    let st = lookup(states, inst)?;
+    st.stats.events.inc();
+    if let Some(t) = t_frame {
+        st.stats.last_event_mono.set(t as i64);
+    }
+    Some(st)
 }
 
 /// The callback a signal set emits into: counts the row and sends it to the

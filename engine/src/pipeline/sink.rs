@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
-use feeds::event::InstrumentInfo;
+use feeds::event::{InstrumentId, InstrumentInfo};
 
 use super::clock::mono_ns;
 use super::processor::SinkMsg;
@@ -19,12 +19,40 @@ pub struct LiveView {
     pub instruments: Vec<(InstrumentInfo, Vec<Option<f64>>)>,
 }
 
+/// `(venue, symbol)` of every announced instrument, by id.
+#[derive(Debug, Default)]
+pub struct InstrumentNames {
+    names: Vec<Option<(&'static str, String)>>,
+}
+
+impl InstrumentNames {
+    /// Records an instrument announcement.
+    pub fn add(&mut self, info: &InstrumentInfo) {
+        let idx = info.inst.index();
+        if idx >= self.names.len() {
+            self.names.resize(idx + 1, None);
+        }
+        let venue = feeds::venue::VENUES
+            .get(info.venue as usize)
+            .map_or("unknown", |v| v.name);
+        self.names[idx] = Some((venue, info.symbol.as_str().to_owned()));
+    }
+
+    /// `(venue, symbol)` of `inst`, if announced.
+    #[must_use]
+    pub fn get(&self, inst: InstrumentId) -> Option<(&'static str, &str)> {
+        self.names
+            .get(inst.index())
+            .and_then(|n| n.as_ref())
+            .map(|(v, s)| (*v, s.as_str()))
+    }
+}
+
 /// Serializes rows into a writer.
 pub struct JsonlWriter<W: Write> {
     w: W,
     outputs: Arc<[String]>,
-    /// Per instrument id: (venue, symbol) names.
-    names: Vec<Option<(&'static str, String)>>,
+    names: InstrumentNames,
     line: Vec<u8>,
     /// Rows written.
     pub rows: u64,
@@ -36,7 +64,7 @@ impl<W: Write> JsonlWriter<W> {
         Self {
             w,
             outputs,
-            names: Vec::new(),
+            names: InstrumentNames::default(),
             line: Vec::with_capacity(256),
             rows: 0,
         }
@@ -46,14 +74,7 @@ impl<W: Write> JsonlWriter<W> {
     pub fn write(&mut self, msg: &SinkMsg) -> io::Result<()> {
         match *msg {
             SinkMsg::Instrument(info) => {
-                let idx = info.inst.index();
-                if idx >= self.names.len() {
-                    self.names.resize(idx + 1, None);
-                }
-                let venue = feeds::venue::VENUES
-                    .get(info.venue as usize)
-                    .map_or("unknown", |v| v.name);
-                self.names[idx] = Some((venue, info.symbol.as_str().to_owned()));
+                self.names.add(&info);
                 Ok(())
             }
             SinkMsg::Row {
@@ -64,7 +85,7 @@ impl<W: Write> JsonlWriter<W> {
                 value,
                 ..
             } => {
-                let Some(Some((venue, symbol))) = self.names.get(inst.index()) else {
+                let Some((venue, symbol)) = self.names.get(inst) else {
                     return Ok(());
                 };
                 let Some(signal) = self.outputs.get(out.0 as usize) else {
