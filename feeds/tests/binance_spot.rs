@@ -1,7 +1,9 @@
 //! Binance spot adapter against real frames from `shared/`.
 
+mod common;
+
+use common::shared_dir;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
@@ -14,24 +16,6 @@ use feeds::venue::{venue_by_name, FrameKind, ParseError, VenueAdapter};
 use feeds::venues::binance_spot::BinanceSpot;
 
 // ---------------------------------------------------------------- fixtures
-
-fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("WIRESIGNAL_SHARED").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-        PathBuf::from,
-    );
-    if dir.join("data/MANIFEST.md").exists() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "shared data not found at {} (set WIRESIGNAL_SHARED)",
-            dir.display()
-        );
-    }
-    eprintln!("skipping: shared data not found at {}", dir.display());
-    None
-}
 
 /// A capture: `#` header lines and `(recv_ns, frame)` records (lines whose
 /// prefix is not an integer are kept with `recv_ns = -1` so tests see them).

@@ -3,9 +3,10 @@
 //! Its own test binary: the counting global allocator sees every thread, so
 //! nothing else may run concurrently.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -45,20 +46,8 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn records(rel: &str) -> Option<Vec<(i64, Vec<u8>)>> {
-    let dir = std::env::var_os("WIRESIGNAL_SHARED").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-        PathBuf::from,
-    );
-    let path = dir.join(rel);
-    let Ok(file) = std::fs::File::open(&path) else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{} not found (set WIRESIGNAL_SHARED)",
-            path.display()
-        );
-        eprintln!("skipping: {} not found", path.display());
-        return None;
-    };
+    let path = common::shared_dir()?.join(rel);
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut out = Vec::new();
     for line in BufReader::new(flate2::read::GzDecoder::new(file)).lines() {
         let line = line.expect("gzip text");

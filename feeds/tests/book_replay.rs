@@ -4,10 +4,12 @@
 //! usually arrives before the 100 ms diff that contains its update), and neither the
 //! reader nor the book allocates per record / diff after warm-up (counting allocator).
 
+mod common;
+
+use common::shared_dir;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use feeds::book::{DepthSync, DiffOutcome, SnapshotOutcome};
@@ -56,23 +58,6 @@ fn count<T>(f: impl FnOnce() -> T) -> (T, u64) {
     let out = f();
     COUNTING.with(|c| c.set(false));
     (out, ALLOCS.load(Ordering::Relaxed) - before)
-}
-
-fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("WIRESIGNAL_SHARED").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-        PathBuf::from,
-    );
-    if dir.join("data").is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "shared data not found at {} (set WIRESIGNAL_SHARED)",
-        dir.display()
-    );
-    eprintln!("skip: shared data not found at {}", dir.display());
-    None
 }
 
 /// Best level `(px, qty)`.

@@ -1,5 +1,8 @@
 //! Capture reader/writer: shared captures, crafted bad inputs, round trips.
 
+mod common;
+
+use common::shared_dir;
 use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Cursor, Read, Write};
@@ -9,25 +12,6 @@ use feeds::capture::{BadRecord, CaptureReader, CaptureStats, CaptureWriter, Rota
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use proptest::prelude::*;
-
-/// `shared/` dir: env `WIRESIGNAL_SHARED`, else `$CARGO_MANIFEST_DIR/../../shared`.
-/// Missing: panic under CI, else `None` (the caller prints a skip).
-fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("WIRESIGNAL_SHARED").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-        PathBuf::from,
-    );
-    if dir.join("data").is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "shared data not found at {} (set WIRESIGNAL_SHARED)",
-        dir.display()
-    );
-    eprintln!("skip: shared data not found at {}", dir.display());
-    None
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir =
