@@ -17,6 +17,7 @@ use crate::pipeline::ingest::Ingest;
 use crate::pipeline::processor::{InstrumentRules, ProcessorConfig, ResyncHook};
 use crate::pipeline::runtime::{CorePlan, Pipeline, PipelineConfig, ResyncFactory};
 use crate::pipeline::sink::RowCollector;
+use crate::replay::{ReplayDefaults, ReplayInput};
 use crate::report;
 
 /// Where signal rows go.
@@ -75,6 +76,7 @@ pub fn make_adapter(
     let configured = cfg
         .instruments
         .iter()
+        .filter(|i| i.venue == def.name)
         .map(|i| InstrumentSpec {
             symbol: i.symbol,
             scale: i.scale,
@@ -95,16 +97,20 @@ pub fn processor_factory(cfg: &Config) -> Box<dyn Fn() -> ProcessorConfig + Send
         ProcessorConfig {
             signals: signals.clone(),
             rules: Box::new(move |info: &InstrumentInfo| {
-                instruments.iter().find(|i| i.symbol == info.symbol).map_or(
-                    InstrumentRules {
-                        trade_source: TradeKind::Trade,
-                        quote_source: QuoteSource::BookTicker,
-                    },
-                    |i| InstrumentRules {
-                        trade_source: i.trade_source,
-                        quote_source: i.quote_source,
-                    },
-                )
+                let venue = feeds::venue::venue_at(info.venue).map_or("", |v| v.name);
+                instruments
+                    .iter()
+                    .find(|i| i.symbol == info.symbol && i.venue == venue)
+                    .map_or(
+                        InstrumentRules {
+                            trade_source: TradeKind::Trade,
+                            quote_source: QuoteSource::BookTicker,
+                        },
+                        |i| InstrumentRules {
+                            trade_source: i.trade_source,
+                            quote_source: i.quote_source,
+                        },
+                    )
             }),
             window_capacity: e.window_capacity,
             book_capacity: e.book_capacity,
@@ -150,7 +156,8 @@ pub fn start_pipeline_with(
     }))
 }
 
-/// `engine replay`: captures → pipeline → signals, no socket.
+/// `engine replay`: captures → pipeline → signals, no socket. Header-less
+/// captures are taken as `[engine] venue` with no symbol list.
 pub fn replay(
     cfg: &Config,
     paths: &[PathBuf],
@@ -158,35 +165,61 @@ pub fn replay(
     output: Output,
     stop: &AtomicBool,
 ) -> std::io::Result<RunReport> {
-    replay_with(cfg, paths, speed, output, None, stop)
+    let defaults = ReplayDefaults {
+        venue: cfg.engine.venue.clone(),
+        symbols: Vec::new(),
+    };
+    replay_with(cfg, paths, &defaults, speed, output, None, stop)
 }
 
-/// [`replay`] that also feeds the rows to `collector` (`--parquet`, see
-/// [`crate::parquet`]).
+/// [`replay`] with the venue and symbols of header-less captures (Tardis
+/// raw files: `--venue`, `--symbols`), also feeding the rows to `collector`
+/// (`--parquet`, see [`crate::parquet`]).
 pub fn replay_with(
     cfg: &Config,
     paths: &[PathBuf],
+    defaults: &ReplayDefaults,
     speed: Speed,
     output: Output,
     collector: Option<Box<dyn RowCollector>>,
     stop: &AtomicBool,
 ) -> std::io::Result<RunReport> {
     let started = Instant::now();
+    let inputs = crate::replay::resolve_inputs(paths, defaults)?;
+    // One adapter per venue, shared by that venue's files (pieces of one
+    // recording keep their instruments and books).
+    let mut venues: Vec<u16> = Vec::new();
+    for inp in &inputs {
+        if !venues.contains(&inp.venue) {
+            venues.push(inp.venue);
+        }
+    }
     let ids = Arc::new(AtomicU32::new(0));
-    let adapter = make_adapter(cfg, &cfg.engine.venue, &ids)?;
+    let adapters = venues
+        .iter()
+        .map(|&v| {
+            let name = feeds::venue::venue_at(v).map_or("", |d| d.name);
+            make_adapter(cfg, name, &ids)
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let feed_name = venues
+        .iter()
+        .filter_map(|&v| feeds::venue::venue_at(v).map(|d| d.name))
+        .collect::<Vec<_>>()
+        .join("+");
+    let adapter_of = |inp: &ReplayInput| venues.iter().position(|&v| v == inp.venue).unwrap_or(0);
     let mut pipeline = start_pipeline_with(cfg, 1, output, None, collector)?;
     let registry = pipeline.registry.clone();
     let _metrics = crate::metrics::serve(cfg, &registry, crate::metrics::Mode::Replay)?;
     let tx = pipeline.txs.remove(0);
     let cores = pipeline.cores.clone();
-    let venue = cfg.engine.venue.clone();
     let res = std::thread::scope(|s| {
         let reader = std::thread::Builder::new()
             .name("replay".into())
             .spawn_scoped(s, || {
                 cores.pin_current("replay reader");
-                let mut ingest = Ingest::new(adapter, tx, registry.clone(), &venue);
-                crate::replay::replay_files(paths, speed, &mut ingest, stop)
+                let mut ingest = Ingest::with_adapters(adapters, tx, registry.clone(), &feed_name);
+                crate::replay::replay_inputs(&inputs, &adapter_of, speed, &mut ingest, stop)
             })?;
         reader
             .join()

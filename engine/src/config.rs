@@ -75,6 +75,7 @@ struct RawEngine {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawInstrument {
+    venue: Option<String>,
     symbol: String,
     price_decimals: Option<i64>,
     qty_decimals: Option<i64>,
@@ -174,9 +175,12 @@ impl Speed {
     }
 }
 
-/// One configured instrument.
+/// One configured instrument, keyed by (venue, symbol).
 #[derive(Clone, Debug, PartialEq)]
 pub struct InstrumentConfig {
+    /// Registry name of its venue (`[[instruments]] venue`, default
+    /// `[engine] venue`).
+    pub venue: &'static str,
     /// Upper-case venue symbol.
     pub symbol: Symbol,
     /// Fixed-point scales.
@@ -306,7 +310,8 @@ impl MetricsConfig {
 pub struct Config {
     /// Engine options.
     pub engine: EngineOptions,
-    /// Configured instruments; empty = every symbol with defaults.
+    /// Configured instruments. A venue none of them names accepts every
+    /// symbol with the defaults.
     pub instruments: Vec<InstrumentConfig>,
     /// Signals, in output order.
     pub signals: Vec<SignalSpec>,
@@ -415,6 +420,17 @@ impl Config {
         let mut instruments = Vec::new();
         for (i, ri) in raw.instruments.unwrap_or_default().into_iter().enumerate() {
             let p = format!("instruments[{i}]");
+            let venue = match &ri.venue {
+                None => feeds::venue::venue_by_name(&engine.venue),
+                Some(v) => feeds::venue::venue_by_name(v),
+            }
+            .map(|(_, d)| d.name)
+            .ok_or_else(|| {
+                err(
+                    format!("{p}.venue"),
+                    format!("unknown venue {:?}", ri.venue.as_deref().unwrap_or("")),
+                )
+            })?;
             let symbol = Symbol::new(&ri.symbol)
                 .filter(|_| !ri.symbol.is_empty())
                 .ok_or_else(|| {
@@ -425,11 +441,11 @@ impl Config {
                 })?;
             if instruments
                 .iter()
-                .any(|x: &InstrumentConfig| x.symbol == symbol)
+                .any(|x: &InstrumentConfig| x.symbol == symbol && x.venue == venue)
             {
                 return Err(err(
                     format!("{p}.symbol"),
-                    format!("duplicate symbol {symbol}"),
+                    format!("duplicate symbol {symbol} on {venue}"),
                 ));
             }
             let scale = Scale {
@@ -457,6 +473,7 @@ impl Config {
                 }
             };
             instruments.push(InstrumentConfig {
+                venue,
                 symbol,
                 scale,
                 trade_source,
@@ -642,6 +659,19 @@ mod tests {
         assert_eq!(e.path, "engine.signal_placement");
         let c = Config::from_toml_str("[engine]\nsignal_placement='inline'\n", "t").unwrap();
         assert_eq!(c.engine.signal_placement, SignalPlacement::Inline);
+        let e =
+            Config::from_toml_str("[[instruments]]\nvenue='mars'\nsymbol='X'\n", "t").unwrap_err();
+        assert_eq!(e.path, "instruments[0].venue");
+        let two = "[[instruments]]\nsymbol='BTCUSDT'\n[[instruments]]\nvenue='binance-usdm'\nsymbol='BTCUSDT'\nqty_decimals=3\n";
+        let c = Config::from_toml_str(two, "t").unwrap();
+        assert_eq!(c.instruments[0].venue, "binance-spot");
+        assert_eq!(c.instruments[1].venue, "binance-usdm");
+        let e = Config::from_toml_str(
+            &format!("{two}[[instruments]]\nvenue='binance-usdm'\nsymbol='btcusdt'\n"),
+            "t",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "instruments[2].symbol");
         let e = Config::from_toml_str("[engine]\nbogus=1\n", "t").unwrap_err();
         assert!(e.message.contains("bogus"), "{e}");
         let e = Config::from_toml_str(

@@ -42,6 +42,7 @@ usage:
   engine                                  run the demo (generator → simulator → WebSocket → engine)
   engine demo [--capture <file>...] [--config <file>] [--duration <s>] [--speed max|1|<N>] [--metrics-addr <ip:port>]
   engine replay <capture>... [--speed max|1|<N>] [--out <signals.jsonl|->] [--stats <stats.json>] [--config <file>]
+                [--venue <name>] [--symbols A,B]   (for captures without a header, e.g. Tardis raw files)
                 [--parquet <signals.parquet>]   (needs a build with --features parquet)
                 [--metrics-addr <ip:port>]      (/metrics and /health, see docs/observability.md)
   engine sim [<capture>...] --listen <ip:port> [--speed max|1|<N>] [--drop-after <frames>] [--skip-depth <n>]...
@@ -137,7 +138,16 @@ fn speed(args: &Args, default: Speed) -> Result<Speed, String> {
 }
 
 fn cmd_replay(args: &Args) -> Result<(), String> {
-    args.check_known(&["speed", "out", "stats", "config", "parquet", "metrics-addr"])?;
+    args.check_known(&[
+        "speed",
+        "out",
+        "stats",
+        "config",
+        "parquet",
+        "metrics-addr",
+        "venue",
+        "symbols",
+    ])?;
     if args.positional.is_empty() {
         return Err("replay needs at least one capture file".into());
     }
@@ -151,8 +161,32 @@ fn cmd_replay(args: &Args) -> Result<(), String> {
     let paths: Vec<PathBuf> = args.positional.iter().map(PathBuf::from).collect();
     let parquet = engine::parquet::open_collector(args.get("parquet").map(std::path::Path::new))
         .map_err(|e| format!("--parquet: {e}"))?;
-    let report = app::replay_with(&cfg, &paths, speed, out, parquet, engine::shutdown::flag())
-        .map_err(|e| e.to_string())?;
+    let defaults = engine::replay::ReplayDefaults {
+        venue: args.get("venue").unwrap_or(&cfg.engine.venue).to_owned(),
+        symbols: args
+            .get("symbols")
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_ascii_uppercase)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    if feeds::venue::venue_by_name(&defaults.venue).is_none() {
+        return Err(format!("--venue: unknown venue {:?}", defaults.venue));
+    }
+    let report = app::replay_with(
+        &cfg,
+        &paths,
+        &defaults,
+        speed,
+        out,
+        parquet,
+        engine::shutdown::flag(),
+    )
+    .map_err(|e| e.to_string())?;
     finish_report(args.get("stats").or(cfg.output.stats.as_deref()), &report)
 }
 

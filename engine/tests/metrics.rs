@@ -277,7 +277,7 @@ fn scrapes_move_and_health_is_ok_while_streaming() {
             assert_eq!(b[&format!("wiresignal_instrument_stale{l}")], 0.0);
             assert!(b.contains_key(&format!("wiresignal_instrument_staleness_seconds{l}")));
             assert!(b.contains_key(&format!("wiresignal_instrument_gaps_total{l}")));
-            assert!(b.contains_key(&format!("wiresignal_instrument_checksum_ok_total{l}")));
+            assert!(b.contains_key(&format!("wiresignal_instrument_crosscheck_ok_total{l}")));
         }
         for stage in ["parse", "ring_hop", "book_and_signals", "frame_to_signal"] {
             let c = format!("wiresignal_stage_latency_seconds_count{{stage=\"{stage}\"}}");

@@ -107,8 +107,8 @@ fn ctrl_c_stops_run_cleanly_and_flushes_everything() {
     for sym in ["BTCUSDT", "ETHUSDT"] {
         let i = &s["instruments"][format!("binance-spot:{sym}")];
         assert_eq!(i["synced"], true, "{sym}: {i}");
-        assert!(i["checksum_ok"].as_u64().unwrap() > 0, "{sym}: {i}");
-        assert_eq!(i["checksum_failed"], 0, "{sym}: {i}");
+        assert!(i["crosscheck_ok"].as_u64().unwrap() > 0, "{sym}: {i}");
+        assert_eq!(i["crosscheck_failed"], 0, "{sym}: {i}");
         assert_eq!(i["gaps"], 0, "{sym}: {i}");
     }
 }
@@ -158,6 +158,6 @@ fn record_writes_captures_that_replay() {
         let i = &s["instruments"][format!("binance-spot:{sym}")];
         assert_eq!(i["synced"], true, "the recorded snapshot syncs {sym}: {i}");
         assert_eq!(i["gaps"], 0, "{sym}: {i}");
-        assert_eq!(i["checksum_failed"], 0, "{sym}: {i}");
+        assert_eq!(i["crosscheck_failed"], 0, "{sym}: {i}");
     }
 }

@@ -238,9 +238,9 @@ fn spot_captures_replay_cleanly_and_match_reference_books() {
                 cap.display()
             );
             assert_eq!(got["gaps"].as_u64(), Some(gaps), "{sym} gaps");
-            assert_eq!(got["checksum_failed"], 0, "{sym}");
+            assert_eq!(got["crosscheck_failed"], 0, "{sym}");
             assert!(
-                got["checksum_ok"].as_u64().unwrap() > 0,
+                got["crosscheck_ok"].as_u64().unwrap() > 0,
                 "{sym}: no bookTicker cross-check"
             );
         }

@@ -21,7 +21,7 @@ use feeds::event::{
 use feeds::fixed;
 use feeds::instruments::{InstrumentSpec, Instruments};
 use feeds::venue::{FrameKind, VenueAdapter};
-use feeds::venues::binance_spot::BinanceSpot;
+use feeds::venues::binance::{Binance, SPOT_MARKET};
 use serde::Deserialize;
 use simd_json::prelude::*;
 use simd_json::{Buffers, Deserializer, Tape};
@@ -393,7 +393,7 @@ fn bench(c: &mut Criterion) {
         return;
     };
     // Classify every frame once with the production parser.
-    let mut tape = BinanceSpot::new(registry());
+    let mut tape = Binance::new(&SPOT_MARKET, registry());
     tape.set_capture_symbols(&symbols);
     let mut kinds: Vec<(FrameKind, Records)> = [
         FrameKind::Trade,

@@ -5,8 +5,9 @@
 //!   a list of sorted chunks of at most 64 levels (best level last) over
 //!   pre-allocated arenas: best level and top-L depth read the last chunks,
 //!   and an update at any depth moves at most one chunk.
-//! * [`DepthSync`]: the Binance spot buffer / snapshot / `U`-`u` continuity
-//!   state machine around one book.
+//! * [`DepthSync`]: the buffer / snapshot / continuity state machine around
+//!   one book, with the venue's [`SyncRule`] (Binance spot `U`/`u`, Binance
+//!   futures `pu`); [`BookPolicy`] is what a venue chooses.
 //!
 //! ```
 //! use feeds::book::{DepthSync, DiffOutcome, SnapshotOutcome};
@@ -560,14 +561,41 @@ pub enum SyncRule {
     /// Binance spot (SIGNALS.md 2.5): with `book_id` the last applied id,
     /// `u <= book_id` is stale, `U > book_id + 1` is a gap, anything else
     /// applies.
-    ///
-    /// *Extension point:* Binance USD-M / COIN-M futures chain diffs with
-    /// `pu` (`DepthHeader::prev_last_id`): the first diff after the snapshot
-    /// must satisfy `U <= lastUpdateId <= u`, every later one `pu == previous u`.
-    /// That is a new variant here plus one arm in the private `apply` step (it
-    /// needs a "first diff applied" flag); buffering and replay are shared.
     #[default]
     Spot,
+    /// Binance USD-M / COIN-M futures: diffs chain through `pu`
+    /// ([`DepthHeader::prev_last_id`]). After a snapshot with
+    /// `lastUpdateId = L`, a diff with `u < L` is stale; the first applied
+    /// diff has `U <= L <= u` (or `pu == L`: it starts exactly at the
+    /// snapshot, as a snapshot taken between two diffs does); every later
+    /// diff has `pu ==` the previous `u` (`u <=` the previous `u`: a
+    /// duplicate, stale), anything else is a gap.
+    Futures,
+}
+
+/// How a venue's book is checked against the venue's own view of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Integrity {
+    /// Nothing to compare against.
+    #[default]
+    None,
+    /// A best bid/offer message carrying the book's update id (Binance
+    /// `bookTicker.u`) must equal the book's top (price and size) whenever
+    /// that id is the last applied diff's `u`; a mismatch is a resync.
+    /// Counted as `crosscheck_ok` / `crosscheck_failed`.
+    TopOfBookCrossCheck,
+}
+
+/// How a venue's books are started, sequenced and verified: chosen per
+/// venue in its registry entry ([`crate::venue::VenueDef::book`]) and copied
+/// into each instrument's state, so the hot path dispatches on a plain enum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct BookPolicy {
+    /// Continuity rule of the diff stream.
+    pub sequence: SyncRule,
+    /// Integrity check.
+    pub integrity: Integrity,
 }
 
 /// What [`DepthSync::on_diff`] did with a diff.
@@ -627,6 +655,8 @@ pub struct DepthSync {
     book: OrderBook,
     book_id: u64,
     synced: bool,
+    /// A diff has been applied since the last snapshot ([`SyncRule::Futures`]).
+    chained: bool,
     buf: Vec<Buffered>,
     buf_levels: Vec<Level>,
     /// Units in use (sum of `max(1, len)` over `buf`).
@@ -651,6 +681,7 @@ impl DepthSync {
             book: OrderBook::with_capacity(level_capacity),
             book_id: 0,
             synced: false,
+            chained: false,
             buf: Vec::with_capacity(buffer_capacity_levels.min(1024)),
             buf_levels: Vec::with_capacity(buffer_capacity_levels),
             buf_units: 0,
@@ -666,7 +697,14 @@ impl DepthSync {
             self.buffer(hdr, levels);
             return DiffOutcome::Buffered;
         }
-        match apply(self.rule, &mut self.book, &mut self.book_id, hdr, levels) {
+        match apply(
+            self.rule,
+            &mut self.book,
+            &mut self.book_id,
+            &mut self.chained,
+            hdr,
+            levels,
+        ) {
             Step::Stale => DiffOutcome::Stale,
             Step::Applied => DiffOutcome::Applied,
             Step::Gap => {
@@ -691,13 +729,15 @@ impl DepthSync {
         }
         self.book_id = hdr.last_update_id;
         self.synced = true;
+        self.chained = false;
 
         let mut replayed = 0u32;
         let mut start = 0usize;
         for (i, b) in self.buf.iter().enumerate() {
             let end = start + b.len as usize;
             let lv = &self.buf_levels[start..end];
-            match apply(self.rule, &mut self.book, &mut self.book_id, &b.hdr, lv) {
+            let (book, id, chained) = (&mut self.book, &mut self.book_id, &mut self.chained);
+            match apply(self.rule, book, id, chained, &b.hdr, lv) {
                 Step::Stale => {}
                 Step::Applied => replayed += 1,
                 Step::Gap => {
@@ -722,6 +762,7 @@ impl DepthSync {
         self.book.clear();
         self.book_id = 0;
         self.synced = false;
+        self.chained = false;
         self.clear_buffer();
     }
 
@@ -836,12 +877,14 @@ enum Step {
     Applied,
 }
 
-/// The update procedure of SIGNALS.md 2.5 (shared by live diffs and replay).
+/// The update procedure of SIGNALS.md 2.5 (shared by live diffs and replay),
+/// with the venue's continuity rule.
 #[inline]
 fn apply(
     rule: SyncRule,
     book: &mut OrderBook,
     book_id: &mut u64,
+    chained: &mut bool,
     hdr: &DepthHeader,
     levels: &[Level],
 ) -> Step {
@@ -852,6 +895,24 @@ fn apply(
             }
             if hdr.first_id > book_id.saturating_add(1) {
                 return Step::Gap;
+            }
+        }
+        SyncRule::Futures => {
+            if *chained {
+                if hdr.last_id <= *book_id {
+                    return Step::Stale;
+                }
+                if hdr.prev_last_id != *book_id {
+                    return Step::Gap;
+                }
+            } else {
+                if hdr.last_id < *book_id {
+                    return Step::Stale;
+                }
+                if hdr.first_id > *book_id && hdr.prev_last_id != *book_id {
+                    return Step::Gap;
+                }
+                *chained = true;
             }
         }
     }

@@ -4,6 +4,10 @@
 //! record per line, a decimal receive timestamp in nanoseconds since the Unix
 //! epoch, one space, the venue frame exactly as received. Leading lines
 //! starting with `#` carry `key=value` metadata tokens ([`CaptureHeader`]).
+//! The reader also takes Tardis.dev raw data files: each line an ISO 8601
+//! UTC local timestamp (`2024-08-08T23:54:13.9370000Z`), one space, the
+//! venue's message; they carry no header, so the venue and symbols come
+//! from the caller (`engine replay --venue --symbols`).
 //!
 //! [`CaptureReader`] streams records through one reused line buffer (no
 //! whole-file load, no allocation per record once the buffer has grown to the
@@ -217,6 +221,8 @@ pub struct CaptureReader {
     pending: Pending,
     done: bool,
     gzip: bool,
+    /// The record loaded by [`CaptureReader::advance`]: (recv_ns, frame range).
+    current: (i64, usize, usize),
 }
 
 impl fmt::Debug for CaptureReader {
@@ -280,6 +286,7 @@ impl CaptureReader {
             pending: Pending::None,
             done: false,
             gzip,
+            current: (0, 0, 0),
         };
         me.read_header();
         Ok(me)
@@ -308,6 +315,17 @@ impl CaptureReader {
     /// lines are skipped and counted in [`stats`](Self::stats).
     #[allow(clippy::should_implement_trait)] // lending: a record borrows the reader
     pub fn next_record(&mut self) -> Option<Result<Record<'_>, RecordError>> {
+        Some(match self.advance()? {
+            Ok(_) => Ok(self.current()),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Loads the next record without borrowing the reader and returns its
+    /// receive time ([`current`](Self::current) then gives it), so several
+    /// readers can hold their next record at once (a merge by receive
+    /// time). Errors and the end as [`next_record`](Self::next_record).
+    pub fn advance(&mut self) -> Option<Result<i64, RecordError>> {
         let (recv_ns, start, end) = loop {
             match std::mem::replace(&mut self.pending, Pending::None) {
                 Pending::Line => {}
@@ -344,11 +362,19 @@ impl CaptureReader {
             }
         };
         self.stats.records += 1;
-        Some(Ok(Record {
+        self.current = (recv_ns, start, end);
+        Some(Ok(recv_ns))
+    }
+
+    /// The record loaded by the last successful [`advance`](Self::advance)
+    /// (an empty frame before any).
+    pub fn current(&mut self) -> Record<'_> {
+        let (recv_ns, start, end) = self.current;
+        Record {
             line: self.line_no,
             recv_ns,
             frame: &mut self.line[start..end],
-        }))
+        }
     }
 
     /// Reads the leading `#` lines (blank lines among them are skipped).
@@ -425,7 +451,14 @@ fn classify(line: &[u8]) -> Line {
     let Some(sp) = body.iter().position(|&c| c == b' ') else {
         return Line::Bad(BadRecord::NoTimestamp);
     };
-    let Some(recv_ns) = parse_i64(&body[..sp]) else {
+    // Integer ns, or (Tardis.dev raw files) an ISO 8601 UTC time.
+    let stamp = &body[..sp];
+    let recv_ns = if stamp.get(4) == Some(&b'-') {
+        crate::time::parse_rfc3339_ns(stamp)
+    } else {
+        parse_i64(stamp)
+    };
+    let Some(recv_ns) = recv_ns else {
         return Line::Bad(BadRecord::NoTimestamp);
     };
     let frame = &body[sp + 1..];

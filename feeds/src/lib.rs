@@ -9,6 +9,7 @@ pub mod capture;
 pub mod event;
 pub mod fixed;
 pub mod instruments;
+pub mod time;
 pub mod venue;
 pub mod venues;
 

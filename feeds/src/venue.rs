@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::book::BookPolicy;
 use crate::event::Event;
 use crate::fixed::FixedError;
 use crate::instruments::Instruments;
@@ -176,11 +177,21 @@ pub trait VenueAdapter: Send {
     fn snapshot_path(&self, symbol: &str, limit: u32) -> String;
 }
 
-/// A registry entry: how to build the adapter of a venue.
+/// A registry entry: what the engine needs to know of a venue without
+/// knowing which venue it is.
 pub struct VenueDef {
-    /// Venue name (`binance-spot`).
+    /// Venue name (`binance-spot`), as in configuration and output rows.
     pub name: &'static str,
-    /// Builds an adapter; `venue_index` is this entry's index in [`VENUES`].
+    /// The `venue=` token of this venue's capture headers.
+    pub capture_venue: &'static str,
+    /// Where several entries share a `capture_venue`: a substring of the
+    /// capture's `url=` that selects this one (`""`: any).
+    pub capture_url: &'static str,
+    /// How the venue's books start, chain and are verified.
+    pub book: BookPolicy,
+    /// REST route of depth snapshots (the simulator serves it too).
+    pub rest_depth_path: &'static str,
+    /// Builds an adapter; the first argument is this entry's index in [`VENUES`].
     pub new: fn(venue_index: u16, instruments: Instruments) -> Box<dyn VenueAdapter>,
 }
 
@@ -188,15 +199,17 @@ impl fmt::Debug for VenueDef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VenueDef")
             .field("name", &self.name)
-            .finish()
+            .field("book", &self.book)
+            .finish_non_exhaustive()
     }
 }
 
 /// Every supported venue, one line each.
-pub static VENUES: &[VenueDef] = &[VenueDef {
-    name: venues::binance_spot::NAME,
-    new: venues::binance_spot::new_adapter,
-}];
+pub static VENUES: &[VenueDef] = &[
+    venues::binance::SPOT,
+    venues::binance::USDM,
+    venues::binance::COINM,
+];
 
 /// Looks a venue up by name; returns its index and definition.
 #[must_use]
@@ -206,6 +219,30 @@ pub fn venue_by_name(name: &str) -> Option<(u16, &'static VenueDef)> {
         .enumerate()
         .find(|(_, v)| v.name == name)
         .and_then(|(i, v)| Some((u16::try_from(i).ok()?, v)))
+}
+
+/// The registry entry at `index` (an [`crate::event::InstrumentInfo::venue`]).
+#[must_use]
+pub fn venue_at(index: u16) -> Option<&'static VenueDef> {
+    VENUES.get(usize::from(index))
+}
+
+/// The venue of a capture from its header's `venue=` and `url=` tokens: a
+/// registry name, or a capture venue token that, with `url`, names exactly
+/// one entry (`venue=bybit` + a `/v5/public/linear` URL).
+#[must_use]
+pub fn venue_for_capture(venue: &str, url: Option<&str>) -> Option<(u16, &'static VenueDef)> {
+    if let Some(hit) = venue_by_name(venue) {
+        return Some(hit);
+    }
+    let url = url.unwrap_or("");
+    let mut hits = VENUES.iter().enumerate().filter(|(_, v)| {
+        v.capture_venue == venue && (v.capture_url.is_empty() || url.contains(v.capture_url))
+    });
+    match (hits.next(), hits.next()) {
+        (Some((i, v)), None) => Some((u16::try_from(i).ok()?, v)),
+        _ => None,
+    }
 }
 
 /// Exchange timestamp to ns with unit detection (SIGNALS.md 1.2):
@@ -246,5 +283,18 @@ mod tests {
         let (i, d) = venue_by_name("binance-spot").unwrap();
         assert_eq!((i, d.name), (0, "binance-spot"));
         assert!(venue_by_name("nope").is_none());
+        for (i, v) in VENUES.iter().enumerate() {
+            assert_eq!(venue_at(i as u16).map(|d| d.name), Some(v.name));
+            assert_eq!(
+                VENUES.iter().filter(|o| o.name == v.name).count(),
+                1,
+                "{} registered twice",
+                v.name
+            );
+            assert!(v.rest_depth_path.starts_with('/'), "{}", v.name);
+        }
+        let (_, d) = venue_for_capture("binance-usdm", Some("wss://fstream.binance.com")).unwrap();
+        assert_eq!(d.name, "binance-usdm");
+        assert!(venue_for_capture("mars", None).is_none());
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use feeds::event::Scale;
 use feeds::instruments::Instruments;
 use feeds::venue::VenueAdapter;
-use feeds::venues::binance_spot::BinanceSpot;
+use feeds::venues::binance::{Binance, SPOT_MARKET};
 
 struct Counting;
 
@@ -70,11 +70,14 @@ fn no_allocation_per_frame_after_warm_up() {
         return;
     };
     let ids = Arc::new(AtomicU32::new(0));
-    let mut a = BinanceSpot::new(Instruments::new(0, vec![], Scale::default(), ids));
+    let mut a = Binance::new(
+        &SPOT_MARKET,
+        Instruments::new(0, vec![], Scale::default(), ids),
+    );
     a.set_capture_symbols(&["BTCUSDT".to_owned()]);
     let mut out = Vec::new();
     let mut buf = Vec::new();
-    let mut run = |a: &mut BinanceSpot| {
+    let mut run = |a: &mut Binance| {
         let mut errors = 0;
         for (recv, f) in spot.iter().chain(&small) {
             buf.clear();

@@ -11,8 +11,10 @@
 //!   pongs (by tungstenite) and the simulator pings every
 //!   [`SimConfig::ping_interval`]. Only subscribed streams are sent; payloads
 //!   are sliced out of the source text, never re-serialised.
-//! * HTTP: `GET /api/v3/depth?symbol=X&limit=N` (JSON body, `Content-Length`,
-//!   `Connection: close`), `GET /api/v3/ping`; anything else is 404.
+//! * HTTP: `GET <depth route>?symbol=X&limit=N` for every registered venue's
+//!   route (`/api/v3/depth`, `/fapi/v1/depth`, `/dapi/v1/depth`; JSON body,
+//!   `Content-Length`, `Connection: close`), `GET /api/v3/ping`; anything
+//!   else is 404.
 //!
 //! # Playback clock
 //!
@@ -411,8 +413,12 @@ async fn handle_conn(mut stream: TcpStream, id: u64, ctl: mpsc::Sender<Ctl>, sta
     if stream.read_exact(&mut buf[..head_len]).await.is_err() {
         return;
     }
+    // Every registered venue's depth route (`/api/v3/depth`, `/fapi/v1/depth`, ...).
+    let depth_route = feeds::venue::VENUES
+        .iter()
+        .any(|v| v.rest_depth_path == route);
     match (is_get, route) {
-        (true, "/api/v3/depth") => {
+        (true, _) if depth_route => {
             let mut symbol = None;
             let mut limit = 100usize;
             for kv in query.split('&') {

@@ -102,13 +102,23 @@ const INSTRUMENT_COUNTERS: &[InstrumentCounter] = &[
     ),
     (
         "wiresignal_instrument_checksum_ok_total",
-        "bookTicker cross-checks that matched the book.",
+        "Exchange book checksums that matched the book.",
         |s| s.checksum_ok.get(),
     ),
     (
         "wiresignal_instrument_checksum_failed_total",
-        "bookTicker cross-checks that did not match (book resynced).",
+        "Exchange book checksums that did not match (book resynced).",
         |s| s.checksum_failed.get(),
+    ),
+    (
+        "wiresignal_instrument_crosscheck_ok_total",
+        "Top-of-book (bookTicker) cross-checks that matched the book.",
+        |s| s.crosscheck_ok.get(),
+    ),
+    (
+        "wiresignal_instrument_crosscheck_failed_total",
+        "Top-of-book cross-checks that did not match (book resynced).",
+        |s| s.crosscheck_failed.get(),
     ),
     (
         "wiresignal_instrument_crossed_books_total",

@@ -14,8 +14,13 @@ use super::stats::{FeedStats, Registry, Stage, StageSamples};
 const LOGGED_ERRORS: u64 = 10;
 
 /// Parses frames of one feed and pushes their events to the signal threads.
+///
+/// A replay of captures of several venues holds one adapter per venue and
+/// [`select`](Ingest::select)s the one of each record's capture.
 pub struct Ingest {
-    adapter: Box<dyn VenueAdapter>,
+    adapters: Vec<Box<dyn VenueAdapter>>,
+    /// Index of the adapter frames go to.
+    active: usize,
     events: Vec<Event>,
     tx: EventTx,
     /// Counters of this feed.
@@ -35,9 +40,20 @@ impl Ingest {
         registry: Arc<Registry>,
         name: &str,
     ) -> Self {
+        Self::with_adapters(vec![adapter], tx, registry, name)
+    }
+
+    /// New ingest over several adapters (the first is selected).
+    pub fn with_adapters(
+        adapters: Vec<Box<dyn VenueAdapter>>,
+        tx: EventTx,
+        registry: Arc<Registry>,
+        name: &str,
+    ) -> Self {
         let stats = registry.add_feed(name);
         Self {
-            adapter,
+            adapters,
+            active: 0,
             events: Vec::with_capacity(8192),
             tx,
             stats,
@@ -49,9 +65,19 @@ impl Ingest {
         }
     }
 
-    /// The venue adapter.
+    /// The selected venue adapter.
     pub fn adapter_mut(&mut self) -> &mut dyn VenueAdapter {
-        self.adapter.as_mut()
+        self.adapters[self.active].as_mut()
+    }
+
+    /// Sends the following frames to adapter `i` (of
+    /// [`with_adapters`](Self::with_adapters)); returns it. Out of range
+    /// keeps the current one.
+    pub fn select(&mut self, i: usize) -> &mut dyn VenueAdapter {
+        if i < self.adapters.len() {
+            self.active = i;
+        }
+        self.adapter_mut()
     }
 
     /// One WebSocket frame (or capture record). `where_` names it in error logs.
@@ -65,7 +91,7 @@ impl Ingest {
     ) {
         self.stats.bytes.add(frame.len() as u64);
         self.events.clear();
-        let res = self.adapter.parse(recv_ns, frame, &mut self.events);
+        let res = self.adapters[self.active].parse(recv_ns, frame, &mut self.events);
         self.after_parse(res, t_frame, where_);
     }
 
@@ -74,9 +100,8 @@ impl Ingest {
         self.stats.bytes.add(body.len() as u64);
         self.stats.snapshots.inc();
         self.events.clear();
-        let res = self
-            .adapter
-            .parse_snapshot(symbol, recv_ns, body, &mut self.events);
+        let res =
+            self.adapters[self.active].parse_snapshot(symbol, recv_ns, body, &mut self.events);
         self.after_parse(res, t_frame, &|| format!("snapshot {symbol}"));
     }
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use feeds::book::{DepthSync, DiffOutcome, SnapshotOutcome};
+use feeds::book::{BookPolicy, DepthSync, DiffOutcome, Integrity, SnapshotOutcome};
 use feeds::event::{
     DepthHeader, Event, InstrumentId, InstrumentInfo, Level, QuoteEvent, SnapshotHeader,
     TradeEvent, TradeKind,
@@ -78,13 +78,15 @@ pub struct ProcessorConfig {
 struct InstrumentState {
     info: InstrumentInfo,
     rules: InstrumentRules,
+    /// The venue's book policy (registry entry of `info.venue`).
+    policy: BookPolicy,
     sync: DepthSync,
     signals: SignalSet,
     stats: Arc<InstrumentStats>,
     last_trade_id: Option<u64>,
     last_quote_u: Option<u64>,
-    /// Last accepted bookTicker: (update id, quote), for the cross-check.
-    last_ticker: Option<(u64, QuoteEvent)>,
+    /// Accepted bookTickers ahead of the book, for the cross-check.
+    tickers: PendingTickers,
     /// The book lost sync (gap, mismatch, reset) and has not synced since.
     needs_resync: bool,
 }
@@ -280,7 +282,7 @@ impl<O: Emit> Processor<O> {
                     st.stats.resets.inc();
                     st.sync.reset();
                     st.needs_resync = true;
-                    st.last_ticker = None;
+                    st.tickers.clear();
                     publish_book(st);
                 }
             }
@@ -303,17 +305,24 @@ impl<O: Emit> Processor<O> {
         let Ok(signals) = SignalSet::new(&sc) else {
             return;
         };
+        let policy =
+            feeds::venue::venue_at(info.venue).map_or_else(BookPolicy::default, |v| v.book);
         let stats = self.registry.add_instrument(info);
         self.out.emit(SinkMsg::Instrument(info));
         self.states[idx] = Some(Box::new(InstrumentState {
             info,
             rules,
-            sync: DepthSync::new(self.cfg.book_capacity, self.cfg.book_capacity * 8),
+            policy,
+            sync: DepthSync::with_rule(
+                policy.sequence,
+                self.cfg.book_capacity,
+                self.cfg.book_capacity * 8,
+            ),
             signals,
             stats,
             last_trade_id: None,
             last_quote_u: None,
-            last_ticker: None,
+            tickers: PendingTickers::default(),
             needs_resync: false,
         }));
     }
@@ -362,11 +371,18 @@ impl<O: Emit> Processor<O> {
             return;
         }
         st.last_quote_u = Some(q.update_id);
-        st.last_ticker = Some((q.update_id, *q));
-        if st.sync.is_synced() && st.sync.book_id() == q.update_id && !cross_check(st, q) {
-            st.sync.reset();
-            Self::desync(st, self.resync.as_mut());
-            publish_book(st);
+        if st.policy.integrity == Integrity::TopOfBookCrossCheck {
+            if st.sync.is_synced() && st.sync.book_id() == q.update_id {
+                if !cross_check(st, q) {
+                    st.sync.reset();
+                    st.tickers.clear();
+                    Self::desync(st, self.resync.as_mut());
+                    publish_book(st);
+                }
+            } else if !st.sync.is_synced() || q.update_id > st.sync.book_id() {
+                // The diff that ends at this id has not arrived yet.
+                st.tickers.push(*q);
+            }
         }
         if st.rules.quote_source != QuoteSource::BookTicker {
             return;
@@ -444,11 +460,15 @@ impl<O: Emit> Processor<O> {
             DiffOutcome::Applied => {
                 st.stats.book_updates.inc();
                 publish_book(st);
-                let cross_ok = match st.last_ticker {
-                    Some((u, q)) if u == h.last_id => cross_check(st, &q),
+                let cross_ok = match st.policy.integrity {
+                    Integrity::TopOfBookCrossCheck => match st.tickers.take(h.last_id) {
+                        Some(q) => cross_check(st, &q),
+                        None => true,
+                    },
                     _ => true,
                 };
                 if !cross_ok {
+                    st.tickers.clear();
                     // The book disagrees with the venue's own top of book:
                     // treat it like a gap and emit nothing from it.
                     st.sync.reset();
@@ -523,6 +543,47 @@ fn row_emitter<'a, O: Emit>(
     }
 }
 
+/// Best bid/offer messages whose update id the book has not reached yet:
+/// a Binance `bookTicker` usually arrives before the diff that ends at its
+/// `u`, and several may arrive before that diff. A fixed ring (no
+/// allocation); the oldest is evicted when full.
+#[derive(Default)]
+struct PendingTickers {
+    slots: [Option<QuoteEvent>; PendingTickers::CAP],
+    next: usize,
+}
+
+impl PendingTickers {
+    const CAP: usize = 16;
+
+    fn push(&mut self, q: QuoteEvent) {
+        self.slots[self.next] = Some(q);
+        self.next = (self.next + 1) % Self::CAP;
+    }
+
+    /// The ticker whose id is `book_id` (the diff just applied), dropping
+    /// every ticker at or below it.
+    #[inline]
+    fn take(&mut self, book_id: u64) -> Option<QuoteEvent> {
+        let mut hit = None;
+        for s in &mut self.slots {
+            if let Some(q) = s {
+                if q.update_id <= book_id {
+                    if q.update_id == book_id {
+                        hit = Some(*q);
+                    }
+                    *s = None;
+                }
+            }
+        }
+        hit
+    }
+
+    fn clear(&mut self) {
+        self.slots = [None; Self::CAP];
+    }
+}
+
 /// Compares a bookTicker with the synced book's top (price and size); counts
 /// the result.
 fn cross_check(st: &mut InstrumentState, q: &QuoteEvent) -> bool {
@@ -532,9 +593,9 @@ fn cross_check(st: &mut InstrumentState, q: &QuoteEvent) -> bool {
     let ok = book.best_bid() == side(q.bid_px, q.bid_qty)
         && book.best_ask() == side(q.ask_px, q.ask_qty);
     if ok {
-        st.stats.checksum_ok.inc();
+        st.stats.crosscheck_ok.inc();
     } else {
-        st.stats.checksum_failed.inc();
+        st.stats.crosscheck_failed.inc();
     }
     ok
 }

@@ -71,10 +71,14 @@ pub struct InstrumentStats {
     pub quotes_crossed: Counter,
     /// L1 quotes with an empty side.
     pub quotes_empty_side: Counter,
-    /// bookTicker cross-checks that matched the book.
+    /// Exchange book checksums that matched the book.
     pub checksum_ok: Counter,
-    /// bookTicker cross-checks that did not match (book resynced).
+    /// Exchange book checksums that did not match (book resynced).
     pub checksum_failed: Counter,
+    /// Top-of-book cross-checks (Binance `bookTicker`) that matched the book.
+    pub crosscheck_ok: Counter,
+    /// Top-of-book cross-checks that did not match (book resynced).
+    pub crosscheck_failed: Counter,
     /// Duplicate or old trade ids dropped.
     pub dup_trades: Counter,
     /// Trades dropped for a non-positive price or size.

@@ -13,7 +13,7 @@ use feeds::event::{
 };
 use feeds::instruments::{InstrumentSpec, Instruments};
 use feeds::venue::{venue_by_name, FrameKind, ParseError, VenueAdapter};
-use feeds::venues::binance_spot::BinanceSpot;
+use feeds::venues::binance::{Binance, SPOT_MARKET};
 
 // ---------------------------------------------------------------- fixtures
 
@@ -90,12 +90,15 @@ fn spec(s: &str, trade_source: TradeKind, scale: Scale) -> InstrumentSpec {
     }
 }
 
-fn adapter(configured: Vec<InstrumentSpec>) -> BinanceSpot {
+fn adapter(configured: Vec<InstrumentSpec>) -> Binance {
     let ids = Arc::new(AtomicU32::new(0));
-    BinanceSpot::new(Instruments::new(0, configured, Scale::default(), ids))
+    Binance::new(
+        &SPOT_MARKET,
+        Instruments::new(0, configured, Scale::default(), ids),
+    )
 }
 
-fn parse(a: &mut BinanceSpot, rec: &(i64, Vec<u8>)) -> (Result<FrameKind, ParseError>, Vec<Event>) {
+fn parse(a: &mut Binance, rec: &(i64, Vec<u8>)) -> (Result<FrameKind, ParseError>, Vec<Event>) {
     let mut frame = rec.1.clone();
     let mut out = Vec::new();
     let r = a.parse(rec.0, &mut frame, &mut out);
@@ -618,7 +621,7 @@ fn snapshot_symbol_attribution() {
 
 // ---------------------------------------------------------------- replay
 
-fn replay(c: &Capture, a: &mut BinanceSpot) -> std::collections::BTreeMap<String, usize> {
+fn replay(c: &Capture, a: &mut Binance) -> std::collections::BTreeMap<String, usize> {
     let mut counts = std::collections::BTreeMap::new();
     let mut out = Vec::new();
     let mut frame = Vec::new();

@@ -1,5 +1,16 @@
-//! Binance spot: `trade`, `aggTrade`, `bookTicker`, `depthUpdate` streams
-//! (raw or combined-stream wrapped) and REST depth snapshots.
+//! Binance spot, USD-M futures and COIN-M futures: one protocol family, one
+//! parser, three venues (three registry lines). What differs between them is
+//! data in a [`Market`]: the venue name, the REST depth route, the depth
+//! continuity rule (spot `U`/`u`, futures `pu`) and the connection limits.
+//!
+//! Streams: `trade`, `aggTrade`, `bookTicker`, `depthUpdate` (any update
+//! speed: `@depth`, `@depth@0ms`/`@100ms`/`@250ms`/`@500ms`/`@1000ms`), raw
+//! or combined-stream wrapped, and REST depth snapshots. Futures
+//! `bookTicker` frames carry `T`/`E`, so quote rows use the exchange time
+//! (spot's carry none: the receive time). COIN-M quantities are contracts
+//! (`BTCUSD_PERP`: 1 contract = 100 USD): trade and book signals see
+//! contracts, so `vwap` is contract-weighted and `kyle_lambda` is per
+//! contract. Futures trades of every execution type (`X`) are used.
 //!
 //! # Parsing strategy
 //!
@@ -37,14 +48,68 @@ mod subscription;
 
 use simd_json::{Buffers, Tape};
 
+use crate::book::{BookPolicy, Integrity, SyncRule};
 use crate::event::{Event, Symbol};
 use crate::instruments::Instruments;
-use crate::venue::{FrameKind, ParseError, VenueAdapter};
+use crate::venue::{FrameKind, ParseError, VenueAdapter, VenueDef};
 
 pub use subscription::DEPTH_STREAM;
 
-/// Venue name.
-pub const NAME: &str = "binance-spot";
+/// What distinguishes one Binance market from another.
+#[derive(Debug)]
+pub struct Market {
+    /// Venue name as in configuration and capture headers.
+    pub name: &'static str,
+    /// REST depth snapshot route (`/api/v3/depth`).
+    pub depth_path: &'static str,
+    /// Depth continuity rule.
+    pub sequence: SyncRule,
+}
+
+/// Binance spot.
+pub static SPOT_MARKET: Market = Market {
+    name: "binance-spot",
+    depth_path: "/api/v3/depth",
+    sequence: SyncRule::Spot,
+};
+
+/// Binance USD-M futures.
+pub static USDM_MARKET: Market = Market {
+    name: "binance-usdm",
+    depth_path: "/fapi/v1/depth",
+    sequence: SyncRule::Futures,
+};
+
+/// Binance COIN-M futures.
+pub static COINM_MARKET: Market = Market {
+    name: "binance-coinm",
+    depth_path: "/dapi/v1/depth",
+    sequence: SyncRule::Futures,
+};
+
+/// Registry entry of a Binance market.
+const fn def(m: &'static Market, new: fn(u16, Instruments) -> Box<dyn VenueAdapter>) -> VenueDef {
+    VenueDef {
+        name: m.name,
+        capture_venue: m.name,
+        capture_url: "",
+        book: BookPolicy {
+            sequence: m.sequence,
+            integrity: Integrity::TopOfBookCrossCheck,
+        },
+        rest_depth_path: m.depth_path,
+        new,
+    }
+}
+
+/// Registry entry: Binance spot.
+pub const SPOT: VenueDef = def(&SPOT_MARKET, |_, i| Box::new(Binance::new(&SPOT_MARKET, i)));
+/// Registry entry: Binance USD-M futures.
+pub const USDM: VenueDef = def(&USDM_MARKET, |_, i| Box::new(Binance::new(&USDM_MARKET, i)));
+/// Registry entry: Binance COIN-M futures.
+pub const COINM: VenueDef = def(&COINM_MARKET, |_, i| {
+    Box::new(Binance::new(&COINM_MARKET, i))
+});
 
 /// Which symbols have sent `depthUpdate` frames so far (snapshot attribution).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,8 +119,9 @@ enum DepthSeen {
     Many,
 }
 
-/// The Binance spot adapter of one connection.
-pub struct BinanceSpot {
+/// The adapter of one Binance connection.
+pub struct Binance {
+    market: &'static Market,
     instruments: Instruments,
     buffers: Buffers,
     /// Empty between frames; keeps its allocation.
@@ -65,20 +131,22 @@ pub struct BinanceSpot {
     depth_seen: DepthSeen,
 }
 
-impl std::fmt::Debug for BinanceSpot {
+impl std::fmt::Debug for Binance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BinanceSpot")
+        f.debug_struct("Binance")
+            .field("market", &self.market.name)
             .field("instruments", &self.instruments)
             .field("capture_symbol", &self.capture_symbol)
             .finish_non_exhaustive()
     }
 }
 
-impl BinanceSpot {
-    /// An adapter resolving symbols through `instruments`.
+impl Binance {
+    /// An adapter of `market` resolving symbols through `instruments`.
     #[must_use]
-    pub fn new(instruments: Instruments) -> Self {
+    pub fn new(market: &'static Market, instruments: Instruments) -> Self {
         Self {
+            market,
             instruments,
             // Large enough for a 1000-level REST snapshot without regrowth.
             buffers: Buffers::new(128 * 1024),
@@ -95,15 +163,9 @@ impl BinanceSpot {
     }
 }
 
-/// [`crate::venue::VenueDef::new`] of this venue.
-#[must_use]
-pub fn new_adapter(_venue_index: u16, instruments: Instruments) -> Box<dyn VenueAdapter> {
-    Box::new(BinanceSpot::new(instruments))
-}
-
-impl VenueAdapter for BinanceSpot {
+impl VenueAdapter for Binance {
     fn name(&self) -> &'static str {
-        NAME
+        self.market.name
     }
 
     #[inline]
@@ -151,6 +213,6 @@ impl VenueAdapter for BinanceSpot {
     }
 
     fn snapshot_path(&self, symbol: &str, limit: u32) -> String {
-        subscription::snapshot_path(symbol, limit)
+        subscription::snapshot_path(self.market.depth_path, symbol, limit)
     }
 }

@@ -1,11 +1,11 @@
-//! Stream names, URLs and REST paths of Binance spot.
+//! Stream names, URLs and REST paths of the Binance markets.
 
 use std::fmt::Write as _;
 
 use crate::event::TradeKind;
 use crate::instruments::Instruments;
 
-/// Diff-depth stream update speed.
+/// Diff-depth stream subscribed (every market offers the 100 ms speed).
 pub const DEPTH_STREAM: &str = "depth@100ms";
 
 /// Stream names for `symbols`: the configured trade source, `bookTicker` and
@@ -65,10 +65,10 @@ pub(super) fn subscribe_message(streams: &[String], id: u64) -> String {
     m
 }
 
-/// `/api/v3/depth?symbol=BTCUSDT&limit=1000`.
-pub(super) fn snapshot_path(symbol: &str, limit: u32) -> String {
+/// `/api/v3/depth?symbol=BTCUSDT&limit=1000` (the market's route).
+pub(super) fn snapshot_path(route: &str, symbol: &str, limit: u32) -> String {
     format!(
-        "/api/v3/depth?symbol={}&limit={limit}",
+        "{route}?symbol={}&limit={limit}",
         symbol.to_ascii_uppercase()
     )
 }

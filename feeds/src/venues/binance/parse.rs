@@ -3,7 +3,7 @@
 use simd_json::{Node, Tape};
 
 use super::messages::{as_bool, as_i64, as_str, as_u64, for_each_level, req, Fields, Raw};
-use super::{BinanceSpot, DepthSeen};
+use super::{Binance, DepthSeen};
 use crate::event::{
     BookSide, DepthHeader, Event, InstrumentId, Level, QuoteEvent, Side, SnapshotHeader, Symbol,
     TradeEvent, TradeKind,
@@ -12,7 +12,7 @@ use crate::fixed;
 use crate::instruments::InstrumentSpec;
 use crate::venue::{exchange_ts_ns, FrameKind, ParseError};
 
-/// Event types Binance spot sends that the engine does not use.
+/// Event types Binance sends that the engine does not use.
 const IGNORED_EVENTS: &[&str] = &[
     "kline",
     "24hrTicker",
@@ -21,6 +21,10 @@ const IGNORED_EVENTS: &[&str] = &[
     "4hTicker",
     "1dTicker",
     "avgPrice",
+    "markPriceUpdate",
+    "forceOrder",
+    "contractInfo",
+    "indexPriceUpdate",
 ];
 
 /// What the tape is to be read as.
@@ -32,7 +36,7 @@ pub(super) enum Mode<'a> {
     RestSnapshot(&'a str),
 }
 
-impl BinanceSpot {
+impl Binance {
     /// Parses `frame` in place and dispatches; on anything but a data frame,
     /// whatever was pushed (a first-sight announcement) is discarded.
     pub(super) fn parse_impl(
