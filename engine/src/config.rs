@@ -685,7 +685,13 @@ mod tests {
     #[test]
     fn shipped_configs_validate() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
-        for name in ["default.toml", "binance-live.toml", "replay.toml"] {
+        for name in [
+            "default.toml",
+            "binance-live.toml",
+            "binance-usdm-live.toml",
+            "binance-coinm-live.toml",
+            "replay.toml",
+        ] {
             Config::load(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }

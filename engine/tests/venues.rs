@@ -521,3 +521,62 @@ fn unknown_capture_venue_is_an_error_naming_the_file() {
     .to_string();
     assert!(err.contains("x.txt") && err.contains("mars"), "{err}");
 }
+
+#[test]
+fn coinm_live_config_scales_replay_the_capture_exactly() {
+    let Some(shared) = shared_dir() else { return };
+    let cap = &captures(&shared, "binance-coinm")[0];
+    let dir = temp_dir("coinm-scales");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/binance-coinm-live.toml");
+    let mut scaled = Config::load(&path).unwrap();
+    scaled.engine.pin_cores = false;
+    let stats = app::replay(
+        &scaled,
+        std::slice::from_ref(cap),
+        Speed::Max,
+        Output::File(dir.join("scaled.jsonl")),
+        &AtomicBool::new(false),
+    )
+    .unwrap()
+    .stats;
+    assert_eq!(
+        stats["parse_errors"], 0,
+        "contracts are integers: qty_decimals = 0 is exact"
+    );
+    let default = replay(
+        std::slice::from_ref(cap),
+        &ReplayDefaults::default(),
+        &dir.join("default.jsonl"),
+    );
+    let k = "binance-coinm:BTCUSD_PERP";
+    for f in [
+        "best_bid",
+        "best_ask",
+        "bid_levels",
+        "ask_levels",
+        "trades",
+        "book_updates",
+        "crosscheck_ok",
+    ] {
+        assert_eq!(
+            stats["instruments"][k][f], default["instruments"][k][f],
+            "{f}"
+        );
+    }
+    let (a, b) = (
+        read_lines(&dir.join("scaled.jsonl")),
+        read_lines(&dir.join("default.jsonl")),
+    );
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        let (x, y): (Value, Value) = (
+            serde_json::from_str(x).unwrap(),
+            serde_json::from_str(y).unwrap(),
+        );
+        assert_eq!(x["signal"], y["signal"]);
+        assert!(
+            common::close(x["value"].as_f64().unwrap(), y["value"].as_f64().unwrap()),
+            "{x} vs {y}"
+        );
+    }
+}

@@ -1,6 +1,8 @@
 //! Helpers shared by the feeds integration tests.
 #![allow(dead_code)]
 
+pub mod venues;
+
 use std::path::{Path, PathBuf};
 
 /// `shared/` dir: env `WIRESIGNAL_SHARED`, else `$CARGO_MANIFEST_DIR/../../shared`.

@@ -1,0 +1,64 @@
+//! Shared captures of every registry venue, for the conformance tests.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+
+use feeds::capture::CaptureReader;
+use feeds::event::Scale;
+use feeds::instruments::Instruments;
+use feeds::venue::{venue_for_capture, VenueAdapter, VENUES};
+
+/// One capture: its venue's registry index, `symbols=` header and records.
+pub struct VenueCapture {
+    pub path: PathBuf,
+    pub venue: u16,
+    pub symbols: Vec<String>,
+    pub records: Vec<(i64, Vec<u8>)>,
+}
+
+/// Every `shared/data/*/*.txt.gz` whose header names a registered venue.
+pub fn venue_captures(shared: &Path) -> Vec<VenueCapture> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(shared.join("data"))
+        .unwrap()
+        .filter_map(|d| std::fs::read_dir(d.ok()?.path()).ok())
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".txt.gz"))
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for path in paths {
+        let mut r = CaptureReader::open(&path).unwrap();
+        let h = r.header();
+        let Some((venue, _)) = h
+            .venue
+            .as_deref()
+            .and_then(|v| venue_for_capture(v, h.get("url")))
+        else {
+            continue;
+        };
+        let symbols = h.symbols.clone();
+        let mut records = Vec::new();
+        while let Some(rec) = r.next_record() {
+            let rec = rec.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            records.push((rec.recv_ns, rec.frame.to_vec()));
+        }
+        out.push(VenueCapture {
+            path,
+            venue,
+            symbols,
+            records,
+        });
+    }
+    out
+}
+
+/// A fresh adapter of registry entry `venue`, accepting every symbol.
+pub fn adapter(venue: u16) -> Box<dyn VenueAdapter> {
+    let ids = Arc::new(AtomicU32::new(0));
+    (VENUES[usize::from(venue)].new)(
+        venue,
+        Instruments::new(venue, vec![], Scale::default(), ids),
+    )
+}
