@@ -4,16 +4,19 @@
 //! current-thread runtime with the feed loop of [`crate::net::feed`]: the
 //! WebSocket, REST depth snapshots, pings, reconnects with backoff.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use feeds::event::InstrumentInfo;
+use feeds::venue::{ConnectionPlan, FrameKind, Heartbeat, Recovery, VenueAdapter};
 
 use crate::app::{make_adapter, start_pipeline, Output, RunReport};
 use crate::config::{Config, FeedConfig};
-use crate::net::feed::{run_feed, FeedHandler, FeedOptions, SnapshotRequests};
+use crate::net::feed::{run_feeds, FeedHandler, FeedOptions, SnapshotRequests};
 use crate::pipeline::clock::mono_ns;
 use crate::pipeline::ingest::Ingest;
 use crate::pipeline::processor::ResyncHook;
@@ -37,55 +40,105 @@ pub struct StopWhen<'a> {
     pub tick: Option<TickFn<'a>>,
 }
 
-struct Handler {
+/// What the connections of one feed share on its receiver thread.
+struct Shared {
     ingest: Ingest,
     stop: Arc<AtomicBool>,
 }
 
+/// The handler of one connection of a feed.
+struct Handler {
+    shared: Rc<RefCell<Shared>>,
+    plan: ConnectionPlan,
+}
+
 impl FeedHandler for Handler {
     fn on_connected(&mut self) {
-        self.ingest.stats.connects.inc();
-        self.ingest.stats.connected.set(1);
+        let s = &self.shared.borrow().ingest.stats;
+        s.connects.inc();
+        s.connected.set(s.connected.get() + 1);
     }
 
     fn on_disconnected(&mut self, reason: &str) {
-        self.ingest.stats.disconnects.inc();
-        self.ingest.stats.connected.set(0);
-        if self.stop.load(Ordering::Relaxed) {
+        let mut sh = self.shared.borrow_mut();
+        let s = &sh.ingest.stats;
+        s.disconnects.inc();
+        s.connected.set((s.connected.get() - 1).max(0));
+        if sh.stop.load(Ordering::Relaxed) {
             // Shutting down: keep the final books for the report.
             return;
         }
-        eprintln!("feed disconnected: {reason}; books resync after reconnect");
-        self.ingest.reset_all();
+        let label = connection_label(&self.plan);
+        if self.plan.depth_symbols.is_empty() {
+            eprintln!("feed disconnected{label}: {reason}");
+        } else {
+            eprintln!("feed disconnected{label}: {reason}; books resync after reconnect");
+            sh.ingest.reset_symbols(&self.plan.depth_symbols);
+        }
     }
 
     #[inline]
     fn on_frame(&mut self, recv_ns: i64, frame: &mut [u8]) {
         let t = mono_ns();
-        self.ingest
+        let kind = self
+            .shared
+            .borrow_mut()
+            .ingest
             .on_frame(recv_ns, frame, t, &|| "live frame".to_owned());
+        if let Some(FrameKind::Rejected(id)) = kind {
+            self.rejected(id);
+        }
     }
 
     fn on_snapshot(&mut self, symbol: &str, recv_ns: i64, body: &mut [u8]) {
         let t = mono_ns();
-        self.ingest.on_snapshot(symbol, recv_ns, body, t);
+        self.shared
+            .borrow_mut()
+            .ingest
+            .on_snapshot(symbol, recv_ns, body, t);
     }
 
     fn on_snapshot_error(&mut self, symbol: &str, err: &str) {
-        self.ingest.stats.snapshot_errors.inc();
+        self.shared.borrow().ingest.stats.snapshot_errors.inc();
         eprintln!("snapshot {symbol} failed: {err}");
     }
 
     fn on_connect_error(&mut self, err: &str) {
-        eprintln!("connect failed: {err}");
+        eprintln!("connect failed{}: {err}", connection_label(&self.plan));
     }
 
     fn should_stop(&mut self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.shared.borrow().stop.load(Ordering::Relaxed)
     }
 }
 
-/// Routes a signal thread's resync requests to the feed serving the symbol.
+impl Handler {
+    /// The venue refused request `id`: name its streams.
+    #[cold]
+    fn rejected(&self, id: u64) {
+        let streams = self
+            .plan
+            .subscribe
+            .iter()
+            .find(|s| s.id == id)
+            .map_or_else(|| "(unknown request)".to_owned(), |s| s.streams.join(", "));
+        eprintln!(
+            "subscription rejected by the venue{}: request {id}: {streams}",
+            connection_label(&self.plan)
+        );
+    }
+}
+
+fn connection_label(plan: &ConnectionPlan) -> String {
+    if plan.label.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", plan.label)
+    }
+}
+
+/// Routes a signal thread's resync requests to the connection carrying the
+/// instrument's book.
 struct FeedResync {
     routes: Vec<(u16, String, Arc<SnapshotRequests>)>,
 }
@@ -102,38 +155,62 @@ impl ResyncHook for FeedResync {
     }
 }
 
-pub(crate) fn feed_options(
+/// The connections of `feed` with their options (venue protocol applied).
+pub(crate) fn feed_connections(
     feed: &FeedConfig,
-    adapter: &dyn feeds::venue::VenueAdapter,
-) -> FeedOptions {
-    let streams = adapter.streams(&feed.symbols);
+    adapter: &dyn VenueAdapter,
+) -> std::io::Result<Vec<(ConnectionPlan, FeedOptions)>> {
+    let (_, def) = feeds::venue::venue_by_name(&feed.venue)
+        .ok_or_else(|| std::io::Error::other(format!("unknown venue {:?}", feed.venue)))?;
+    let p = def.protocol;
+    let plans = adapter.connections(&feed.ws_url, &feed.symbols);
+    if plans.is_empty() {
+        return Err(std::io::Error::other(format!(
+            "feed of {}: no stream to subscribe for {:?}",
+            feed.venue, feed.symbols
+        )));
+    }
     let paths: HashMap<String, String> = feed
         .symbols
         .iter()
         .map(|s| (s.clone(), adapter.snapshot_path(s, feed.snapshot_limit)))
         .collect();
-    FeedOptions {
-        ws_url: adapter.ws_url(&feed.ws_url, &streams),
-        subscribe: None,
-        rest_base: feed.rest_url.clone(),
-        snapshot_symbols: feed.symbols.clone(),
-        snapshot_path: Arc::new(move |s: &str| paths.get(s).cloned().unwrap_or_default()),
-        backoff: (Duration::from_millis(100), Duration::from_secs(5), 0.3),
-        connect_timeout: Duration::from_secs(10),
-        ping_interval: Duration::from_secs(20),
-        idle_timeout: Duration::from_secs(60),
-        http_timeout: Duration::from_secs(10),
-        max_reconnects: None,
-    }
+    let paths = Arc::new(paths);
+    Ok(plans
+        .into_iter()
+        .map(|plan| {
+            let mut o = FeedOptions::new(&plan.url, &feed.rest_url);
+            o.subscribe = plan.subscribe.iter().map(|s| s.message.clone()).collect();
+            // 20 % under the venue's message rate.
+            o.send_interval =
+                Duration::from_secs_f64(1.25 / f64::from(p.max_client_messages_per_s.max(1)));
+            o.snapshot_symbols = match p.recovery {
+                Recovery::RestSnapshot => plan.depth_symbols.clone(),
+            };
+            let paths = paths.clone();
+            o.snapshot_path = Arc::new(move |s: &str| paths.get(s).cloned().unwrap_or_default());
+            o.ping_interval = match p.heartbeat {
+                Heartbeat::WsPing { every } => every,
+            };
+            (plan, o)
+        })
+        .collect())
 }
 
 /// Whether feed `i` runs busy-polled: `receiver_mode = "busy_poll"` and a
 /// feed the busy loop supports (else a warning, and the epoll loop).
-fn busy_poll(cfg: &Config, i: usize, opts: &FeedOptions) -> bool {
+fn busy_poll(cfg: &Config, i: usize, conns: &[(ConnectionPlan, FeedOptions)]) -> bool {
     if cfg.engine.receiver_mode != crate::config::ReceiverMode::BusyPoll {
         return false;
     }
-    match crate::net::busy::unsupported(opts) {
+    let why = match conns {
+        [(_, opts)] => crate::net::busy::unsupported(opts),
+        _ => Some(format!(
+            "{} connections (the busy loop drives one)",
+            conns.len()
+        )),
+    };
+    match why {
         None => true,
         Some(why) => {
             eprintln!("warning: feeds[{i}] falls back to receiver_mode \"epoll\": {why}");
@@ -149,18 +226,26 @@ pub fn run(cfg: &Config, output: Output, mut when: StopWhen<'_>) -> std::io::Res
     }
     let started = Instant::now();
     let ids = Arc::new(AtomicU32::new(0));
-    let requests: Vec<Arc<SnapshotRequests>> = cfg
-        .feeds
-        .iter()
-        .map(|_| Arc::new(SnapshotRequests::new()))
-        .collect();
+    // Per feed: its adapter and connections, each connection with its own
+    // recovery queue; a symbol's resync requests go to the connection that
+    // carries its book.
+    let mut planned = Vec::new();
     let mut routes = Vec::new();
-    for (feed, req) in cfg.feeds.iter().zip(&requests) {
+    for feed in &cfg.feeds {
+        let adapter = make_adapter(cfg, &feed.venue, &ids)?;
         let (venue, _) = feeds::venue::venue_by_name(&feed.venue)
             .ok_or_else(|| std::io::Error::other(format!("unknown venue {:?}", feed.venue)))?;
-        for s in &feed.symbols {
-            routes.push((venue, s.clone(), req.clone()));
+        let conns: Vec<(ConnectionPlan, FeedOptions, Arc<SnapshotRequests>)> =
+            feed_connections(feed, adapter.as_ref())?
+                .into_iter()
+                .map(|(plan, opts)| (plan, opts, Arc::new(SnapshotRequests::new())))
+                .collect();
+        for (plan, _, req) in &conns {
+            for s in &plan.depth_symbols {
+                routes.push((venue, s.clone(), req.clone()));
+            }
         }
+        planned.push((adapter, conns));
     }
     let resync: crate::pipeline::runtime::ResyncFactory = Box::new(move || {
         Box::new(FeedResync {
@@ -174,28 +259,40 @@ pub fn run(cfg: &Config, output: Output, mut when: StopWhen<'_>) -> std::io::Res
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
 
     let mut threads = Vec::new();
-    for (i, (feed, tx)) in cfg.feeds.iter().zip(pipeline.txs.drain(..)).enumerate() {
-        let adapter = make_adapter(cfg, &feed.venue, &ids)?;
-        let opts = feed_options(feed, adapter.as_ref());
+    let feeds_planned = cfg.feeds.iter().zip(planned).zip(pipeline.txs.drain(..));
+    for (i, ((feed, (adapter, conns)), tx)) in feeds_planned.enumerate() {
         let ingest = Ingest::new(
             adapter,
             tx,
             registry.clone(),
             &format!("{}#{i}", feed.venue),
         );
-        let requests = requests[i].clone();
+        ingest.stats.connections.set(conns.len() as i64);
         let stop = stop.clone();
         let shutdown = shutdown_rx.clone();
         let cores = pipeline.cores.clone();
-        let busy = busy_poll(cfg, i, &opts);
+        let plain: Vec<(ConnectionPlan, FeedOptions)> = conns
+            .iter()
+            .map(|(p, o, _)| (p.clone(), o.clone()))
+            .collect();
+        let busy = busy_poll(cfg, i, &plain);
         threads.push(
             std::thread::Builder::new()
                 .name(format!("feed-{i}"))
                 .spawn(move || {
                     cores.pin_current("feed receiver");
+                    let shared = Rc::new(RefCell::new(Shared { ingest, stop }));
+                    let mut conns: Vec<(FeedOptions, Arc<SnapshotRequests>, Handler)> = conns
+                        .into_iter()
+                        .map(|(plan, opts, req)| {
+                            let shared = shared.clone();
+                            (opts, req, Handler { shared, plan })
+                        })
+                        .collect();
                     if busy {
-                        let mut handler = Handler { ingest, stop };
-                        crate::net::busy::run_feed_busy(&opts, &requests, &mut handler);
+                        if let Some((opts, requests, handler)) = conns.first_mut() {
+                            crate::net::busy::run_feed_busy(opts, requests, handler);
+                        }
                         return;
                     }
                     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -208,8 +305,7 @@ pub fn run(cfg: &Config, output: Output, mut when: StopWhen<'_>) -> std::io::Res
                             return;
                         }
                     };
-                    let mut handler = Handler { ingest, stop };
-                    rt.block_on(run_feed(opts, requests, &mut handler, shutdown));
+                    rt.block_on(run_feeds(conns, shutdown));
                 })?,
         );
     }

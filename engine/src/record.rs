@@ -7,7 +7,9 @@
 //! so that replay can attribute it; single-symbol files keep the bare body
 //! and name the symbol in the `symbols=` header.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +18,7 @@ use feeds::capture::{CaptureWriter, Rotation};
 
 use crate::app::make_adapter;
 use crate::config::Config;
-use crate::net::feed::{run_feed, FeedHandler, SnapshotRequests};
+use crate::net::feed::{run_feeds, FeedHandler, SnapshotRequests};
 
 struct Recorder {
     writer: CaptureWriter,
@@ -55,16 +57,32 @@ impl Recorder {
     }
 }
 
-impl FeedHandler for Recorder {
+/// One connection of a recorded feed: every connection of the feed writes
+/// into the same file, in receive order.
+struct RecordConn(Rc<RefCell<Recorder>>);
+
+impl FeedHandler for RecordConn {
     fn on_connected(&mut self) {}
     fn on_disconnected(&mut self, reason: &str) {
         eprintln!("record: disconnected: {reason}");
-        let _ = self.writer.flush();
+        let _ = self.0.borrow_mut().writer.flush();
     }
     fn on_frame(&mut self, recv_ns: i64, frame: &mut [u8]) {
-        self.write(recv_ns, frame);
+        self.0.borrow_mut().write(recv_ns, frame);
     }
     fn on_snapshot(&mut self, symbol: &str, recv_ns: i64, body: &mut [u8]) {
+        self.0.borrow_mut().snapshot(symbol, recv_ns, body);
+    }
+    fn on_snapshot_error(&mut self, symbol: &str, err: &str) {
+        eprintln!("record: snapshot {symbol} failed: {err}");
+    }
+    fn should_stop(&mut self) -> bool {
+        self.0.borrow().stop.load(Ordering::Relaxed)
+    }
+}
+
+impl Recorder {
+    fn snapshot(&mut self, symbol: &str, recv_ns: i64, body: &[u8]) {
         if !self.wrap_snapshots {
             self.write(recv_ns, body);
             return;
@@ -81,12 +99,6 @@ impl FeedHandler for Recorder {
         framed.push(b'}');
         self.write(recv_ns, &framed);
         self.scratch = framed;
-    }
-    fn on_snapshot_error(&mut self, symbol: &str, err: &str) {
-        eprintln!("record: snapshot {symbol} failed: {err}");
-    }
-    fn should_stop(&mut self) -> bool {
-        self.stop.load(Ordering::Relaxed)
     }
 }
 
@@ -116,7 +128,9 @@ pub fn record(
     let mut threads = Vec::new();
     for (i, feed) in cfg.feeds.iter().enumerate() {
         let adapter = make_adapter(cfg, &feed.venue, &ids)?;
-        let opts = crate::live::feed_options(feed, adapter.as_ref());
+        let conns = crate::live::feed_connections(feed, adapter.as_ref())?;
+        let urls: Vec<&str> = conns.iter().map(|(_, o)| o.ws_url.as_str()).collect();
+        let url = urls.join(" ");
         let symbols = feed.symbols.join(",");
         let prefix = format!("{}-{}", feed.venue, feed.symbols.join("_").to_lowercase());
         let rest = format!(
@@ -128,7 +142,7 @@ pub fn record(
             ("venue", feed.venue.as_str()),
             ("symbols", symbols.as_str()),
             ("source", "wiresignal-record"),
-            ("url", opts.ws_url.as_str()),
+            ("url", url.as_str()),
             ("rest_snapshot", rest.as_str()),
         ];
         let writer = CaptureWriter::create(out_dir, &prefix, &header, rotation)?;
@@ -142,20 +156,28 @@ pub fn record(
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;
-                    let mut rec = Recorder {
+                    let rec = Rc::new(RefCell::new(Recorder {
                         writer,
                         wrap_snapshots,
                         scratch: Vec::new(),
                         frames: 0,
                         errors: 0,
                         stop,
+                    }));
+                    let runs = conns
+                        .into_iter()
+                        .map(|(_, o)| {
+                            (
+                                o,
+                                Arc::new(SnapshotRequests::new()),
+                                RecordConn(rec.clone()),
+                            )
+                        })
+                        .collect();
+                    rt.block_on(run_feeds(runs, shutdown));
+                    let Ok(rec) = Rc::try_unwrap(rec).map(RefCell::into_inner) else {
+                        return Err(std::io::Error::other("record: feed still running"));
                     };
-                    rt.block_on(run_feed(
-                        opts,
-                        Arc::new(SnapshotRequests::new()),
-                        &mut rec,
-                        shutdown,
-                    ));
                     eprintln!(
                         "record: feed {i}: {} frames, {} write errors",
                         rec.frames, rec.errors

@@ -92,6 +92,7 @@ pub fn stats_json(registry: &Registry, elapsed: Duration, rows: u64) -> Value {
         "unknown_messages": sum(&|s| s.unknown_messages.get()),
         "ignored_messages": sum(&|s| s.ignored_messages.get()),
         "control_messages": sum(&|s| s.control_messages.get()),
+        "rejected_requests": sum(&|s| s.rejected_requests.get()),
         "bad_records": sum(&|s| s.bad_records.get()),
         "bytes": sum(&|s| s.bytes.get()),
         "connects": sum(&|s| s.connects.get()),

@@ -242,7 +242,8 @@ impl FeedHandler for Recorder {
 fn options(ws: SocketAddr, http: Option<SocketAddr>, symbols: &[&str]) -> FeedOptions {
     FeedOptions {
         ws_url: format!("ws://{ws}/stream?streams=btcusdt@depth@100ms"),
-        subscribe: Some(r#"{"method":"SUBSCRIBE","id":1}"#.to_owned()),
+        subscribe: vec![r#"{"method":"SUBSCRIBE","id":1}"#.to_owned()],
+        send_interval: Duration::from_millis(250),
         // Nothing listens on port 9 of loopback when no HTTP server is given.
         rest_base: http.map_or_else(
             || "http://127.0.0.1:9".to_owned(),
@@ -481,7 +482,7 @@ async fn snapshot_requests_from_another_thread_and_errors() {
     let from_signal_thread = Arc::clone(&requests);
     let mut h = Recorder::new(|evs| evs.iter().any(|e| matches!(e, Ev::Snapshot(..))));
     let mut opts = options(addrs[0], Some(addrs[1]), &[]);
-    opts.subscribe = Some("sub".into());
+    opts.subscribe = vec!["sub".into()];
     let (_tx, rx) = watch::channel(false);
     let requester = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));

@@ -25,6 +25,9 @@ pub enum FrameKind {
     Snapshot,
     /// Subscription ack, pong, heartbeat: expected, carries no data.
     Control,
+    /// The venue refused the request with this id (a subscription): the
+    /// engine names the request's streams in its error.
+    Rejected(u64),
     /// Known but unused: other trade source, unconfigured symbol, partial depth,
     /// kline, ticker, an unattributable snapshot... No events.
     Ignored,
@@ -164,17 +167,77 @@ pub trait VenueAdapter: Send {
     /// snapshots that name no symbol.
     fn set_capture_symbols(&mut self, symbols: &[String]);
 
-    /// Stream names to subscribe for `symbols`, per instrument configuration.
-    fn streams(&self, symbols: &[String]) -> Vec<String>;
+    /// The connections a feed of `symbols` opens at `ws_base` (the
+    /// configured `ws_url`): URLs, subscribe requests, and which symbols'
+    /// books each one carries. Within the venue's stream limit per
+    /// connection and its endpoint split by stream kind.
+    fn connections(&self, ws_base: &str, symbols: &[String]) -> Vec<ConnectionPlan>;
 
-    /// WebSocket URL subscribing to `streams` at connect time.
-    fn ws_url(&self, base: &str, streams: &[String]) -> String;
-
-    /// A subscribe request for `streams` on an open connection.
-    fn subscribe_message(&self, streams: &[String], id: u64) -> String;
-
-    /// Path and query of the REST depth snapshot of `symbol`.
+    /// Path and query of the REST depth snapshot of `symbol`
+    /// ([`Recovery::RestSnapshot`]).
     fn snapshot_path(&self, symbol: &str, limit: u32) -> String;
+}
+
+/// One subscribe request sent after connecting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscribe {
+    /// Request id (the venue echoes it in its ack or [`FrameKind::Rejected`]).
+    pub id: u64,
+    /// The message text.
+    pub message: String,
+    /// The streams it asks for (named in errors).
+    pub streams: Vec<String>,
+}
+
+/// One WebSocket connection of a feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionPlan {
+    /// Short name for logs and stats (`public`, `market`; `""` for a venue's only endpoint).
+    pub label: &'static str,
+    /// Full URL (streams in the query where the venue takes them there).
+    pub url: String,
+    /// Requests to send after the handshake, in order, paced at the
+    /// venue's message limit ([`Protocol::max_client_messages_per_s`]).
+    pub subscribe: Vec<Subscribe>,
+    /// Symbols whose depth books this connection carries: their books
+    /// start (and recover) through it, and reset when it drops.
+    pub depth_symbols: Vec<String>,
+}
+
+/// How a connection is kept alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// WebSocket Ping frames every `every`; the venue's own pings are
+    /// answered by the WebSocket layer.
+    WsPing {
+        /// Period.
+        every: std::time::Duration,
+    },
+}
+
+/// How one instrument whose book lost sync is recovered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Fetch a REST depth snapshot (`snapshot_path`) and bridge the
+    /// buffered diffs to it.
+    RestSnapshot,
+}
+
+/// A venue's connection rules, venue-neutral data the connection state
+/// machine follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Protocol {
+    /// Keep-alive.
+    pub heartbeat: Heartbeat,
+    /// Per-instrument recovery.
+    pub recovery: Recovery,
+    /// Streams one connection may carry.
+    pub max_streams_per_connection: usize,
+    /// Messages per second a client may send on one connection (requests
+    /// beyond are paced, never sent faster).
+    pub max_client_messages_per_s: u32,
+    /// The venue closes every connection after this long.
+    pub connection_lifetime: std::time::Duration,
 }
 
 /// A registry entry: what the engine needs to know of a venue without
@@ -191,6 +254,8 @@ pub struct VenueDef {
     pub book: BookPolicy,
     /// REST route of depth snapshots (the simulator serves it too).
     pub rest_depth_path: &'static str,
+    /// Connection rules.
+    pub protocol: Protocol,
     /// Builds an adapter; the first argument is this entry's index in [`VENUES`].
     pub new: fn(venue_index: u16, instruments: Instruments) -> Box<dyn VenueAdapter>,
 }

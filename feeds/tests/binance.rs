@@ -718,30 +718,129 @@ fn subscription_strings() {
     );
     let a = (def.new)(idx, inst);
     assert_eq!(a.name(), "binance-spot");
-    let streams = a.streams(&["BTCUSDT".into(), "ethusdt".into(), "XRPUSDT".into()]);
-    assert_eq!(
-        streams,
-        [
-            "btcusdt@trade",
-            "btcusdt@bookTicker",
-            "btcusdt@depth@100ms",
-            "ethusdt@aggTrade",
-            "ethusdt@bookTicker",
-            "ethusdt@depth@100ms"
-        ]
+    let plans = a.connections(
+        "wss://stream.binance.com:9443/",
+        &["BTCUSDT".into(), "ethusdt".into(), "XRPUSDT".into()],
     );
+    assert_eq!(plans.len(), 1);
     assert_eq!(
-        a.ws_url("wss://stream.binance.com:9443/", &streams[..2]),
-        "wss://stream.binance.com:9443/stream?streams=btcusdt@trade/btcusdt@bookTicker"
+        plans[0].url,
+        "wss://stream.binance.com:9443/stream?streams=btcusdt@trade/btcusdt@bookTicker/\
+         btcusdt@depth@100ms/ethusdt@aggTrade/ethusdt@bookTicker/ethusdt@depth@100ms"
     );
-    assert_eq!(
-        a.subscribe_message(&streams[..2], 7),
-        r#"{"method":"SUBSCRIBE","params":["btcusdt@trade","btcusdt@bookTicker"],"id":7}"#
-    );
+    assert!(plans[0].subscribe.is_empty());
+    assert_eq!(plans[0].depth_symbols, ["BTCUSDT", "ETHUSDT"]);
     assert_eq!(
         a.snapshot_path("btcusdt", 1000),
         "/api/v3/depth?symbol=BTCUSDT&limit=1000"
     );
+}
+
+fn open_adapter(venue: &str) -> Box<dyn VenueAdapter> {
+    let (idx, def) = venue_by_name(venue).unwrap();
+    let ids = Arc::new(AtomicU32::new(0));
+    (def.new)(idx, Instruments::new(idx, vec![], Scale::default(), ids))
+}
+
+#[test]
+fn usdm_splits_book_and_trade_streams_across_endpoints() {
+    let a = open_adapter("binance-usdm");
+    let plans = a.connections(
+        "wss://fstream.binance.com",
+        &["BTCUSDT".into(), "ETHUSDT".into()],
+    );
+    let urls: Vec<(&str, &str)> = plans.iter().map(|p| (p.label, p.url.as_str())).collect();
+    assert_eq!(
+        urls,
+        [
+            (
+                "public",
+                "wss://fstream.binance.com/public/stream?streams=btcusdt@bookTicker/\
+                 btcusdt@depth@100ms/ethusdt@bookTicker/ethusdt@depth@100ms"
+            ),
+            (
+                "market",
+                "wss://fstream.binance.com/market/stream?streams=btcusdt@trade/ethusdt@trade"
+            ),
+        ]
+    );
+    assert_eq!(plans[0].depth_symbols, ["BTCUSDT", "ETHUSDT"]);
+    assert!(
+        plans[1].depth_symbols.is_empty(),
+        "the trade endpoint carries no book"
+    );
+    assert_eq!(
+        a.snapshot_path("btcusdt", 1000),
+        "/fapi/v1/depth?symbol=BTCUSDT&limit=1000"
+    );
+    let c = open_adapter("binance-coinm");
+    let plans = c.connections("wss://dstream.binance.com", &["BTCUSD_PERP".into()]);
+    assert_eq!(plans.len(), 1);
+    assert!(plans[0]
+        .url
+        .ends_with("btcusd_perp@trade/btcusd_perp@bookTicker/btcusd_perp@depth@100ms"));
+    assert_eq!(
+        c.snapshot_path("btcusd_perp", 500),
+        "/dapi/v1/depth?symbol=BTCUSD_PERP&limit=500"
+    );
+}
+
+#[test]
+fn many_symbols_split_at_the_stream_limit_and_subscribe_by_message() {
+    let a = open_adapter("binance-spot");
+    // 500 symbols x 3 streams: 1500 > 1024 per connection.
+    let symbols: Vec<String> = (0..500).map(|i| format!("S{i}USDT")).collect();
+    let plans = a.connections("ws://127.0.0.1:9", &symbols);
+    assert_eq!(plans.len(), 2);
+    let mut seen = Vec::new();
+    for p in &plans {
+        assert_eq!(
+            p.url, "ws://127.0.0.1:9/stream",
+            "long lists subscribe by message"
+        );
+        let n: usize = p.subscribe.iter().map(|s| s.streams.len()).sum();
+        assert!(n <= 1024 && n % 3 == 0, "{n}");
+        for (i, s) in p.subscribe.iter().enumerate() {
+            assert_eq!(s.id, i as u64 + 1);
+            assert!(s.streams.len() <= 200);
+            let params: Vec<String> = s.streams.iter().map(|x| format!("\"{x}\"")).collect();
+            assert_eq!(
+                s.message,
+                format!(
+                    r#"{{"method":"SUBSCRIBE","params":[{}],"id":{}}}"#,
+                    params.join(","),
+                    s.id
+                )
+            );
+        }
+        // A symbol's book streams stay on one connection.
+        for sym in &p.depth_symbols {
+            let lower = sym.to_lowercase();
+            let on_it = p
+                .subscribe
+                .iter()
+                .flat_map(|s| &s.streams)
+                .filter(|s| s.starts_with(&format!("{lower}@")))
+                .count();
+            assert_eq!(on_it, 3, "{sym}");
+        }
+        seen.extend(p.depth_symbols.iter().cloned());
+    }
+    assert_eq!(
+        seen,
+        symbols.iter().map(|s| s.to_uppercase()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn subscription_errors_are_rejections_acks_are_control() {
+    let mut a = open_adapter("binance-spot");
+    let mut out = Vec::new();
+    let mut f = br#"{"error":{"code":2,"msg":"Invalid request: unknown stream"},"id":7}"#.to_vec();
+    assert_eq!(a.parse(1, &mut f, &mut out), Ok(FrameKind::Rejected(7)));
+    let mut f = br#"{"result":null,"id":7}"#.to_vec();
+    assert_eq!(a.parse(1, &mut f, &mut out), Ok(FrameKind::Control));
+    assert!(out.is_empty());
 }
 
 // ---------------------------------------------------------------- properties

@@ -453,7 +453,9 @@ async fn handle_conn(mut stream: TcpStream, id: u64, ctl: mpsc::Sender<Ctl>, sta
     }
 }
 
-/// `(combined, initial streams)` for a WebSocket path.
+/// `(combined, initial streams)` for a WebSocket path. Any route prefix is
+/// accepted (`/public/stream?streams=`, `/market/ws/<stream>`: Binance
+/// USD-M serves the same protocol on routes split by stream kind).
 fn ws_route(route: &str, query: &str) -> Option<(bool, Vec<String>)> {
     let split = |s: &str| {
         s.split('/')
@@ -461,7 +463,8 @@ fn ws_route(route: &str, query: &str) -> Option<(bool, Vec<String>)> {
             .map(str::to_string)
             .collect()
     };
-    if route == "/stream" || route == "/stream/" {
+    let route = route.trim_end_matches('/');
+    if route.ends_with("/stream") {
         let streams = query
             .split('&')
             .find_map(|kv| kv.strip_prefix("streams="))
@@ -469,10 +472,10 @@ fn ws_route(route: &str, query: &str) -> Option<(bool, Vec<String>)> {
             .unwrap_or_default();
         return Some((true, streams));
     }
-    if route == "/ws" {
+    if route.ends_with("/ws") {
         return Some((false, Vec::new()));
     }
-    route.strip_prefix("/ws/").map(|rest| (false, split(rest)))
+    route.find("/ws/").map(|i| (false, split(&route[i + 4..])))
 }
 
 async fn write_response(stream: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {

@@ -106,7 +106,9 @@ pub fn evaluate(registry: &Registry, opts: &MetricsOptions, now_ns: u64, rss_byt
             let (connects, disconnects) = (f.connects.get(), f.disconnects.get());
             let state = match opts.mode {
                 Mode::Replay => FeedState::Replay,
-                Mode::Live if f.connected.get() == 1 => FeedState::Connected,
+                Mode::Live if f.connected.get() >= f.connections.get().max(1) => {
+                    FeedState::Connected
+                }
                 Mode::Live if connects == 0 => FeedState::Connecting,
                 Mode::Live => FeedState::Reconnecting,
             };

@@ -45,6 +45,11 @@ const FEED_COUNTERS: &[FeedCounter] = &[
         |s| s.control_messages.get(),
     ),
     (
+        "wiresignal_feed_rejected_requests_total",
+        "Requests (subscriptions) the venue refused.",
+        |s| s.rejected_requests.get(),
+    ),
+    (
         "wiresignal_feed_bad_records_total",
         "Capture lines that were not records (replay).",
         |s| s.bad_records.get(),
@@ -190,7 +195,7 @@ pub fn render(registry: &Registry, health: &Health) -> String {
     e.family(
         "wiresignal_feed_connected",
         Kind::Gauge,
-        "1 while the feed's WebSocket is connected (live).",
+        "Open WebSocket connections of the feed (live; a feed may open several).",
     );
     for (feed, s) in &feeds {
         e.sample_i64(

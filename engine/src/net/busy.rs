@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 
 use tungstenite::{Error as WsError, Message, WebSocket};
 
-use super::backoff::Backoff;
+use super::conn::{ConnMachine, Down, Up};
 use super::feed::{
     close_reason, deliver, realtime_ns, FeedHandler, FeedOptions, FeedStats, SnapshotRequests,
-    CLOSE_TIMEOUT, FRAME_BUF, HEALTHY_UPTIME,
+    CLOSE_TIMEOUT, FRAME_BUF,
 };
 use super::http::{self, Framing, HttpError, Target};
 
@@ -54,82 +54,76 @@ pub fn unsupported(opts: &FeedOptions) -> Option<String> {
 /// How one connected session ended.
 enum SessionEnd {
     Stop,
-    Lost { healthy: bool },
+    Lost,
 }
 
 /// Runs the feed until the handler asks to stop or `max_reconnects` is
 /// exhausted (the shutdown signal of this loop is [`FeedHandler::should_stop`],
-/// polled on every spin). Never panics on network input.
+/// polled on every spin). Never panics on network input. The decisions are
+/// the [`ConnMachine`]'s, as in the epoll loop.
 pub fn run_feed_busy(
     opts: &FeedOptions,
     requests: &SnapshotRequests,
     handler: &mut impl FeedHandler,
 ) -> FeedStats {
-    let mut stats = FeedStats::default();
-    let (initial, max, jitter) = opts.backoff;
-    let mut backoff = Backoff::new(initial, max, jitter);
+    let mut m = ConnMachine::new(opts);
     let mut frame_buf = Vec::with_capacity(FRAME_BUF);
-    let mut first_attempt = true;
-    loop {
-        if handler.should_stop() {
-            break;
-        }
-        if !first_attempt {
-            if opts.max_reconnects.is_some_and(|m| stats.reconnects >= m) {
-                break;
+    while !handler.should_stop() {
+        match m.poll_down(Instant::now()) {
+            Down::Stop => break,
+            Down::Wait(until) => {
+                let left = until.saturating_duration_since(Instant::now());
+                std::thread::sleep(left.min(BACKOFF_STEP));
             }
-            stats.reconnects += 1;
-        }
-        first_attempt = false;
-        match connect(opts) {
-            Ok(mut ws) => {
-                stats.connects += 1;
-                handler.on_connected();
-                requests.prepend(opts.snapshot_symbols.iter().map(String::as_str));
-                match session(opts, &mut ws, requests, handler, &mut stats, &mut frame_buf) {
-                    SessionEnd::Stop => {
+            Down::Connect => match connect(opts) {
+                Ok(mut ws) => {
+                    m.connected(Instant::now(), requests);
+                    handler.on_connected();
+                    let end = session(&mut m, opts, &mut ws, requests, handler, &mut frame_buf);
+                    if let SessionEnd::Stop = end {
                         close_quietly(&mut ws);
                         handler.on_disconnected("shutdown");
                         break;
                     }
-                    SessionEnd::Lost { healthy: true } => backoff.reset(),
-                    SessionEnd::Lost { healthy: false } => {}
                 }
-            }
-            Err(err) => handler.on_connect_error(&err),
-        }
-        if opts.max_reconnects.is_some_and(|m| stats.reconnects >= m) {
-            break;
-        }
-        let until = Instant::now() + backoff.next_delay();
-        while !handler.should_stop() {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            std::thread::sleep(left.min(BACKOFF_STEP));
+                Err(err) => {
+                    handler.on_connect_error(&err);
+                    m.connect_failed(Instant::now());
+                }
+            },
         }
     }
-    stats
+    m.stop();
+    m.stats
 }
 
-/// One connected session: returns when the connection is lost or a stop is requested.
+/// Queues `msg` on the socket (flushed by the next reads); `Err` with a
+/// reason when the connection is unusable.
+fn queue(ws: &mut Ws, msg: Message, what: &str) -> Result<(), String> {
+    match ws.send(msg) {
+        Ok(()) => Ok(()),
+        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(format!("{what} send failed: {e}")),
+    }
+}
+
+/// One connected session: returns when the connection is lost (after
+/// telling the machine and the handler) or a stop is requested.
 fn session(
+    m: &mut ConnMachine<'_>,
     opts: &FeedOptions,
     ws: &mut Ws,
     requests: &SnapshotRequests,
     handler: &mut impl FeedHandler,
-    stats: &mut FeedStats,
     frame_buf: &mut Vec<u8>,
 ) -> SessionEnd {
-    let started = Instant::now();
-    let mut frames_here = 0u64;
-    let mut last_rx = started;
     let mut inflight: Option<InFlight> = None;
-    let mut next_ping = started + opts.ping_interval;
+    // The machine's next deadline; timers are looked at once per
+    // `TIMER_EVERY` empty polls, not on every spin.
+    let mut wake = Instant::now();
     let mut empty_polls = 0u32;
 
-    let end = loop {
+    let end = 'session: loop {
         if handler.should_stop() {
             return SessionEnd::Stop;
         }
@@ -138,7 +132,7 @@ fn session(
                 match InFlight::start(opts, &symbol) {
                     Ok(f) => inflight = Some(f),
                     Err(e) => {
-                        stats.snapshot_errors += 1;
+                        m.stats.snapshot_errors += 1;
                         handler.on_snapshot_error(&symbol, &e.to_string());
                     }
                 }
@@ -147,7 +141,7 @@ fn session(
         // The request goes out ahead of the WebSocket, even during a burst.
         if let Some(Err(e)) = inflight.as_mut().map(InFlight::send) {
             if let Some(f) = inflight.take() {
-                stats.snapshot_errors += 1;
+                m.stats.snapshot_errors += 1;
                 handler.on_snapshot_error(&f.symbol, &e.to_string());
             }
         }
@@ -155,20 +149,23 @@ fn session(
         match ws.read() {
             Ok(msg) => {
                 let recv_ns = realtime_ns();
-                last_rx = Instant::now();
+                let now = Instant::now();
                 empty_polls = 0;
                 match msg {
                     Message::Text(t) => {
-                        deliver(handler, stats, frame_buf, recv_ns, t.as_bytes());
-                        frames_here += 1;
+                        m.received(now, true);
+                        deliver(handler, &mut m.stats, frame_buf, recv_ns, t.as_bytes());
                     }
                     Message::Binary(b) => {
-                        deliver(handler, stats, frame_buf, recv_ns, &b);
-                        frames_here += 1;
+                        m.received(now, true);
+                        deliver(handler, &mut m.stats, frame_buf, recv_ns, &b);
                     }
                     // tungstenite queued the Pong; the next read flushes it.
-                    Message::Ping(_) | Message::Frame(_) => {}
-                    Message::Pong(_) => stats.pongs += 1,
+                    Message::Ping(_) | Message::Frame(_) => m.received(now, false),
+                    Message::Pong(_) => {
+                        m.received(now, false);
+                        m.stats.pongs += 1;
+                    }
                     Message::Close(frame) => break close_reason(frame.as_ref()),
                 }
                 // More frames may be readable: the snapshot waits behind them.
@@ -194,11 +191,11 @@ fn session(
                     drop(conn);
                     match done {
                         Some(Ok(mut body)) => {
-                            stats.snapshots += 1;
+                            m.stats.snapshots += 1;
                             handler.on_snapshot(&symbol, recv_ns, &mut body);
                         }
                         Some(Err(e)) => {
-                            stats.snapshot_errors += 1;
+                            m.stats.snapshot_errors += 1;
                             handler.on_snapshot_error(&symbol, &e.to_string());
                         }
                         None => {}
@@ -215,18 +212,24 @@ fn session(
         empty_polls = empty_polls.wrapping_add(1);
         if empty_polls % TIMER_EVERY == 0 {
             let now = Instant::now();
-            if !opts.ping_interval.is_zero() && now >= next_ping {
-                next_ping = now + opts.ping_interval;
-                match ws.send(Message::Ping(Vec::new().into())) {
-                    // Queued; flushed by the next reads.
-                    Ok(()) => {}
-                    Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => break format!("ping send failed: {e}"),
-                }
-                stats.pings_sent += 1;
-            }
-            if !opts.idle_timeout.is_zero() && now.duration_since(last_rx) >= opts.idle_timeout {
-                break format!("idle: no message for {:?}", opts.idle_timeout);
+            if now >= wake {
+                wake = loop {
+                    match m.poll_up(Instant::now()) {
+                        Up::Wait(t) => break t,
+                        Up::Send(i) => {
+                            let text = Message::text(opts.subscribe[i].as_str());
+                            if let Err(e) = queue(ws, text, "subscribe") {
+                                break 'session e;
+                            }
+                        }
+                        Up::Ping => {
+                            if let Err(e) = queue(ws, Message::Ping(Vec::new().into()), "ping") {
+                                break 'session e;
+                            }
+                        }
+                        Up::Drop(reason) => break 'session reason,
+                    }
+                };
             }
             if let Some(f) = inflight.as_mut() {
                 if f.done.is_none() && now >= f.deadline {
@@ -237,15 +240,11 @@ fn session(
         std::hint::spin_loop();
     };
 
-    // The connection is gone: drop the in-flight snapshot and re-queue it so a
-    // request from another thread is not lost.
-    if let Some(f) = inflight.take() {
-        requests.prepend(std::iter::once(f.symbol.as_str()));
-    }
+    // The connection is gone, and the in-flight snapshot (if any) with it.
+    let symbol = inflight.as_ref().map(|f| f.symbol.as_str());
+    m.lost(Instant::now(), symbol, requests);
     handler.on_disconnected(&end);
-    SessionEnd::Lost {
-        healthy: frames_here > 0 || started.elapsed() >= HEALTHY_UPTIME,
-    }
+    SessionEnd::Lost
 }
 
 /// Best effort: send our Close frame, never hang on it.
@@ -293,10 +292,6 @@ fn connect(opts: &FeedOptions) -> Result<Ws, String> {
         .map_err(io_err)?;
     let (mut ws, _response) = tungstenite::client::client(opts.ws_url.as_str(), tcp)
         .map_err(|e| format!("websocket handshake with {}: {e}", target.host_header))?;
-    if let Some(sub) = &opts.subscribe {
-        ws.send(Message::text(sub.as_str()))
-            .map_err(|e| format!("subscribe: {e}"))?;
-    }
     let tcp = ws.get_mut();
     tcp.set_read_timeout(None).map_err(io_err)?;
     tcp.set_write_timeout(None).map_err(io_err)?;
@@ -546,19 +541,7 @@ mod tests {
     }
 
     fn options(ws_url: &str, rest_base: &str) -> FeedOptions {
-        FeedOptions {
-            ws_url: ws_url.to_owned(),
-            subscribe: None,
-            rest_base: rest_base.to_owned(),
-            snapshot_symbols: Vec::new(),
-            snapshot_path: std::sync::Arc::new(|_: &str| String::new()),
-            backoff: (Duration::ZERO, Duration::ZERO, 0.0),
-            connect_timeout: Duration::from_secs(1),
-            ping_interval: Duration::ZERO,
-            idle_timeout: Duration::ZERO,
-            http_timeout: Duration::from_secs(1),
-            max_reconnects: None,
-        }
+        FeedOptions::new(ws_url, rest_base)
     }
 
     #[test]

@@ -19,16 +19,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
-use tokio::time::{interval_at, sleep, timeout, MissedTickBehavior};
+use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use super::backoff::Backoff;
+use super::conn::{ConnMachine, Down, Up};
 use super::http::{self, HttpError, HttpResponse, SentRequest, Target};
-
-/// A connection that stayed up at least this long resets the backoff.
-pub(super) const HEALTHY_UPTIME: Duration = Duration::from_secs(5);
 /// Upper bound on sending our Close frame at shutdown.
 pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
 /// Initial capacity of the reused frame buffer (grows to the largest frame seen).
@@ -56,8 +53,11 @@ pub type SnapshotPath = Arc<dyn Fn(&str) -> String + Send + Sync>;
 pub struct FeedOptions {
     /// Full WebSocket URL, `ws://` or `wss://`, including combined-stream query.
     pub ws_url: String,
-    /// Text message sent right after every (re)connect, before `on_connected`.
-    pub subscribe: Option<String>,
+    /// Text messages sent after every (re)connect, in order, one per
+    /// `send_interval` (the venue's message rate limit).
+    pub subscribe: Vec<String>,
+    /// Least time between two subscribe messages.
+    pub send_interval: Duration,
     /// REST base URL without trailing slash, e.g. `https://api.binance.com`.
     pub rest_base: String,
     /// Snapshots fetched after every (re)connect, in this order.
@@ -83,6 +83,7 @@ impl fmt::Debug for FeedOptions {
         f.debug_struct("FeedOptions")
             .field("ws_url", &self.ws_url)
             .field("subscribe", &self.subscribe)
+            .field("send_interval", &self.send_interval)
             .field("rest_base", &self.rest_base)
             .field("snapshot_symbols", &self.snapshot_symbols)
             .field("backoff", &self.backoff)
@@ -95,12 +96,35 @@ impl fmt::Debug for FeedOptions {
     }
 }
 
+impl FeedOptions {
+    /// Options for `ws_url` with snapshots from `rest_base`: no subscribe
+    /// messages, no snapshot symbols, backoff 100 ms → 5 s (30 % jitter),
+    /// 10 s connect and HTTP timeouts, pings every 20 s, 60 s idle timeout.
+    #[must_use]
+    pub fn new(ws_url: &str, rest_base: &str) -> Self {
+        Self {
+            ws_url: ws_url.to_owned(),
+            subscribe: Vec::new(),
+            send_interval: Duration::from_millis(250),
+            rest_base: rest_base.trim_end_matches('/').to_owned(),
+            snapshot_symbols: Vec::new(),
+            snapshot_path: Arc::new(|_: &str| String::new()),
+            backoff: (Duration::from_millis(100), Duration::from_secs(5), 0.3),
+            connect_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            http_timeout: Duration::from_secs(10),
+            max_reconnects: None,
+        }
+    }
+}
+
 /// Callbacks from [`run_feed`], all on the feed thread.
 ///
 /// Every `on_connected` is followed by exactly one `on_disconnected` (also at
 /// shutdown) before the next `on_connected`.
 pub trait FeedHandler {
-    /// The WebSocket is up and the subscription (if any) was sent.
+    /// The WebSocket is up; subscribe messages (if any) follow, paced.
     fn on_connected(&mut self);
     /// The connection is gone (`reason` is human-readable); books are now unsynced.
     fn on_disconnected(&mut self, reason: &str);
@@ -217,120 +241,124 @@ pub struct FeedStats {
 /// How one connected session ended.
 enum SessionEnd {
     Stop,
-    /// Connection lost (`on_disconnected` already called); `healthy` resets the backoff.
-    Lost {
-        healthy: bool,
-    },
+    Lost,
 }
 
 /// Run the feed until `shutdown` turns `true` (or its sender is dropped), the
 /// handler asks to stop, or `max_reconnects` is exhausted. Never panics on
-/// network input; all network failures end in a reconnect.
+/// network input; all network failures end in a reconnect. Every decision
+/// (when to connect, subscribe, ping, give up on a silent connection) is the
+/// [`ConnMachine`]'s.
 pub async fn run_feed(
     opts: FeedOptions,
     requests: Arc<SnapshotRequests>,
     handler: &mut impl FeedHandler,
     mut shutdown: watch::Receiver<bool>,
 ) -> FeedStats {
-    let mut stats = FeedStats::default();
-    let (initial, max, jitter) = opts.backoff;
-    let mut backoff = Backoff::new(initial, max, jitter);
+    let mut m = ConnMachine::new(&opts);
     let mut frame_buf = Vec::with_capacity(FRAME_BUF);
-    let mut first_attempt = true;
-
     loop {
         if *shutdown.borrow() || stop_requested(&mut shutdown) || handler.should_stop() {
             break;
         }
-        if !first_attempt {
-            if opts.max_reconnects.is_some_and(|m| stats.reconnects >= m) {
-                break;
-            }
-            stats.reconnects += 1;
-        }
-        first_attempt = false;
-
-        let connected = tokio::select! {
-            biased;
-            () = wait_shutdown(&mut shutdown) => break,
-            r = timeout(opts.connect_timeout, connect(&opts)) => {
-                r.unwrap_or_else(|_| Err(format!("connect timed out after {:?}", opts.connect_timeout)))
-            }
-        };
-        match connected {
-            Ok(mut ws) => {
-                stats.connects += 1;
-                handler.on_connected();
-                requests.prepend(opts.snapshot_symbols.iter().map(String::as_str));
-                let end = session(
-                    &opts,
-                    &mut ws,
-                    &requests,
-                    handler,
-                    &mut shutdown,
-                    &mut stats,
-                    &mut frame_buf,
-                )
-                .await;
-                match end {
-                    SessionEnd::Stop => {
-                        // Best effort: tell the server, but never hang on it.
-                        let _ = timeout(CLOSE_TIMEOUT, ws.close(None)).await;
-                        handler.on_disconnected("shutdown");
-                        break;
+        match m.poll_down(Instant::now()) {
+            Down::Stop => break,
+            Down::Wait(t) => tokio::select! {
+                biased;
+                () = wait_shutdown(&mut shutdown) => break,
+                () = tokio::time::sleep_until(t.into()) => {}
+            },
+            Down::Connect => {
+                let connected = tokio::select! {
+                    biased;
+                    () = wait_shutdown(&mut shutdown) => break,
+                    r = timeout(opts.connect_timeout, connect(&opts)) => {
+                        r.unwrap_or_else(|_| Err(format!("connect timed out after {:?}", opts.connect_timeout)))
                     }
-                    SessionEnd::Lost { healthy: true } => backoff.reset(),
-                    SessionEnd::Lost { healthy: false } => {}
+                };
+                match connected {
+                    Ok(mut ws) => {
+                        m.connected(Instant::now(), &requests);
+                        handler.on_connected();
+                        let end = session(
+                            &mut m,
+                            &opts,
+                            &mut ws,
+                            &requests,
+                            handler,
+                            &mut shutdown,
+                            &mut frame_buf,
+                        )
+                        .await;
+                        if let SessionEnd::Stop = end {
+                            // Best effort: tell the server, but never hang on it.
+                            let _ = timeout(CLOSE_TIMEOUT, ws.close(None)).await;
+                            handler.on_disconnected("shutdown");
+                            break;
+                        }
+                    }
+                    Err(err) => {
+                        handler.on_connect_error(&err);
+                        m.connect_failed(Instant::now());
+                    }
                 }
             }
-            Err(err) => handler.on_connect_error(&err),
-        }
-        if opts.max_reconnects.is_some_and(|m| stats.reconnects >= m) {
-            break;
-        }
-        let delay = backoff.next_delay();
-        tokio::select! {
-            biased;
-            () = wait_shutdown(&mut shutdown) => break,
-            () = sleep(delay) => {}
         }
     }
-    stats
+    m.stop();
+    m.stats
 }
 
-/// One connected session: returns when the connection is lost or a stop is requested.
+/// Runs several connections of one feed concurrently on the current
+/// thread's runtime, each with its own handler (handlers that share state
+/// use `Rc<RefCell<_>>`: callbacks never overlap on one thread). Returns
+/// each connection's counters, in order.
+pub async fn run_feeds<H: FeedHandler>(
+    conns: Vec<(FeedOptions, Arc<SnapshotRequests>, H)>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<FeedStats> {
+    let runs = conns.into_iter().map(|(opts, requests, mut handler)| {
+        let shutdown = shutdown.clone();
+        async move { run_feed(opts, requests, &mut handler, shutdown).await }
+    });
+    futures_util::future::join_all(runs).await
+}
+
+/// One connected session: returns when the connection is lost (after
+/// telling the machine and the handler) or a stop is requested.
 async fn session(
+    m: &mut ConnMachine<'_>,
     opts: &FeedOptions,
     ws: &mut Ws,
     requests: &SnapshotRequests,
     handler: &mut impl FeedHandler,
     shutdown: &mut watch::Receiver<bool>,
-    stats: &mut FeedStats,
     frame_buf: &mut Vec<u8>,
 ) -> SessionEnd {
-    let started = Instant::now();
-    let mut frames_here = 0u64;
-    let mut last_rx = started;
     let mut inflight: Option<InFlight> = None;
-
-    let ping_on = !opts.ping_interval.is_zero();
-    let ping_period = if ping_on {
-        opts.ping_interval
-    } else {
-        Duration::from_secs(86_400)
-    };
-    let mut ping = interval_at(tokio::time::Instant::now() + ping_period, ping_period);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-
-    let idle_on = !opts.idle_timeout.is_zero();
-    let idle = sleep(if idle_on {
-        opts.idle_timeout
-    } else {
-        Duration::from_secs(86_400)
-    });
-    tokio::pin!(idle);
-
-    let end = loop {
+    // `now` is refreshed by every event (a frame reads the clock anyway), so
+    // the machine is consulted without a clock read per frame of its own.
+    let mut now = Instant::now();
+    let mut wake = now;
+    let end = 'session: loop {
+        // Everything the machine wants done now, then its next deadline.
+        while now >= wake {
+            match m.poll_up(now) {
+                Up::Wait(t) => wake = t,
+                Up::Send(i) => {
+                    let text = opts.subscribe[i].as_str();
+                    if let Err(e) = ws.send(Message::text(text)).await {
+                        break 'session format!("subscribe send failed: {e}");
+                    }
+                }
+                Up::Ping => {
+                    if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
+                        break 'session format!("ping send failed: {e}");
+                    }
+                }
+                Up::Drop(reason) => break 'session reason,
+            }
+        }
         if inflight.is_none() {
             if let Some(symbol) = requests.pop() {
                 inflight = Some(start_snapshot(opts, symbol));
@@ -360,26 +388,29 @@ async fn session(
                 }
                 Err(e) => {
                     if let Some(f) = inflight.take() {
-                        stats.snapshot_errors += 1;
+                        m.stats.snapshot_errors += 1;
                         handler.on_snapshot_error(&f.symbol, &e.to_string());
                     }
                 }
             },
             msg = ws.next() => {
                 let recv_ns = realtime_ns();
-                last_rx = Instant::now();
+                now = Instant::now();
                 match msg {
                     Some(Ok(Message::Text(t))) => {
-                        deliver(handler, stats, frame_buf, recv_ns, t.as_bytes());
-                        frames_here += 1;
+                        m.received(now, true);
+                        deliver(handler, &mut m.stats, frame_buf, recv_ns, t.as_bytes());
                     }
                     Some(Ok(Message::Binary(b))) => {
-                        deliver(handler, stats, frame_buf, recv_ns, &b);
-                        frames_here += 1;
+                        m.received(now, true);
+                        deliver(handler, &mut m.stats, frame_buf, recv_ns, &b);
                     }
                     // tungstenite queued the Pong; the next read (polled right away) flushes it.
-                    Some(Ok(Message::Ping(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Pong(_))) => stats.pongs += 1,
+                    Some(Ok(Message::Ping(_) | Message::Frame(_))) => m.received(now, false),
+                    Some(Ok(Message::Pong(_))) => {
+                        m.received(now, false);
+                        m.stats.pongs += 1;
+                    }
                     Some(Ok(Message::Close(frame))) => break close_reason(frame.as_ref()),
                     Some(Err(e)) => break format!("websocket error: {e}"),
                     None => break "websocket stream ended".to_owned(),
@@ -390,32 +421,18 @@ async fn session(
                 if let Some(f) = inflight.take() {
                     match r {
                         Ok(mut resp) => {
-                            stats.snapshots += 1;
+                            m.stats.snapshots += 1;
                             handler.on_snapshot(&f.symbol, recv_ns, &mut resp.body);
                         }
                         Err(e) => {
-                            stats.snapshot_errors += 1;
+                            m.stats.snapshot_errors += 1;
                             handler.on_snapshot_error(&f.symbol, &e.to_string());
                         }
                     }
                 }
             }
-            () = requests.notified(), if idle_snapshots => {}
-            _ = ping.tick(), if ping_on => {
-                if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
-                    break format!("ping send failed: {e}");
-                }
-                stats.pings_sent += 1;
-            }
-            () = &mut idle, if idle_on => {
-                let deadline = last_rx + opts.idle_timeout;
-                if Instant::now() >= deadline {
-                    break format!("idle: no message for {:?}", opts.idle_timeout);
-                }
-                // Re-arm lazily instead of resetting the timer on every frame.
-                let left = deadline.saturating_duration_since(Instant::now());
-                idle.as_mut().reset(tokio::time::Instant::now() + left);
-            }
+            () = requests.notified(), if idle_snapshots => now = Instant::now(),
+            () = tokio::time::sleep_until(wake.into()) => now = Instant::now(),
             () = wait_shutdown(shutdown) => return SessionEnd::Stop,
         }
 
@@ -424,15 +441,11 @@ async fn session(
         }
     };
 
-    // The connection is gone: the in-flight snapshot (if any) is dropped with it,
-    // and re-queued so a request from another thread is not lost.
-    if let Some(f) = inflight.take() {
-        requests.prepend(std::iter::once(f.symbol.as_str()));
-    }
+    // The connection is gone, and the in-flight snapshot (if any) with it.
+    let symbol = inflight.as_ref().map(|f| f.symbol.as_str());
+    m.lost(Instant::now(), symbol, requests);
     handler.on_disconnected(&end);
-    SessionEnd::Lost {
-        healthy: frames_here > 0 || started.elapsed() >= HEALTHY_UPTIME,
-    }
+    SessionEnd::Lost
 }
 
 pub(super) fn deliver(
@@ -486,7 +499,7 @@ async fn connect(opts: &FeedOptions) -> Result<Ws, String> {
     } else {
         Connector::Plain
     };
-    let (mut ws, _response) = tokio_tungstenite::client_async_tls_with_config(
+    let (ws, _response) = tokio_tungstenite::client_async_tls_with_config(
         opts.ws_url.as_str(),
         tcp,
         None,
@@ -494,11 +507,6 @@ async fn connect(opts: &FeedOptions) -> Result<Ws, String> {
     )
     .await
     .map_err(|e| format!("websocket handshake with {}: {e}", target.host_header))?;
-    if let Some(sub) = &opts.subscribe {
-        ws.send(Message::text(sub.as_str()))
-            .await
-            .map_err(|e| format!("subscribe: {e}"))?;
-    }
     Ok(ws)
 }
 

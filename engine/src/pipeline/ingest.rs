@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use feeds::event::InstrumentId;
+use feeds::event::{InstrumentId, Symbol};
 use feeds::venue::{FrameKind, VenueAdapter};
 use feeds::Event;
 
@@ -27,7 +27,7 @@ pub struct Ingest {
     pub stats: Arc<FeedStats>,
     registry: Arc<Registry>,
     samples: StageSamples,
-    known: Vec<InstrumentId>,
+    known: Vec<(InstrumentId, Symbol)>,
     frames_since_publish: u32,
     last_publish: u64,
 }
@@ -80,7 +80,8 @@ impl Ingest {
         self.adapter_mut()
     }
 
-    /// One WebSocket frame (or capture record). `where_` names it in error logs.
+    /// One WebSocket frame (or capture record). `where_` names it in error
+    /// logs. Returns what the frame was (`None`: it failed to parse).
     #[inline]
     pub fn on_frame(
         &mut self,
@@ -88,11 +89,13 @@ impl Ingest {
         frame: &mut [u8],
         t_frame: u64,
         where_: &dyn Fn() -> String,
-    ) {
+    ) -> Option<FrameKind> {
         self.stats.bytes.add(frame.len() as u64);
         self.events.clear();
         let res = self.adapters[self.active].parse(recv_ns, frame, &mut self.events);
+        let kind = res.as_ref().ok().copied();
         self.after_parse(res, t_frame, where_);
+        kind
     }
 
     /// A REST depth snapshot for `symbol`.
@@ -118,13 +121,14 @@ impl Ingest {
                 match kind {
                     FrameKind::Unknown => self.stats.unknown_messages.inc(),
                     FrameKind::Control => self.stats.control_messages.inc(),
+                    FrameKind::Rejected(_) => self.stats.rejected_requests.inc(),
                     FrameKind::Ignored => self.stats.ignored_messages.inc(),
                     _ => self.stats.messages.inc(),
                 }
                 if !self.events.is_empty() {
                     for ev in &self.events {
                         if let Event::Instrument(i) = ev {
-                            self.known.push(i.inst);
+                            self.known.push((i.inst, i.symbol));
                         }
                     }
                     self.tx.send_frame(&self.events, t_frame);
@@ -152,10 +156,26 @@ impl Ingest {
 
     /// The feed lost continuity: every instrument's book must resync.
     pub fn reset_all(&mut self) {
+        self.reset_where(|_| true);
+    }
+
+    /// A connection carrying the books of `symbols` lost continuity: those
+    /// instruments' books must resync.
+    pub fn reset_symbols(&mut self, symbols: &[String]) {
+        self.reset_where(|s| symbols.iter().any(|x| x.eq_ignore_ascii_case(s.as_str())));
+    }
+
+    fn reset_where(&mut self, pick: impl Fn(&Symbol) -> bool) {
         self.events.clear();
-        self.events
-            .extend(self.known.iter().map(|&i| Event::Reset(i)));
-        self.tx.send_frame(&self.events, mono_ns());
+        self.events.extend(
+            self.known
+                .iter()
+                .filter(|(_, s)| pick(s))
+                .map(|&(i, _)| Event::Reset(i)),
+        );
+        if !self.events.is_empty() {
+            self.tx.send_frame(&self.events, mono_ns());
+        }
     }
 
     /// Publishes the buffered parse-stage samples.

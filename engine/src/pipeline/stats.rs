@@ -118,6 +118,8 @@ pub struct FeedStats {
     pub ignored_messages: Counter,
     /// Control frames (subscription acks).
     pub control_messages: Counter,
+    /// Requests (subscriptions) the venue refused.
+    pub rejected_requests: Counter,
     /// Capture lines that were not records (no timestamp, not UTF-8, truncated).
     pub bad_records: Counter,
     /// Bytes of frames received.
@@ -130,8 +132,10 @@ pub struct FeedStats {
     pub snapshots: Counter,
     /// Snapshot fetch failures (live).
     pub snapshot_errors: Counter,
-    /// 1 while connected (live).
+    /// Open connections (live; a feed may open several).
     pub connected: Gauge,
+    /// Connections the feed keeps open when healthy (live).
+    pub connections: Gauge,
     /// Monotonic ns of the last frame.
     pub last_frame_mono: Gauge,
 }

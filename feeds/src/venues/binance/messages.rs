@@ -38,6 +38,7 @@ pub(super) struct Fields<'t, 'i> {
     pub stream: Option<Raw<'t, 'i>>,
     pub data: Option<Raw<'t, 'i>>,
     pub result: Option<Raw<'t, 'i>>,
+    pub error: Option<Raw<'t, 'i>>,
     pub id: Option<Raw<'t, 'i>>,
 }
 
@@ -90,6 +91,7 @@ impl<'t, 'i> Fields<'t, 'i> {
                 "stream" => &mut f.stream,
                 "symbol" => &mut f.symbol,
                 "result" => &mut f.result,
+                "error" => &mut f.error,
                 "lastUpdateId" => &mut f.last_update_id,
                 _ => continue,
             };

@@ -51,7 +51,9 @@ use simd_json::{Buffers, Tape};
 use crate::book::{BookPolicy, Integrity, SyncRule};
 use crate::event::{Event, Symbol};
 use crate::instruments::Instruments;
-use crate::venue::{FrameKind, ParseError, VenueAdapter, VenueDef};
+use crate::venue::{
+    ConnectionPlan, FrameKind, Heartbeat, ParseError, Protocol, Recovery, VenueAdapter, VenueDef,
+};
 
 pub use subscription::DEPTH_STREAM;
 
@@ -64,6 +66,39 @@ pub struct Market {
     pub depth_path: &'static str,
     /// Depth continuity rule.
     pub sequence: SyncRule,
+    /// Endpoints split by stream kind, if the market routes them apart.
+    pub split: Option<Split>,
+    /// Connection rules.
+    pub protocol: Protocol,
+}
+
+/// A market whose WebSocket streams are served on separate routes.
+#[derive(Clone, Copy, Debug)]
+pub struct Split {
+    /// Route of the book streams (diff depth, bookTicker).
+    pub book_route: &'static str,
+    /// Its label.
+    pub book_label: &'static str,
+    /// Route of the trade streams.
+    pub trade_route: &'static str,
+    /// Its label.
+    pub trade_label: &'static str,
+}
+
+/// Binance's rules (spot: 5 client messages/s; futures: 10), 1024 streams
+/// per connection, 24 h lifetime. The server pings (spot every 20 s,
+/// futures every 3 minutes) and the WebSocket layer pongs; the client also
+/// pings every 20 s so a dead link is noticed.
+const fn protocol(messages_per_s: u32) -> Protocol {
+    Protocol {
+        heartbeat: Heartbeat::WsPing {
+            every: std::time::Duration::from_secs(20),
+        },
+        recovery: Recovery::RestSnapshot,
+        max_streams_per_connection: 1024,
+        max_client_messages_per_s: messages_per_s,
+        connection_lifetime: std::time::Duration::from_secs(24 * 3600),
+    }
 }
 
 /// Binance spot.
@@ -71,13 +106,23 @@ pub static SPOT_MARKET: Market = Market {
     name: "binance-spot",
     depth_path: "/api/v3/depth",
     sequence: SyncRule::Spot,
+    split: None,
+    protocol: protocol(5),
 };
 
-/// Binance USD-M futures.
+/// Binance USD-M futures. Since 2026 `fstream.binance.com` routes streams
+/// by kind: depth and bookTicker on `/public`, trades on `/market`.
 pub static USDM_MARKET: Market = Market {
     name: "binance-usdm",
     depth_path: "/fapi/v1/depth",
     sequence: SyncRule::Futures,
+    split: Some(Split {
+        book_route: "/public",
+        book_label: "public",
+        trade_route: "/market",
+        trade_label: "market",
+    }),
+    protocol: protocol(10),
 };
 
 /// Binance COIN-M futures.
@@ -85,6 +130,8 @@ pub static COINM_MARKET: Market = Market {
     name: "binance-coinm",
     depth_path: "/dapi/v1/depth",
     sequence: SyncRule::Futures,
+    split: None,
+    protocol: protocol(10),
 };
 
 /// Registry entry of a Binance market.
@@ -98,6 +145,7 @@ const fn def(m: &'static Market, new: fn(u16, Instruments) -> Box<dyn VenueAdapt
             integrity: Integrity::TopOfBookCrossCheck,
         },
         rest_depth_path: m.depth_path,
+        protocol: m.protocol,
         new,
     }
 }
@@ -200,16 +248,8 @@ impl VenueAdapter for Binance {
         };
     }
 
-    fn streams(&self, symbols: &[String]) -> Vec<String> {
-        subscription::streams(&self.instruments, symbols)
-    }
-
-    fn ws_url(&self, base: &str, streams: &[String]) -> String {
-        subscription::ws_url(base, streams)
-    }
-
-    fn subscribe_message(&self, streams: &[String], id: u64) -> String {
-        subscription::subscribe_message(streams, id)
+    fn connections(&self, ws_base: &str, symbols: &[String]) -> Vec<ConnectionPlan> {
+        subscription::connections(self.market, &self.instruments, ws_base, symbols)
     }
 
     fn snapshot_path(&self, symbol: &str, limit: u32) -> String {

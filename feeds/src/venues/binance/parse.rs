@@ -127,6 +127,11 @@ impl Binance {
         if stream.is_none() && f.result.is_some() && f.id.is_some() {
             return Ok(FrameKind::Control);
         }
+        if stream.is_none() && f.error.is_some() {
+            // `{"error":{"code":2,"msg":".."},"id":N}`: a refused request.
+            let id = f.id.and_then(|v| as_u64(v, "id").ok()).unwrap_or(0);
+            return Ok(FrameKind::Rejected(id));
+        }
         Ok(FrameKind::Unknown)
     }
 

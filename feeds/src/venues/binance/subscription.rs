@@ -1,32 +1,121 @@
-//! Stream names, URLs and REST paths of the Binance markets.
+//! Stream names, connections and REST paths of the Binance markets.
 
 use std::fmt::Write as _;
 
+use super::Market;
 use crate::event::TradeKind;
 use crate::instruments::Instruments;
+use crate::venue::{ConnectionPlan, Subscribe};
 
 /// Diff-depth stream subscribed (every market offers the 100 ms speed).
 pub const DEPTH_STREAM: &str = "depth@100ms";
 
-/// Stream names for `symbols`: the configured trade source, `bookTicker` and
-/// the 100 ms diff-depth stream per symbol. Symbols the registry does not
-/// accept are left out.
-pub(super) fn streams(instruments: &Instruments, symbols: &[String]) -> Vec<String> {
-    let mut out = Vec::with_capacity(symbols.len() * 3);
-    for sym in symbols {
-        let Some(spec) = instruments.spec_for(sym) else {
-            continue;
+/// Streams put in the URL of a connection (`/stream?streams=a/b`); a
+/// connection with more subscribes with `SUBSCRIBE` requests instead, so
+/// its URL stays short.
+const URL_STREAMS: usize = 100;
+/// Streams per `SUBSCRIBE` request.
+const STREAMS_PER_REQUEST: usize = 200;
+
+/// One symbol's streams: (trade stream, bookTicker, diff depth).
+fn symbol_streams(instruments: &Instruments, symbol: &str) -> Option<[String; 3]> {
+    let spec = instruments.spec_for(symbol)?;
+    let lower = symbol.to_ascii_lowercase();
+    let trade = match spec.trade_source {
+        TradeKind::Trade => "trade",
+        TradeKind::AggTrade => "aggTrade",
+    };
+    Some([
+        format!("{lower}@{trade}"),
+        format!("{lower}@bookTicker"),
+        format!("{lower}@{DEPTH_STREAM}"),
+    ])
+}
+
+/// The connections of a feed: per endpoint of the market (USD-M routes
+/// depth and bookTicker to `/public`, trades to `/market`; the others have
+/// one), chunks of at most `max_streams_per_connection` streams, each
+/// symbol's book streams kept on one connection.
+pub(super) fn connections(
+    market: &Market,
+    instruments: &Instruments,
+    base: &str,
+    symbols: &[String],
+) -> Vec<ConnectionPlan> {
+    let per_symbol: Vec<(String, [String; 3])> = symbols
+        .iter()
+        .filter_map(|s| Some((s.to_ascii_uppercase(), symbol_streams(instruments, s)?)))
+        .collect();
+    // (label, route, streams of one symbol on it, whether it carries the book)
+    let endpoints: Vec<(&'static str, &'static str, &[usize], bool)> = match market.split {
+        Some(split) => vec![
+            (split.book_label, split.book_route, &[1, 2], true),
+            (split.trade_label, split.trade_route, &[0], false),
+        ],
+        None => vec![("", "", &[0, 1, 2], true)],
+    };
+    let max = market.protocol.max_streams_per_connection.max(3);
+    let mut out = Vec::new();
+    for (label, route, picks, book) in endpoints {
+        let mut streams: Vec<String> = Vec::new();
+        let mut depth_symbols: Vec<String> = Vec::new();
+        let mut flush = |streams: &mut Vec<String>, depth_symbols: &mut Vec<String>| {
+            if !streams.is_empty() {
+                out.push(plan(
+                    label,
+                    base,
+                    route,
+                    streams,
+                    std::mem::take(depth_symbols),
+                ));
+                streams.clear();
+            }
         };
-        let lower = sym.to_ascii_lowercase();
-        let trade = match spec.trade_source {
-            TradeKind::Trade => "trade",
-            TradeKind::AggTrade => "aggTrade",
-        };
-        out.push(format!("{lower}@{trade}"));
-        out.push(format!("{lower}@bookTicker"));
-        out.push(format!("{lower}@{DEPTH_STREAM}"));
+        for (sym, s) in &per_symbol {
+            if streams.len() + picks.len() > max {
+                flush(&mut streams, &mut depth_symbols);
+            }
+            streams.extend(picks.iter().map(|&i| s[i].clone()));
+            if book {
+                depth_symbols.push(sym.clone());
+            }
+        }
+        flush(&mut streams, &mut depth_symbols);
     }
     out
+}
+
+fn plan(
+    label: &'static str,
+    base: &str,
+    route: &str,
+    streams: &[String],
+    depth_symbols: Vec<String>,
+) -> ConnectionPlan {
+    let base = format!("{}{route}", base.trim_end_matches('/'));
+    if streams.len() <= URL_STREAMS {
+        return ConnectionPlan {
+            label,
+            url: ws_url(&base, streams),
+            subscribe: Vec::new(),
+            depth_symbols,
+        };
+    }
+    let subscribe = streams
+        .chunks(STREAMS_PER_REQUEST)
+        .zip(1u64..)
+        .map(|(chunk, id)| Subscribe {
+            id,
+            message: subscribe_message(chunk, id),
+            streams: chunk.to_vec(),
+        })
+        .collect();
+    ConnectionPlan {
+        label,
+        url: format!("{base}/stream"),
+        subscribe,
+        depth_symbols,
+    }
 }
 
 /// Combined-stream URL: `base/stream?streams=a/b/c`.
