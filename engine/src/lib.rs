@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod config;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod live;
 pub mod metrics;

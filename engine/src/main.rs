@@ -1,5 +1,6 @@
 //! `engine`: thin command line over the `engine` library.
 
+#[cfg(feature = "sim")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use engine::app::{self, Output};
 use engine::config::{Config, Speed};
+#[cfg(feature = "sim")]
 use engine::demo::DemoSource;
 use engine::live::StopWhen;
 
@@ -84,6 +86,7 @@ impl Args {
             .map(|(_, v)| v.as_str())
     }
 
+    #[cfg(feature = "sim")]
     fn all(&self, key: &str) -> Vec<&str> {
         self.options
             .iter()
@@ -198,6 +201,7 @@ fn duration(args: &Args) -> Result<Option<Duration>, String> {
     }
 }
 
+#[cfg(feature = "sim")]
 fn cmd_demo(args: &Args) -> Result<(), String> {
     args.check_known(&[
         "capture",
@@ -277,6 +281,7 @@ fn cmd_record(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+#[cfg(feature = "sim")]
 fn cmd_sim(args: &Args) -> Result<(), String> {
     args.check_known(&[
         "listen",
@@ -342,6 +347,7 @@ fn cmd_sim(args: &Args) -> Result<(), String> {
     sim.shutdown().map_err(|e| e.to_string())
 }
 
+#[cfg(feature = "sim")]
 fn cmd_generate(args: &Args) -> Result<(), String> {
     args.check_known(&["out", "seed", "duration", "symbols"])?;
     let out = args.get("out").ok_or("generate needs --out <file>")?;
@@ -363,6 +369,31 @@ fn cmd_generate(args: &Args) -> Result<(), String> {
         .map_err(|e| format!("{out}: {e}"))?;
     eprintln!("wrote {n} records to {out}");
     Ok(())
+}
+
+/// Lean build (`--no-default-features`): the simulator, the generator and
+/// the demo are not in this binary.
+#[cfg(not(feature = "sim"))]
+fn without_sim(cmd: &str) -> Result<(), String> {
+    Err(format!(
+        "`engine {cmd}` needs the simulator and generator: this binary was built without the \
+         default `sim` feature (cargo build --release --features sim)"
+    ))
+}
+
+#[cfg(not(feature = "sim"))]
+fn cmd_demo(_: &Args) -> Result<(), String> {
+    without_sim("demo")
+}
+
+#[cfg(not(feature = "sim"))]
+fn cmd_sim(_: &Args) -> Result<(), String> {
+    without_sim("sim")
+}
+
+#[cfg(not(feature = "sim"))]
+fn cmd_generate(_: &Args) -> Result<(), String> {
+    without_sim("generate")
 }
 
 fn finish_report(stats: Option<&str>, report: &app::RunReport) -> Result<(), String> {
