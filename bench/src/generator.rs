@@ -40,7 +40,11 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp1, StandardNormal};
 
-use crate::fixed8::{push_fixed8, SCALE};
+use feeds::event::Scale;
+use feeds::sim::MarketOp;
+use feeds::venue::VenueDef;
+
+use crate::fixed8::SCALE;
 
 /// Static description of one generated instrument.
 #[derive(Clone, Debug, PartialEq)]
@@ -142,6 +146,9 @@ pub struct GenConfig {
     pub inline_snapshot_limit: usize,
     /// Wrap frames as combined-stream messages `{"stream":..,"data":..}`.
     pub wrap: bool,
+    /// Venue whose frames are rendered (registry name; its server renders
+    /// the generator's market operations).
+    pub venue: String,
 }
 
 impl GenConfig {
@@ -165,6 +172,7 @@ impl GenConfig {
             inline_snapshot_after_diffs: None,
             inline_snapshot_limit: 1000,
             wrap: true,
+            venue: "binance-spot".to_owned(),
         }
     }
 }
@@ -188,8 +196,6 @@ type Top = (i64, i64, i64, i64);
 
 struct SymState {
     spec: SymbolSpec,
-    lower: String,
-    depth_stream: String,
     /// price (ticks) -> qty (lots)
     bids: BTreeMap<i64, i64>,
     asks: BTreeMap<i64, i64>,
@@ -284,7 +290,11 @@ pub struct Generator {
     inline_after: Option<u32>,
     inline_limit: usize,
     wrap: bool,
+    depth_interval_ms: u64,
+    venue: &'static VenueDef,
     buf: String,
+    bids_buf: Vec<(i64, i64)>,
+    asks_buf: Vec<(i64, i64)>,
 }
 
 fn exp_s(rng: &mut SmallRng, rate: f64) -> i64 {
@@ -294,7 +304,14 @@ fn exp_s(rng: &mut SmallRng, rate: f64) -> i64 {
 
 impl Generator {
     /// Builds the initial books and schedules the first events.
+    ///
+    /// # Panics
+    /// If `cfg.venue` is not in the registry (a programming error of the caller:
+    /// [`GenConfig::venue`] names a registry entry).
     pub fn new(mut cfg: GenConfig) -> Generator {
+        let venue = feeds::venue::venue_by_name(&cfg.venue)
+            .map(|(_, d)| d)
+            .unwrap_or_else(|| panic!("generator: unknown venue {:?}", cfg.venue));
         let mut rng = SmallRng::seed_from_u64(cfg.seed);
         let start = cfg.start_ns;
         let depth_interval_ns = cfg.depth_interval.as_nanos() as i64;
@@ -305,16 +322,9 @@ impl Generator {
             let fair = spec.mid / tick_px;
             let sigma = fair * spec.vol_bps / 1e4;
             let mean_lots = (spec.mean_trade_qty * SCALE as f64 / spec.lot as f64).max(1.0);
-            let lower = spec.name.to_ascii_lowercase();
-            let depth_stream = match cfg.depth_interval.as_millis() {
-                1000 => format!("{lower}@depth"),
-                ms => format!("{lower}@depth@{ms}ms"),
-            };
             let span = book_span(cfg.levels.max(8), sigma);
             let mut s = SymState {
                 spec,
-                lower,
-                depth_stream,
                 bids: BTreeMap::new(),
                 asks: BTreeMap::new(),
                 update_id: 1_000_000 * (i as u64 + 1) + rng.gen_range(0..1_000_000),
@@ -384,7 +394,11 @@ impl Generator {
             inline_after: cfg.inline_snapshot_after_diffs,
             inline_limit: cfg.inline_snapshot_limit,
             wrap: cfg.wrap,
+            depth_interval_ms: u64::try_from(cfg.depth_interval.as_millis()).unwrap_or(u64::MAX),
+            venue,
             buf: String::with_capacity(4096),
+            bids_buf: Vec::new(),
+            asks_buf: Vec::new(),
         };
         for i in 0..g.syms.len() {
             let calm = g.calm_mean_s;
@@ -394,6 +408,11 @@ impl Generator {
             g.schedule_trade(i, start);
         }
         g
+    }
+
+    /// The venue whose frames are rendered.
+    pub fn venue(&self) -> &'static str {
+        self.venue.name
     }
 
     /// Symbols in configuration order.
@@ -431,7 +450,7 @@ impl Generator {
     pub fn snapshot(&self, symbol: &str, limit: usize) -> Option<String> {
         let s = self.sym(symbol)?;
         let mut out = String::with_capacity(64 + 2 * limit.min(s.bids.len()) * 36);
-        render_snapshot(&mut out, s, limit, false);
+        render_snapshot(self.venue, &mut out, s, limit, false);
         Some(out)
     }
 
@@ -496,7 +515,13 @@ impl Generator {
             self.syms[i].snapshot_done = true;
             let mut frame = String::with_capacity(64 * 1024);
             let with_symbol = self.syms.len() > 1;
-            render_snapshot(&mut frame, &self.syms[i], self.inline_limit, with_symbol);
+            render_snapshot(
+                self.venue,
+                &mut frame,
+                &self.syms[i],
+                self.inline_limit,
+                with_symbol,
+            );
             self.push_frame(t, frame);
         }
         true
@@ -728,52 +753,29 @@ impl Generator {
         });
     }
 
-    fn open_frame(&mut self, i: usize, stream_suffix: Option<&str>) {
-        self.buf.clear();
-        if self.wrap {
-            let s = &self.syms[i];
-            self.buf.push_str("{\"stream\":\"");
-            match stream_suffix {
-                Some(suf) => {
-                    self.buf.push_str(&s.lower);
-                    self.buf.push_str(suf);
-                }
-                None => self.buf.push_str(&s.depth_stream),
-            }
-            self.buf.push_str("\",\"data\":");
-        }
-    }
-
-    fn close_frame(&mut self, event_ns: i64) {
-        if self.wrap {
-            self.buf.push('}');
-        }
+    /// Queues the frame rendered into `self.buf` at `event_ns`.
+    fn emit(&mut self, event_ns: i64) {
         let frame = self.buf.clone();
         self.push_frame(event_ns, frame);
     }
 
     fn emit_trade(&mut self, i: usize, t: i64, ms: i64, px: i64, lots: i64, buyer_maker: bool) {
-        self.open_frame(i, Some("@trade"));
-        let s = &mut self.syms[i];
-        s.trade_id += 1;
-        let b = &mut self.buf;
-        let mut ib = itoa::Buffer::new();
-        b.push_str("{\"e\":\"trade\",\"E\":");
-        b.push_str(ib.format(ms + 1));
-        b.push_str(",\"s\":\"");
-        b.push_str(&s.spec.name);
-        b.push_str("\",\"t\":");
-        b.push_str(ib.format(s.trade_id));
-        b.push_str(",\"p\":\"");
-        push_fixed8(b, px * s.spec.tick);
-        b.push_str("\",\"q\":\"");
-        push_fixed8(b, lots * s.spec.lot);
-        b.push_str("\",\"T\":");
-        b.push_str(ib.format(ms));
-        b.push_str(",\"m\":");
-        b.push_str(if buyer_maker { "true" } else { "false" });
-        b.push_str(",\"M\":true}");
-        self.close_frame(t);
+        self.syms[i].trade_id += 1;
+        let s = &self.syms[i];
+        let op = MarketOp::Trade {
+            symbol: &s.spec.name,
+            id: s.trade_id,
+            px: px * s.spec.tick,
+            qty: lots * s.spec.lot,
+            buyer_maker,
+            trade_ms: ms,
+            event_ms: ms + 1,
+        };
+        self.buf.clear();
+        self.venue
+            .server
+            .render(&op, FIXED8, self.wrap, &mut self.buf);
+        self.emit(t);
     }
 
     fn maybe_ticker(&mut self, i: usize, t: i64) {
@@ -782,74 +784,59 @@ impl Generator {
             return;
         }
         self.syms[i].last_top = top;
-        self.open_frame(i, Some("@bookTicker"));
         let s = &self.syms[i];
-        let b = &mut self.buf;
-        let mut ib = itoa::Buffer::new();
-        b.push_str("{\"u\":");
-        b.push_str(ib.format(s.update_id));
-        b.push_str(",\"s\":\"");
-        b.push_str(&s.spec.name);
-        for (k, v) in [
-            ("\",\"b\":\"", top.0 * s.spec.tick),
-            ("\",\"B\":\"", top.1 * s.spec.lot),
-        ] {
-            b.push_str(k);
-            push_fixed8(b, v);
-        }
-        for (k, v) in [
-            ("\",\"a\":\"", top.2 * s.spec.tick),
-            ("\",\"A\":\"", top.3 * s.spec.lot),
-        ] {
-            b.push_str(k);
-            push_fixed8(b, v);
-        }
-        b.push_str("\"}");
-        self.close_frame(t);
+        let (tick, lot) = (s.spec.tick, s.spec.lot);
+        let op = MarketOp::Quote {
+            symbol: &s.spec.name,
+            event_ms: t / 1_000_000,
+            update_id: s.update_id,
+            bid_px: top.0 * tick,
+            bid_qty: top.1 * lot,
+            ask_px: top.2 * tick,
+            ask_qty: top.3 * lot,
+        };
+        self.buf.clear();
+        self.venue
+            .server
+            .render(&op, FIXED8, self.wrap, &mut self.buf);
+        self.emit(t);
     }
 
     fn emit_diff(&mut self, i: usize, t: i64) {
-        {
-            let s = &mut self.syms[i];
-            if s.changed_bids.is_empty() && s.changed_asks.is_empty() {
-                return;
-            }
-            s.changed_bids.sort_unstable_by(|a, b| b.cmp(a));
-            s.changed_bids.dedup();
-            s.changed_asks.sort_unstable();
-            s.changed_asks.dedup();
-        }
-        self.open_frame(i, None);
         let s = &mut self.syms[i];
-        let b = &mut self.buf;
-        let mut ib = itoa::Buffer::new();
-        b.push_str("{\"e\":\"depthUpdate\",\"E\":");
-        b.push_str(ib.format(t / 1_000_000));
-        b.push_str(",\"s\":\"");
-        b.push_str(&s.spec.name);
-        b.push_str("\",\"U\":");
-        b.push_str(ib.format(s.last_diff_u + 1));
-        b.push_str(",\"u\":");
-        b.push_str(ib.format(s.update_id));
-        for (key, bid) in [(",\"b\":[", true), ("],\"a\":[", false)] {
-            b.push_str(key);
-            let (changed, book) = if bid {
-                (&s.changed_bids, &s.bids)
-            } else {
-                (&s.changed_asks, &s.asks)
-            };
-            for (n, px) in changed.iter().enumerate() {
-                if n > 0 {
-                    b.push(',');
-                }
-                b.push_str("[\"");
-                push_fixed8(b, px * s.spec.tick);
-                b.push_str("\",\"");
-                push_fixed8(b, book.get(px).copied().unwrap_or(0) * s.spec.lot);
-                b.push_str("\"]");
-            }
+        if s.changed_bids.is_empty() && s.changed_asks.is_empty() {
+            return;
         }
-        b.push_str("]}");
+        s.changed_bids.sort_unstable_by(|a, b| b.cmp(a));
+        s.changed_bids.dedup();
+        s.changed_asks.sort_unstable();
+        s.changed_asks.dedup();
+        let (tick, lot) = (s.spec.tick, s.spec.lot);
+        for (changed, book, out) in [
+            (&s.changed_bids, &s.bids, &mut self.bids_buf),
+            (&s.changed_asks, &s.asks, &mut self.asks_buf),
+        ] {
+            out.clear();
+            out.extend(
+                changed
+                    .iter()
+                    .map(|px| (px * tick, book.get(px).copied().unwrap_or(0) * lot)),
+            );
+        }
+        let op = MarketOp::Depth {
+            symbol: &s.spec.name,
+            first_id: s.last_diff_u + 1,
+            last_id: s.update_id,
+            prev_last_id: s.last_diff_u,
+            event_ms: t / 1_000_000,
+            interval_ms: self.depth_interval_ms,
+            bids: &self.bids_buf,
+            asks: &self.asks_buf,
+        };
+        self.buf.clear();
+        self.venue
+            .server
+            .render(&op, FIXED8, self.wrap, &mut self.buf);
         s.changed_bids.clear();
         s.changed_asks.clear();
         s.last_diff_u = s.update_id;
@@ -857,9 +844,15 @@ impl Generator {
         if !s.snapshot_done && self.inline_after.is_some_and(|n| s.diffs >= n) {
             s.snapshot_pending = true;
         }
-        self.close_frame(t);
+        self.emit(t);
     }
 }
+
+/// Generator prices and sizes: units of `1e-8` (Binance's 8 decimals).
+const FIXED8: Scale = Scale {
+    price_decimals: 8,
+    qty_decimals: 8,
+};
 
 /// Levels spread over at least three ticks per level and at least 20 s of
 /// calm-regime price movement, so the book outlives ordinary moves.
@@ -873,34 +866,35 @@ fn level_qty(rng: &mut SmallRng, mean_lots: f64, depth: i64) -> i64 {
     (scale * (1.0 * z - 0.5).exp()).round().max(1.0) as i64
 }
 
-fn render_snapshot(out: &mut String, s: &SymState, limit: usize, with_symbol: bool) {
-    let mut ib = itoa::Buffer::new();
-    out.push_str("{\"lastUpdateId\":");
-    out.push_str(ib.format(s.update_id));
-    if with_symbol {
-        out.push_str(",\"symbol\":\"");
-        out.push_str(&s.spec.name);
-        out.push('"');
-    }
-    out.push_str(",\"bids\":[");
-    let level = |out: &mut String, n: usize, px: i64, q: i64| {
-        if n > 0 {
-            out.push(',');
-        }
-        out.push_str("[\"");
-        push_fixed8(out, px * s.spec.tick);
-        out.push_str("\",\"");
-        push_fixed8(out, q * s.spec.lot);
-        out.push_str("\"]");
+fn render_snapshot(
+    venue: &VenueDef,
+    out: &mut String,
+    s: &SymState,
+    limit: usize,
+    with_symbol: bool,
+) {
+    let (tick, lot) = (s.spec.tick, s.spec.lot);
+    let bids: Vec<(i64, i64)> = s
+        .bids
+        .iter()
+        .rev()
+        .take(limit)
+        .map(|(p, q)| (p * tick, q * lot))
+        .collect();
+    let asks: Vec<(i64, i64)> = s
+        .asks
+        .iter()
+        .take(limit)
+        .map(|(p, q)| (p * tick, q * lot))
+        .collect();
+    let op = MarketOp::Snapshot {
+        symbol: &s.spec.name,
+        name_symbol: with_symbol,
+        last_update_id: s.update_id,
+        bids: &bids,
+        asks: &asks,
     };
-    for (n, (p, q)) in s.bids.iter().rev().take(limit).enumerate() {
-        level(out, n, *p, *q);
-    }
-    out.push_str("],\"asks\":[");
-    for (n, (p, q)) in s.asks.iter().take(limit).enumerate() {
-        level(out, n, *p, *q);
-    }
-    out.push_str("]}");
+    venue.server.render(&op, FIXED8, false, out);
 }
 
 impl Iterator for Generator {

@@ -45,6 +45,12 @@ pub trait FrameSource {
     fn has_live_book(&self) -> bool {
         false
     }
+
+    /// The venue whose protocol the source speaks (`venue=` header of a
+    /// capture); `None`: unknown.
+    fn venue(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// Reads records of one capture file.
@@ -282,6 +288,14 @@ impl FrameSource for CaptureSource {
     fn snapshot_symbol(&self) -> Option<&str> {
         self.snapshot_symbol.as_deref()
     }
+
+    fn venue(&mut self) -> Option<String> {
+        if let Some(r) = &self.current {
+            return r.venue().map(str::to_owned);
+        }
+        let first = self.paths.get(self.next.saturating_sub(1))?;
+        (self.open)(first).ok()?.venue().map(str::to_owned)
+    }
 }
 
 /// The generator as a simulator source; depth requests are answered from the
@@ -315,6 +329,10 @@ impl FrameSource for GeneratorSource {
 
     fn has_live_book(&self) -> bool {
         true
+    }
+
+    fn venue(&mut self) -> Option<String> {
+        Some(self.generator.venue().to_owned())
     }
 }
 

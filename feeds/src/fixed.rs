@@ -138,6 +138,39 @@ pub fn format(value: i64, decimals: u8) -> String {
     Display(value, decimals).to_string()
 }
 
+/// Appends `value` units of `10^-decimals` to `out` as [`format`] would,
+/// without allocating (renderers of the simulator and generator).
+/// `decimals` above 18 are treated as 18.
+///
+/// ```
+/// let mut s = String::new();
+/// feeds::fixed::push(&mut s, 6_180_020, 2);
+/// s.push(' ');
+/// feeds::fixed::push(&mut s, -5, 8);
+/// assert_eq!(s, "61800.20 -0.00000005");
+/// ```
+pub fn push(out: &mut String, value: i64, decimals: u8) {
+    let d = usize::from(decimals.min(18));
+    // Least significant digit first; at least one integer digit.
+    let mut buf = [b'0'; 40];
+    let mut n = 0;
+    let mut a = value.unsigned_abs();
+    while a > 0 || n <= d {
+        buf[n] = b'0' + (a % 10) as u8;
+        a /= 10;
+        n += 1;
+    }
+    if value < 0 {
+        out.push('-');
+    }
+    for i in (0..n).rev() {
+        out.push(char::from(buf[i]));
+        if i == d && d > 0 {
+            out.push('.');
+        }
+    }
+}
+
 /// [`fmt::Display`] adapter for a fixed-point value.
 #[derive(Clone, Copy, Debug)]
 pub struct Display(pub i64, pub u8);
@@ -164,6 +197,28 @@ impl fmt::Display for Display {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_equals_format_and_round_trips() {
+        for (v, d) in [
+            (6_180_020, 2),
+            (5, 8),
+            (-150, 2),
+            (7, 0),
+            (0, 0),
+            (0, 8),
+            (i64::MAX, 8),
+            (i64::MIN, 12),
+            (100_000_000, 8),
+        ] {
+            let mut s = String::new();
+            push(&mut s, v, d);
+            assert_eq!(s, format(v, d), "{v} {d}");
+            if v != i64::MIN {
+                assert_eq!(parse(s.as_bytes(), d), Ok(v), "{s}");
+            }
+        }
+    }
 
     #[test]
     fn parses_binance_strings() {

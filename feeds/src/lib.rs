@@ -9,6 +9,8 @@ pub mod capture;
 pub mod event;
 pub mod fixed;
 pub mod instruments;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod time;
 pub mod venue;
 pub mod venues;

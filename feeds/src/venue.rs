@@ -258,6 +258,9 @@ pub struct VenueDef {
     pub protocol: Protocol,
     /// Builds an adapter; the first argument is this entry's index in [`VENUES`].
     pub new: fn(venue_index: u16, instruments: Instruments) -> Box<dyn VenueAdapter>,
+    /// How the venue's server behaves, for the simulator (feature `sim`).
+    #[cfg(feature = "sim")]
+    pub server: &'static dyn crate::sim::VenueServer,
 }
 
 impl fmt::Debug for VenueDef {

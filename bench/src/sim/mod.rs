@@ -1,20 +1,22 @@
-//! Local Binance-spot exchange simulator: WebSocket market streams and
-//! `GET /api/v3/depth` on one TCP port.
+//! Local exchange simulator: a venue's WebSocket market streams and its REST
+//! depth snapshots on one TCP port, speaking the protocol of the venue whose
+//! capture (or generator) it serves.
 //!
 //! # Protocol
 //!
-//! * WebSocket (a request with `Upgrade: websocket`, detected by peeking):
-//!   combined streams `/stream?streams=a/b/c` (frames wrapped as
-//!   `{"stream":..,"data":..}`), raw `/ws/<stream>[/<stream>..]`, and
-//!   `{"method":"SUBSCRIBE"|"UNSUBSCRIBE"|"LIST_SUBSCRIPTIONS","params":[..],"id":N}`
-//!   messages answered with `{"result":null,"id":N}`. Pings are answered with
-//!   pongs (by tungstenite) and the simulator pings every
-//!   [`SimConfig::ping_interval`]. Only subscribed streams are sent; payloads
-//!   are sliced out of the source text, never re-serialised.
-//! * HTTP: `GET <depth route>?symbol=X&limit=N` for every registered venue's
-//!   route (`/api/v3/depth`, `/fapi/v1/depth`, `/dapi/v1/depth`; JSON body,
-//!   `Content-Length`, `Connection: close`), `GET /api/v3/ping`; anything
-//!   else is 404.
+//! Venue-neutral here: playback, the clock, snapshot rendezvous and fault
+//! injection. Everything the venue decides comes from its
+//! [`feeds::sim::VenueServer`] (in the venue's folder of `feeds`): WebSocket
+//! routes (Binance: combined `/stream?streams=a/b/c`, raw `/ws/<stream>`,
+//! under any route prefix), replies to client messages (Binance `SUBSCRIBE`,
+//! `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`), where each source frame goes, the
+//! combined-stream wrapper, the REST routes and error bodies, and snapshot
+//! rendering. The WebSocket is detected by peeking for `Upgrade: websocket`;
+//! pings are answered with pongs (by tungstenite) and the simulator pings
+//! every [`SimConfig::ping_interval`]. Only subscribed streams are sent;
+//! payloads are sliced out of the source text, never re-serialised. HTTP
+//! answers carry `Content-Length` and `Connection: close`; unknown routes
+//! get 404.
 //!
 //! # Playback clock
 //!
@@ -29,8 +31,9 @@
 //!
 //! # Deterministic snapshots
 //!
-//! The simulator keeps its own book per symbol (the source's snapshot record
-//! plus the diffs played). A depth request for a symbol whose playback has
+//! The simulator keeps a book per symbol (the source's snapshot record plus
+//! the diffs played), parsed by the venue's own adapter into the `feeds`
+//! book with the venue's policy ([`feeds::sim::SimBooks`]). A depth request for a symbol whose playback has
 //! not reached the source's snapshot record is **held** until it does and is
 //! then answered with the recorded body verbatim; later requests get a
 //! snapshot rendered from the simulator's book (`lastUpdateId` = `u` of the
@@ -41,9 +44,6 @@
 //! [`SimConfig::http_eof_timeout`]). A request still held when the source
 //! ends gets 503 (400 for a symbol the source never mentioned).
 
-mod frame;
-
-use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -60,7 +60,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-pub use frame::{classify, parse_stream, Class, Classified, Kind, SimBook, StreamKey};
+use feeds::sim::{RestRequest, Routed, SimBooks, StreamKey, StreamKind, VenueServer};
+use feeds::venue::VenueDef;
 
 use crate::source::{FrameSource, SourceRecord};
 
@@ -122,6 +123,10 @@ pub struct SimConfig {
     /// speed (the client asks right after connecting, but at max speed the
     /// frames would otherwise outrun the request). Zero disables it.
     pub snapshot_rendezvous: Duration,
+    /// Venue whose protocol is spoken (registry name); `None`: the
+    /// source's (`venue=` header of the capture, the generator's venue),
+    /// else Binance spot.
+    pub venue: Option<String>,
 }
 
 impl SimConfig {
@@ -136,6 +141,7 @@ impl SimConfig {
             at_end: EndBehaviour::Idle,
             http_eof_timeout: Duration::from_secs(2),
             snapshot_rendezvous: Duration::from_secs(2),
+            venue: None,
         }
     }
 }
@@ -157,7 +163,17 @@ pub struct Simulator;
 impl Simulator {
     /// Binds `cfg.listen` and starts the simulator on its own thread (tokio
     /// current-thread runtime).
-    pub fn start(cfg: SimConfig, source: Box<dyn FrameSource + Send>) -> io::Result<SimHandle> {
+    ///
+    /// # Errors
+    /// The listen address cannot be bound, or the venue is not in the registry.
+    pub fn start(cfg: SimConfig, mut source: Box<dyn FrameSource + Send>) -> io::Result<SimHandle> {
+        let name = cfg
+            .venue
+            .clone()
+            .or_else(|| source.venue())
+            .unwrap_or_else(|| "binance-spot".to_owned());
+        let (index, venue) = feeds::venue::venue_for_capture(&name, None)
+            .ok_or_else(|| io::Error::other(format!("simulator: unknown venue {name:?}")))?;
         let listener = StdListener::bind(cfg.listen)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -170,7 +186,7 @@ impl Simulator {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                rt.block_on(run(cfg, source, listener, st, stop_rx))
+                rt.block_on(run(cfg, (index, venue), source, listener, st, stop_rx))
             })?;
         Ok(SimHandle {
             addr,
@@ -292,6 +308,7 @@ enum Ctl {
 
 async fn run(
     cfg: SimConfig,
+    venue: (u16, &'static VenueDef),
     source: Box<dyn FrameSource + Send>,
     listener: StdListener,
     stats: Arc<Stats>,
@@ -310,14 +327,14 @@ async fn run(
                     if let Ok((stream, _)) = r {
                         let _ = stream.set_nodelay(true);
                         next_id += 1;
-                        tokio::spawn(handle_conn(stream, next_id, accept_tx.clone(), Arc::clone(&accept_stats)));
+                        tokio::spawn(handle_conn(stream, next_id, venue.1.server, accept_tx.clone(), Arc::clone(&accept_stats)));
                     }
                 }
                 _ = accept_stop.changed() => break,
             }
         }
     };
-    let actor = Actor::new(cfg, source, stats, ctl_tx);
+    let actor = Actor::new(cfg, venue, source, stats, ctl_tx);
     tokio::select! {
         _ = accept => {}
         r = actor.run(ctl_rx) => r?,
@@ -330,7 +347,13 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
-async fn handle_conn(mut stream: TcpStream, id: u64, ctl: mpsc::Sender<Ctl>, stats: Arc<Stats>) {
+async fn handle_conn(
+    mut stream: TcpStream,
+    id: u64,
+    server: &'static dyn VenueServer,
+    ctl: mpsc::Sender<Ctl>,
+    stats: Arc<Stats>,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     let deadline = Instant::now() + Duration::from_secs(10);
     let head_len = loop {
@@ -370,7 +393,7 @@ async fn handle_conn(mut stream: TcpStream, id: u64, ctl: mpsc::Sender<Ctl>, sta
     };
     let (route, query) = path.split_once('?').unwrap_or((&path, ""));
     if is_ws {
-        let Some((combined, streams)) = ws_route(route, query) else {
+        let Some(feeds::sim::WsRoute { combined, streams }) = server.ws_route(route, query) else {
             let _ = write_response(&mut stream, "404 Not Found", "").await;
             return;
         };
@@ -413,69 +436,23 @@ async fn handle_conn(mut stream: TcpStream, id: u64, ctl: mpsc::Sender<Ctl>, sta
     if stream.read_exact(&mut buf[..head_len]).await.is_err() {
         return;
     }
-    // Every registered venue's depth route (`/api/v3/depth`, `/fapi/v1/depth`, ...).
-    let depth_route = feeds::venue::VENUES
-        .iter()
-        .any(|v| v.rest_depth_path == route);
-    match (is_get, route) {
-        (true, _) if depth_route => {
-            let mut symbol = None;
-            let mut limit = 100usize;
-            for kv in query.split('&') {
-                match kv.split_once('=') {
-                    Some(("symbol", v)) if !v.is_empty() => symbol = Some(v.to_ascii_uppercase()),
-                    Some(("limit", v)) => limit = v.parse().unwrap_or(100).clamp(1, 5000),
-                    _ => {}
-                }
-            }
-            match symbol {
-                Some(symbol) => {
-                    let _ = ctl
-                        .send(Ctl::Depth {
-                            symbol,
-                            limit,
-                            stream,
-                        })
-                        .await;
-                }
-                None => {
-                    let body = r#"{"code":-1102,"msg":"Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."}"#;
-                    let _ = write_response(&mut stream, "400 Bad Request", body).await;
-                }
-            }
+    match (is_get, server.rest(route, query)) {
+        (true, Some(RestRequest::Depth { symbol, limit })) => {
+            let _ = ctl
+                .send(Ctl::Depth {
+                    symbol,
+                    limit,
+                    stream,
+                })
+                .await;
         }
-        (true, "/api/v3/ping") => {
-            let _ = write_response(&mut stream, "200 OK", "{}").await;
+        (true, Some(RestRequest::Reply(status, body))) => {
+            let _ = write_response(&mut stream, status, &body).await;
         }
         _ => {
             let _ = write_response(&mut stream, "404 Not Found", "").await;
         }
     }
-}
-
-/// `(combined, initial streams)` for a WebSocket path. Any route prefix is
-/// accepted (`/public/stream?streams=`, `/market/ws/<stream>`: Binance
-/// USD-M serves the same protocol on routes split by stream kind).
-fn ws_route(route: &str, query: &str) -> Option<(bool, Vec<String>)> {
-    let split = |s: &str| {
-        s.split('/')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
-    let route = route.trim_end_matches('/');
-    if route.ends_with("/stream") {
-        let streams = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("streams="))
-            .map(split)
-            .unwrap_or_default();
-        return Some((true, streams));
-    }
-    if route.ends_with("/ws") {
-        return Some((false, Vec::new()));
-    }
-    route.find("/ws/").map(|i| (false, split(&route[i + 4..])))
 }
 
 async fn write_response(stream: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
@@ -506,7 +483,8 @@ async fn serve_depth(mut stream: TcpStream, status: &'static str, body: String, 
 
 struct Sub {
     name: String,
-    key: StreamKey,
+    /// `None`: a stream the simulator never produces.
+    key: Option<StreamKey>,
 }
 
 struct Conn {
@@ -529,15 +507,18 @@ struct Held {
 
 struct Actor {
     cfg: SimConfig,
+    server: &'static dyn VenueServer,
     source: Box<dyn FrameSource + Send>,
     stats: Arc<Stats>,
     ctl_tx: mpsc::Sender<Ctl>,
     conns: Vec<Conn>,
     ws_ordinal: u64,
     rec: SourceRecord,
+    /// Where the pulled record goes (routed once, when pulled).
+    routed: Routed,
     have_rec: bool,
     exhausted: bool,
-    books: HashMap<String, SimBook>,
+    books: SimBooks,
     drop_pending: bool,
     known: std::collections::HashSet<String>,
     held: Vec<Held>,
@@ -553,21 +534,24 @@ struct Actor {
 impl Actor {
     fn new(
         cfg: SimConfig,
+        (index, venue): (u16, &'static VenueDef),
         source: Box<dyn FrameSource + Send>,
         stats: Arc<Stats>,
         ctl_tx: mpsc::Sender<Ctl>,
     ) -> Self {
         Actor {
             cfg,
+            server: venue.server,
             source,
             stats,
             ctl_tx,
             conns: Vec::new(),
             ws_ordinal: 0,
             rec: SourceRecord::default(),
+            routed: Routed::Other,
             have_rec: false,
             exhausted: false,
-            books: HashMap::new(),
+            books: SimBooks::new(index, venue),
             drop_pending: false,
             known: std::collections::HashSet::new(),
             held: Vec::new(),
@@ -590,13 +574,13 @@ impl Actor {
     /// client's depth request (see [`SimConfig::snapshot_rendezvous`]).
     fn awaiting_depth_request(&mut self, now: Instant) -> bool {
         let wait = self.cfg.snapshot_rendezvous;
-        let at_snapshot = self.have_rec
-            && self.rec.frame.contains("\"lastUpdateId\"")
-            && !self.rec.frame.contains("\"e\"");
-        let depth_client = self
-            .conns
-            .iter()
-            .any(|c| !c.dead && c.subs.iter().any(|s| s.key.kind == Some(Kind::Depth)));
+        let at_snapshot = self.have_rec && matches!(self.routed, Routed::Snapshot { .. });
+        let depth_client = self.conns.iter().any(|c| {
+            !c.dead
+                && c.subs
+                    .iter()
+                    .any(|s| s.key.as_ref().is_some_and(|k| k.kind == StreamKind::Depth))
+        });
         if wait.is_zero() || !at_snapshot || !self.held.is_empty() || !depth_client {
             self.rendezvous_since = None;
             return false;
@@ -613,6 +597,7 @@ impl Actor {
         match self.source.next_record(&mut self.rec) {
             Ok(true) => {
                 self.have_rec = true;
+                self.routed = self.server.route(&self.rec.frame);
                 true
             }
             Ok(false) => false,
@@ -695,21 +680,11 @@ impl Actor {
         self.exhausted = true;
         self.stats.exhausted.store(true, Ordering::Release);
         for h in std::mem::take(&mut self.held) {
-            let (status, body) = if self.known.contains(&h.symbol.to_ascii_lowercase()) {
-                (
-                    "503 Service Unavailable",
-                    r#"{"code":-1,"msg":"No snapshot in the simulator source."}"#,
-                )
-            } else {
-                (
-                    "400 Bad Request",
-                    r#"{"code":-1121,"msg":"Invalid symbol."}"#,
-                )
-            };
+            let (status, body) = self.unanswerable(&h.symbol);
             tokio::spawn(serve_depth(
                 h.stream,
                 status,
-                body.to_string(),
+                body,
                 self.cfg.http_eof_timeout,
             ));
         }
@@ -748,7 +723,7 @@ impl Actor {
                 let subs = streams
                     .into_iter()
                     .map(|name| Sub {
-                        key: parse_stream(&name),
+                        key: self.server.stream_key(&name),
                         name,
                     })
                     .collect();
@@ -777,10 +752,23 @@ impl Actor {
                     return;
                 };
                 if let Message::Text(t) = msg {
-                    let reply = handle_request(conn, t.as_str());
-                    if conn.sink.send(Message::text(reply)).await.is_err() {
-                        conn.dead = true;
-                        self.reap();
+                    let mut names: Vec<String> = conn.subs.iter().map(|s| s.name.clone()).collect();
+                    let reply = self.server.on_client_text(&mut names, t.as_str());
+                    // Keep existing subscriptions' state; add the new ones.
+                    conn.subs.retain(|s| names.contains(&s.name));
+                    for name in names {
+                        if !conn.subs.iter().any(|s| s.name == name) {
+                            conn.subs.push(Sub {
+                                key: self.server.stream_key(&name),
+                                name,
+                            });
+                        }
+                    }
+                    if let Some(reply) = reply {
+                        if conn.sink.send(Message::text(reply)).await.is_err() {
+                            conn.dead = true;
+                            self.reap();
+                        }
                     }
                 }
                 // Pings are answered by tungstenite itself (the pong is
@@ -797,28 +785,16 @@ impl Actor {
                 limit,
                 stream,
             } => {
-                let lower = symbol.to_ascii_lowercase();
                 if let Some(body) = self.source.synthesize_snapshot(&symbol, limit) {
                     self.serve(stream, "200 OK", body);
                 } else if self.source.has_live_book() {
-                    let body = r#"{"code":-1121,"msg":"Invalid symbol."}"#;
-                    self.serve(stream, "400 Bad Request", body.to_string());
-                } else if let Some(book) = self.books.get(&lower).filter(|b| b.synced()) {
-                    let body = book.render(limit);
+                    let (status, body) = self.server.unknown_symbol();
+                    self.serve(stream, status, body);
+                } else if let Some(body) = self.books.snapshot(self.server, &symbol, limit) {
                     self.serve(stream, "200 OK", body);
                 } else if self.exhausted {
-                    let (status, body) = if self.known.contains(&lower) {
-                        (
-                            "503 Service Unavailable",
-                            r#"{"code":-1,"msg":"No snapshot in the simulator source."}"#,
-                        )
-                    } else {
-                        (
-                            "400 Bad Request",
-                            r#"{"code":-1121,"msg":"Invalid symbol."}"#,
-                        )
-                    };
-                    self.serve(stream, status, body.to_string());
+                    let (status, body) = self.unanswerable(&symbol);
+                    self.serve(stream, status, body);
                 } else {
                     self.held.push(Held { symbol, stream });
                 }
@@ -826,6 +802,16 @@ impl Actor {
             Ctl::Served => {
                 self.serving = self.serving.saturating_sub(1);
             }
+        }
+    }
+
+    /// The reply to a depth request that cannot be answered: no snapshot
+    /// for a symbol the source mentions, else an unknown symbol.
+    fn unanswerable(&self, symbol: &str) -> (&'static str, String) {
+        if self.known.contains(&symbol.to_ascii_lowercase()) {
+            self.server.no_snapshot()
+        } else {
+            self.server.unknown_symbol()
         }
     }
 
@@ -880,44 +866,29 @@ impl Actor {
         self.have_rec = false;
         self.stats.records_played.fetch_add(1, Ordering::AcqRel);
         let frame = std::mem::take(&mut self.rec.frame);
-        let c = classify(&frame);
-        match c.class {
-            Class::Stream {
-                kind,
-                symbol,
-                depth,
+        let routed = std::mem::replace(&mut self.routed, Routed::Other);
+        match &routed {
+            Routed::Stream {
+                key,
+                payload,
+                wrapper_stream,
             } => {
-                if let Some((first, last, b, a)) = depth {
-                    self.books
-                        .entry(symbol.clone())
-                        .or_default()
-                        .diff(first, last, b, a);
+                if key.kind == StreamKind::Depth {
+                    self.books.play(self.rec.recv_ns, &frame);
                 }
-                self.send(
-                    &frame,
-                    &c.payload,
-                    c.wrapper_stream.as_deref(),
-                    kind,
-                    &symbol,
-                )
-                .await;
-                self.known.insert(symbol);
+                self.send(&frame, payload, wrapper_stream.as_deref(), key)
+                    .await;
+                self.known.insert(key.symbol.clone());
             }
-            Class::Snapshot {
-                symbol,
-                last_update_id,
-                bids,
-                asks,
-            } => {
-                let symbol = symbol.or_else(|| self.source.snapshot_symbol().map(str::to_string));
+            Routed::Snapshot { symbol, payload } => {
+                let symbol = symbol
+                    .clone()
+                    .or_else(|| self.source.snapshot_symbol().map(str::to_string));
                 if let Some(symbol) = symbol {
-                    let lower = symbol.to_ascii_lowercase();
-                    self.books.entry(lower.clone()).or_default().snapshot(
-                        last_update_id,
-                        bids,
-                        asks,
-                    );
-                    let body = frame[c.payload.clone()].to_string();
+                    self.books
+                        .set_capture_symbols(std::slice::from_ref(&symbol));
+                    self.books.play(self.rec.recv_ns, &frame);
+                    let body = frame[payload.clone()].to_string();
                     let (now, rest): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
                         .into_iter()
                         .partition(|h| h.symbol.eq_ignore_ascii_case(&symbol));
@@ -935,10 +906,10 @@ impl Actor {
                     for h in now {
                         self.serve(h.stream, "200 OK", body.clone());
                     }
-                    self.known.insert(lower);
+                    self.known.insert(symbol.to_ascii_lowercase());
                 }
             }
-            Class::Other => {}
+            Routed::Other => {}
         }
         self.rec.frame = frame;
     }
@@ -948,9 +919,9 @@ impl Actor {
         frame: &str,
         payload: &std::ops::Range<usize>,
         wrapper: Option<&str>,
-        kind: Kind,
-        symbol: &str,
+        key: &StreamKey,
     ) {
+        let kind = key.kind;
         let mut raw: Option<Utf8Bytes> = None;
         let mut total = 0u64;
         let stall = self.cfg.faults.stall;
@@ -961,10 +932,10 @@ impl Actor {
             }
             let mut depth_counted = false;
             for s in &c.subs {
-                if s.key.kind != Some(kind) || s.key.symbol != symbol {
+                if s.key.as_ref() != Some(key) {
                     continue;
                 }
-                if kind == Kind::Depth && !depth_counted {
+                if kind == StreamKind::Depth && !depth_counted {
                     depth_counted = true;
                     c.depth_seen += 1;
                     if c.faulty && self.cfg.faults.skip_depth_at.contains(&c.depth_seen) {
@@ -977,11 +948,7 @@ impl Actor {
                     } else {
                         let p = &frame[payload.clone()];
                         let mut w = String::with_capacity(p.len() + s.name.len() + 22);
-                        w.push_str("{\"stream\":\"");
-                        w.push_str(&s.name);
-                        w.push_str("\",\"data\":");
-                        w.push_str(p);
-                        w.push('}');
+                        self.server.wrap(&s.name, p, &mut w);
                         Utf8Bytes::from(w)
                     }
                 } else {
@@ -1010,47 +977,4 @@ impl Actor {
         }
         self.stats.frames_sent.fetch_add(total, Ordering::AcqRel);
     }
-}
-
-/// Handles a client text message (SUBSCRIBE / UNSUBSCRIBE /
-/// LIST_SUBSCRIPTIONS); returns the reply text.
-fn handle_request(conn: &mut Conn, text: &str) -> String {
-    let v: serde_json::Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(_) => return r#"{"error":{"code":3,"msg":"Invalid JSON"},"id":null}"#.to_string(),
-    };
-    let id = v.get("id").cloned().unwrap_or(serde_json::Value::Null);
-    let params: Vec<String> = v
-        .get("params")
-        .and_then(|p| p.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let result = match v.get("method").and_then(|m| m.as_str()) {
-        Some("SUBSCRIBE") => {
-            for name in params {
-                if !conn.subs.iter().any(|s| s.name == name) {
-                    conn.subs.push(Sub {
-                        key: parse_stream(&name),
-                        name,
-                    });
-                }
-            }
-            "null".to_string()
-        }
-        Some("UNSUBSCRIBE") => {
-            conn.subs.retain(|s| !params.contains(&s.name));
-            "null".to_string()
-        }
-        Some("LIST_SUBSCRIPTIONS") => {
-            let names: Vec<&str> = conn.subs.iter().map(|s| s.name.as_str()).collect();
-            serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_string())
-        }
-        _ => return format!(r#"{{"error":{{"code":2,"msg":"Invalid request"}},"id":{id}}}"#),
-    };
-    // Binance's field order: result first.
-    format!(r#"{{"result":{result},"id":{id}}}"#)
 }

@@ -44,6 +44,8 @@
 
 mod messages;
 mod parse;
+#[cfg(feature = "sim")]
+mod server;
 mod subscription;
 
 use simd_json::{Buffers, Tape};
@@ -135,7 +137,11 @@ pub static COINM_MARKET: Market = Market {
 };
 
 /// Registry entry of a Binance market.
-const fn def(m: &'static Market, new: fn(u16, Instruments) -> Box<dyn VenueAdapter>) -> VenueDef {
+const fn def(
+    m: &'static Market,
+    new: fn(u16, Instruments) -> Box<dyn VenueAdapter>,
+    #[cfg(feature = "sim")] server: &'static dyn crate::sim::VenueServer,
+) -> VenueDef {
     VenueDef {
         name: m.name,
         capture_venue: m.name,
@@ -147,17 +153,29 @@ const fn def(m: &'static Market, new: fn(u16, Instruments) -> Box<dyn VenueAdapt
         rest_depth_path: m.depth_path,
         protocol: m.protocol,
         new,
+        #[cfg(feature = "sim")]
+        server,
     }
 }
 
+/// A registry entry for a market: its adapter and (feature `sim`) its server.
+macro_rules! entry {
+    ($market:ident, $server:ident) => {
+        def(
+            &$market,
+            |_, i| Box::new(Binance::new(&$market, i)),
+            #[cfg(feature = "sim")]
+            &server::$server,
+        )
+    };
+}
+
 /// Registry entry: Binance spot.
-pub const SPOT: VenueDef = def(&SPOT_MARKET, |_, i| Box::new(Binance::new(&SPOT_MARKET, i)));
+pub const SPOT: VenueDef = entry!(SPOT_MARKET, SPOT_SERVER);
 /// Registry entry: Binance USD-M futures.
-pub const USDM: VenueDef = def(&USDM_MARKET, |_, i| Box::new(Binance::new(&USDM_MARKET, i)));
+pub const USDM: VenueDef = entry!(USDM_MARKET, USDM_SERVER);
 /// Registry entry: Binance COIN-M futures.
-pub const COINM: VenueDef = def(&COINM_MARKET, |_, i| {
-    Box::new(Binance::new(&COINM_MARKET, i))
-});
+pub const COINM: VenueDef = entry!(COINM_MARKET, COINM_SERVER);
 
 /// Which symbols have sent `depthUpdate` frames so far (snapshot attribution).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -365,7 +365,7 @@ fn exchange_ts(f: &Fields<'_, '_>, recv_ns: i64) -> Result<i64, ParseError> {
 }
 
 /// A partial-depth stream name: `@depth` followed by a digit (`btcusdt@depth20@100ms`).
-fn is_partial_depth(stream: &str) -> bool {
+pub(super) fn is_partial_depth(stream: &str) -> bool {
     let b = stream.as_bytes();
     stream
         .match_indices("@depth")
