@@ -49,6 +49,7 @@ usage:
                 [--metrics-addr <ip:port>]      (/metrics and /health, see docs/observability.md)
   engine sim [<capture>...] --listen <ip:port> [--speed max|1|<N>] [--drop-after <frames>] [--skip-depth <n>]...
              [--stall-after <frames> --stall-ms <ms>]   (no capture: serve the built-in generator)
+             [--venue <name>]   (protocol spoken; default: the capture's venue= header, else binance-spot)
   engine run --config <file> [--out <file|->] [--stats <file>] [--duration <s>] [--metrics-addr <ip:port>]
   engine record --config <file> --out <dir> [--duration <s>]
   engine generate --out <capture.txt.gz> [--seed <n>] [--duration <s>] [--symbols A,B]";
@@ -292,7 +293,14 @@ fn cmd_sim(args: &Args) -> Result<(), String> {
         "stall-ms",
         "generate-seconds",
         "seed",
+        "venue",
     ])?;
+    let venue = args.get("venue").map(str::to_owned);
+    if let Some(v) = &venue {
+        if feeds::venue::venue_by_name(v).is_none() {
+            return Err(format!("--venue: unknown venue {v:?}"));
+        }
+    }
     let listen: SocketAddr = args
         .get("listen")
         .ok_or("sim needs --listen <ip:port>")?
@@ -303,6 +311,9 @@ fn cmd_sim(args: &Args) -> Result<(), String> {
         let mut g =
             bench::generator::GenConfig::new(args.parse_opt::<u64>("seed")?.unwrap_or(7), 3);
         g.duration = Duration::from_secs_f64(secs);
+        if let Some(v) = &venue {
+            g.venue.clone_from(v);
+        }
         Box::new(bench::source::GeneratorSource::new(
             bench::generator::Generator::new(g),
         ))
@@ -312,6 +323,7 @@ fn cmd_sim(args: &Args) -> Result<(), String> {
         ))
     };
     let mut sc = bench::sim::SimConfig::new(listen);
+    sc.venue = venue;
     sc.speed = match speed(args, Speed::Factor(1.0))? {
         Speed::Max => bench::sim::Speed::Max,
         Speed::Factor(f) => bench::sim::Speed::Factor(f),

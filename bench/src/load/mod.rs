@@ -47,6 +47,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use feeds::sim::RestRequest;
+
 use crate::generator::{GenConfig, Generator};
 pub use profile::Profile;
 
@@ -334,34 +336,28 @@ fn handle_conn(
     let end = head.find("\r\n\r\n").map_or(n, |p| p + 4);
     let mut s = stream;
     s.read_exact(&mut buf[..end])?;
-    let (status, body) = match path.split_once('?') {
-        Some(("/api/v3/depth", q)) => {
-            let mut symbol = "";
-            let mut limit = 100usize;
-            for kv in q.split('&') {
-                match kv.split_once('=') {
-                    Some(("symbol", v)) => symbol = v,
-                    Some(("limit", v)) => limit = v.parse().unwrap_or(100),
-                    _ => {}
-                }
-            }
+    // Routes, replies and error bodies are the generator's venue's.
+    let (route, query) = path.split_once('?').unwrap_or((&path, ""));
+    let venue = generator.lock().ok().map(|g| g.venue());
+    let server = venue
+        .and_then(feeds::venue::venue_by_name)
+        .map(|(_, d)| d.server);
+    let (status, body) = match server.and_then(|s| Some((s, s.rest(route, query)?))) {
+        Some((server, RestRequest::Depth { symbol, limit })) => {
             let snap = generator
                 .lock()
                 .ok()
-                .and_then(|g| g.snapshot(&symbol.to_ascii_uppercase(), limit));
+                .and_then(|g| g.snapshot(&symbol, limit));
             match snap {
                 Some(b) => {
                     shared.snapshots.fetch_add(1, Ordering::AcqRel);
                     ("200 OK", b)
                 }
-                None => (
-                    "400 Bad Request",
-                    r#"{"code":-1121,"msg":"Invalid symbol."}"#.to_owned(),
-                ),
+                None => server.unknown_symbol(),
             }
         }
-        _ if path == "/api/v3/ping" => ("200 OK", "{}".to_owned()),
-        _ => ("404 Not Found", String::new()),
+        Some((_, RestRequest::Reply(status, body))) => (status, body),
+        None => ("404 Not Found", String::new()),
     };
     let resp = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
