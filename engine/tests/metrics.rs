@@ -369,6 +369,7 @@ fn info(id: u32, symbol: &str) -> InstrumentInfo {
         venue: 0,
         symbol: Symbol::new(symbol).unwrap(),
         scale: Scale::default(),
+        wire: Scale::default(),
     }
 }
 

@@ -179,8 +179,12 @@ pub struct InstrumentInfo {
     pub venue: u16,
     /// Upper-case venue symbol.
     pub symbol: Symbol,
-    /// Fixed-point scales.
+    /// Fixed-point scales of its events.
     pub scale: Scale,
+    /// Decimals the venue sends (learned from the frame that announced it;
+    /// 0 where it carried no number): the wire precision that checksums are
+    /// rendered at.
+    pub wire: Scale,
 }
 
 /// A normalized market-data event.

@@ -138,6 +138,23 @@ pub fn format(value: i64, decimals: u8) -> String {
     Display(value, decimals).to_string()
 }
 
+/// Digits after the decimal point of a decimal string (`"61800.20"` → 2,
+/// `"1001"` → 0), at most 12 (the largest scale, SIGNALS.md 1.1).
+#[inline]
+#[must_use]
+pub fn decimals(s: &[u8]) -> u8 {
+    match s.iter().position(|&c| c == b'.') {
+        Some(dot) => {
+            let n = s[dot + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            n.min(12) as u8
+        }
+        None => 0,
+    }
+}
+
 /// Appends `value` units of `10^-decimals` to `out` as [`format`] would,
 /// without allocating (renderers of the simulator and generator).
 /// `decimals` above 18 are treated as 18.

@@ -7,6 +7,14 @@
 //! The first time a symbol is resolved its [`InstrumentInfo`] is pushed into
 //! the output *before* the events of the frame that named it. Later lookups
 //! of the same symbol allocate nothing.
+//!
+//! **Scales.** A configured instrument uses its configured scales. Any other
+//! accepted symbol uses the default scale (8 decimals), raised to the
+//! decimals of the frame that announced it when that frame carries more
+//! (learned from the wire: a venue that sends 10-decimal prices needs no
+//! configuration). Either way the announcement records the decimals the
+//! venue sent ([`InstrumentInfo::wire`]). A later string with more decimals
+//! than the scale is a counted parse error, never rounded.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -109,25 +117,46 @@ impl Instruments {
         symbol: &[u8],
         out: &mut Vec<Event>,
     ) -> Option<(InstrumentId, InstrumentSpec)> {
+        self.resolve_learning(symbol, out, || NO_WIRE)
+    }
+
+    /// [`resolve`](Self::resolve), where `wire` gives the decimals of the
+    /// frame being parsed (called only on first sight, off the hot path).
+    #[inline]
+    pub fn resolve_learning(
+        &mut self,
+        symbol: &[u8],
+        out: &mut Vec<Event>,
+        wire: impl FnOnce() -> Scale,
+    ) -> Option<(InstrumentId, InstrumentSpec)> {
         let sym = symbol_from_bytes(symbol)?;
         if let Some((s, e)) = &self.last {
             if *s == sym && e.announced {
                 return e.known;
             }
         }
-        self.resolve_slow(sym, out)
+        self.resolve_slow(sym, out, wire)
     }
 
     fn resolve_slow(
         &mut self,
         sym: Symbol,
         out: &mut Vec<Event>,
+        wire: impl FnOnce() -> Scale,
     ) -> Option<(InstrumentId, InstrumentSpec)> {
+        // Computed at most once, and only when an instrument is announced.
+        let mut wire = Some(wire);
+        let mut seen_wire: Option<Scale> = None;
+        let mut learned = || *seen_wire.get_or_insert_with(|| wire.take().map_or(NO_WIRE, |f| f()));
         let entry = match self.seen.get_mut(&sym) {
             Some(e) => e,
             None => {
                 let spec = if self.configured.is_empty() {
-                    Some(self.default_spec(sym))
+                    let mut s = self.default_spec(sym);
+                    let w = learned();
+                    s.scale.price_decimals = s.scale.price_decimals.max(w.price_decimals);
+                    s.scale.qty_decimals = s.scale.qty_decimals.max(w.qty_decimals);
+                    Some(s)
                 } else {
                     self.configured.iter().find(|c| c.symbol == sym).copied()
                 };
@@ -146,6 +175,7 @@ impl Instruments {
                     venue: self.venue,
                     symbol: spec.symbol,
                     scale: spec.scale,
+                    wire: learned(),
                 }));
             }
             entry.announced = true;
@@ -172,6 +202,12 @@ impl Instruments {
         }
     }
 }
+
+/// The wire precision of an announcement whose frame showed no number.
+pub const NO_WIRE: Scale = Scale {
+    price_decimals: 0,
+    qty_decimals: 0,
+};
 
 /// Upper-cased inline symbol from wire bytes; `None` if not UTF-8 or too long.
 #[inline]

@@ -900,3 +900,59 @@ mod props {
         }
     }
 }
+
+#[test]
+fn scales_are_learned_from_the_wire_for_unconfigured_symbols() {
+    let mut a = open_adapter("binance-spot");
+    let mut out = Vec::new();
+    // A 10-decimal price: the default 8 would refuse it; the announcing frame raises the scale.
+    let mut f = br#"{"e":"trade","E":1,"s":"TINYUSDT","t":1,"p":"0.0000012345","q":"12.5","T":1,"m":false,"M":true}"#.to_vec();
+    assert_eq!(a.parse(1, &mut f, &mut out), Ok(FrameKind::Trade));
+    let Event::Instrument(info) = out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (info.scale.price_decimals, info.scale.qty_decimals),
+        (10, 8)
+    );
+    assert_eq!((info.wire.price_decimals, info.wire.qty_decimals), (10, 1));
+    let Event::Trade(t) = out[1] else {
+        panic!("{out:?}")
+    };
+    assert_eq!((t.px, t.qty), (12_345, 1_250_000_000));
+    // More decimals than the learned scale later: a counted error, never rounded.
+    out.clear();
+    let mut f = br#"{"e":"trade","E":1,"s":"TINYUSDT","t":2,"p":"0.00000123451","q":"1","T":1,"m":false,"M":true}"#.to_vec();
+    assert!(matches!(
+        a.parse(1, &mut f, &mut out),
+        Err(ParseError::Precision { field: "p" })
+    ));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn configured_scales_win_and_the_wire_precision_is_recorded() {
+    let ids = Arc::new(AtomicU32::new(0));
+    let (idx, def) = venue_by_name("binance-usdm").unwrap();
+    let scale = Scale {
+        price_decimals: 2,
+        qty_decimals: 3,
+    };
+    let inst = Instruments::new(
+        idx,
+        vec![spec("BTCUSDT", TradeKind::Trade, scale)],
+        Scale::default(),
+        ids,
+    );
+    let mut a = (def.new)(idx, inst);
+    let mut f = br#"{"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1723161256299,"T":1723161256298,"s":"BTCUSDT","U":5,"u":9,"pu":4,"b":[["58710.20","0.014"]],"a":[["61800.30","1.5"]]}}"#.to_vec();
+    let mut out = Vec::new();
+    assert_eq!(a.parse(1, &mut f, &mut out), Ok(FrameKind::Depth));
+    let Event::Instrument(info) = out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(info.scale, scale);
+    assert_eq!((info.wire.price_decimals, info.wire.qty_decimals), (2, 3));
+    assert!(matches!(out[1], Event::Depth(h) if h.prev_last_id == 4 && h.levels == 2));
+    assert!(matches!(out[2], Event::Level(l) if l.px == 5_871_020 && l.qty == 14));
+}

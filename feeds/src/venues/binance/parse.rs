@@ -5,11 +5,11 @@ use simd_json::{Node, Tape};
 use super::messages::{as_bool, as_i64, as_str, as_u64, for_each_level, req, Fields, Raw};
 use super::{Binance, DepthSeen};
 use crate::event::{
-    BookSide, DepthHeader, Event, InstrumentId, Level, QuoteEvent, Side, SnapshotHeader, Symbol,
-    TradeEvent, TradeKind,
+    BookSide, DepthHeader, Event, InstrumentId, Level, QuoteEvent, Scale, Side, SnapshotHeader,
+    Symbol, TradeEvent, TradeKind,
 };
 use crate::fixed;
-use crate::instruments::InstrumentSpec;
+use crate::instruments::{InstrumentSpec, NO_WIRE};
 use crate::venue::{exchange_ts_ns, FrameKind, ParseError};
 
 /// Event types Binance sends that the engine does not use.
@@ -143,7 +143,9 @@ impl Binance {
         out: &mut Vec<Event>,
     ) -> Result<Option<(InstrumentId, InstrumentSpec)>, ParseError> {
         let s = as_str(req(f.s, "s")?, "s")?;
-        Ok(self.instruments.resolve(s.as_bytes(), out))
+        Ok(self
+            .instruments
+            .resolve_learning(s.as_bytes(), out, || wire_decimals(f)))
     }
 
     fn trade(
@@ -272,7 +274,11 @@ impl Binance {
         let Some(sym) = sym else {
             return Ok(FrameKind::Ignored);
         };
-        let Some((inst, spec)) = self.instruments.resolve(sym.as_str().as_bytes(), out) else {
+        let wire = || wire_decimals(f);
+        let Some((inst, spec)) =
+            self.instruments
+                .resolve_learning(sym.as_str().as_bytes(), out, wire)
+        else {
             return Ok(FrameKind::Ignored);
         };
         emit_snapshot(f, inst, &spec, recv_ns, out)
@@ -289,7 +295,11 @@ impl Binance {
         req(f.last_update_id, "lastUpdateId")?;
         req(f.bids, "bids")?;
         req(f.asks, "asks")?;
-        let Some((inst, spec)) = self.instruments.resolve(symbol.as_bytes(), out) else {
+        let wire = || wire_decimals(&f);
+        let Some((inst, spec)) = self
+            .instruments
+            .resolve_learning(symbol.as_bytes(), out, wire)
+        else {
             return Ok(FrameKind::Ignored);
         };
         emit_snapshot(&f, inst, &spec, recv_ns, out)
@@ -345,6 +355,39 @@ fn push_levels(
         })?;
     }
     u32::try_from(out.len() - before).map_err(|_| ParseError::too_many_levels())
+}
+
+/// The decimals of a frame's prices and quantities (its first sight of an
+/// instrument): the most of any price / quantity string it carries.
+#[cold]
+fn wire_decimals(f: &Fields<'_, '_>) -> Scale {
+    let mut w = NO_WIRE;
+    let mut see = |v: Option<Raw<'_, '_>>, price: bool| {
+        let Some(Node::String(s)) = v.and_then(<[Node<'_>]>::first) else {
+            return;
+        };
+        let d = fixed::decimals(s.as_bytes());
+        let slot = if price {
+            &mut w.price_decimals
+        } else {
+            &mut w.qty_decimals
+        };
+        *slot = (*slot).max(d);
+    };
+    // trade `p`/`q`; bookTicker `b`/`B`/`a`/`A` (strings; depth's `b`/`a` are arrays).
+    see(f.p, true);
+    see(f.q, false);
+    for (v, price) in [(f.b, true), (f.B, false), (f.a, true), (f.A, false)] {
+        see(v, price);
+    }
+    for levels in [f.b, f.a, f.bids, f.asks].into_iter().flatten() {
+        let _ = for_each_level(levels, "levels", |px, qty| {
+            w.price_decimals = w.price_decimals.max(fixed::decimals(px.as_bytes()));
+            w.qty_decimals = w.qty_decimals.max(fixed::decimals(qty.as_bytes()));
+            Ok(())
+        });
+    }
+    w
 }
 
 /// A required decimal-string field as fixed point.
