@@ -91,6 +91,36 @@ struct Active {
     head: i64,
 }
 
+/// Advances `a` to its next good record (bad ones counted, the first few
+/// printed); `false` at its end.
+#[inline]
+fn next_good(
+    a: &mut Active,
+    inputs: &[ReplayInput],
+    ingest: &mut Ingest,
+    logged: &mut u32,
+) -> bool {
+    loop {
+        match a.reader.advance() {
+            None => return false,
+            Some(Ok(t)) => {
+                a.head = t;
+                return true;
+            }
+            Some(Err(e)) => bad_record(&inputs[a.idx].path, &e, ingest, logged),
+        }
+    }
+}
+
+#[cold]
+fn bad_record(path: &Path, e: &feeds::capture::RecordError, ingest: &mut Ingest, logged: &mut u32) {
+    ingest.stats.bad_records.inc();
+    if *logged < 10 {
+        *logged += 1;
+        eprintln!("bad record: {}: {e}", path.display());
+    }
+}
+
 /// Replays `inputs` merged by receive time (ties by argument order) into
 /// `ingest`, whose adapter `adapter_of(input)` parses each file's records.
 ///
@@ -120,26 +150,6 @@ pub fn replay_inputs(
     let mut active: Vec<Active> = Vec::new();
     let mut selected: Option<usize> = None;
 
-    // Advances `a` to its next good record; `false` at its end.
-    let mut advance = |a: &mut Active, ingest: &mut Ingest| -> bool {
-        loop {
-            match a.reader.advance() {
-                None => return false,
-                Some(Ok(t)) => {
-                    a.head = t;
-                    return true;
-                }
-                Some(Err(e)) => {
-                    ingest.stats.bad_records.inc();
-                    if bad_logged < 10 {
-                        bad_logged += 1;
-                        eprintln!("bad record: {}: {e}", inputs[a.idx].path.display());
-                    }
-                }
-            }
-        }
-    };
-
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
@@ -163,7 +173,7 @@ pub fn replay_inputs(
                 reader,
                 head: 0,
             };
-            if advance(&mut a, ingest) {
+            if next_good(&mut a, inputs, ingest, &mut bad_logged) {
                 active.push(a);
                 let i = active.len() - 1;
                 let k = (active[i].head, active[i].idx);
@@ -202,7 +212,7 @@ pub fn replay_inputs(
         ingest.on_frame(rec.recv_ns, rec.frame, t_frame, &|| {
             format!("{}:{line}", path.display())
         });
-        if !advance(a, ingest) {
+        if !next_good(a, inputs, ingest, &mut bad_logged) {
             active.swap_remove(bi);
         }
     }

@@ -202,7 +202,7 @@ impl<O: Emit> Processor<O> {
     }
 
     /// Processes a slot popped at `t_pop`; returns when it was done.
-    #[inline]
+    #[inline(always)]
     fn on_slot_at(&mut self, slot: &super::ring::Slot, t_pop: u64) -> u64 {
         // Exchange time of an event whose signals this slot completes.
         let ts = match slot.ev {
