@@ -1,13 +1,10 @@
 //! Record sources for the simulator: capture files and the generator.
 //!
-//! Capture reading goes through the small [`CaptureRecords`] trait so the
-//! simulator does not care which reader parses the file. [`LineCaptureReader`]
-//! is a self-contained reader of the capture format (see
-//! `shared/data/MANIFEST.md`): gzip or plain text, `#` header lines with
-//! `key=value` tokens, then `<recv_unix_ns> <frame>` records.
+//! Capture reading goes through the small [`CaptureRecords`] trait, which the
+//! workspace's one capture reader ([`feeds::capture::CaptureReader`])
+//! implements.
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::generator::Generator;
@@ -63,119 +60,6 @@ pub trait CaptureRecords {
     fn next_into(&mut self, rec: &mut SourceRecord) -> io::Result<bool>;
 }
 
-/// Stand-alone capture reader (gzip detected by magic bytes). Blank lines and
-/// lines whose prefix is not an integer are skipped.
-pub struct LineCaptureReader {
-    reader: Box<dyn BufRead + Send>,
-    venue: Option<String>,
-    symbols: Vec<String>,
-    pending: Option<String>,
-    line: String,
-    line_no: u64,
-}
-
-impl LineCaptureReader {
-    /// Opens `path` and reads its header.
-    pub fn open(path: &Path) -> io::Result<Self> {
-        let mut file = BufReader::with_capacity(1 << 16, File::open(path)?);
-        let gz = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-        let reader: Box<dyn BufRead + Send> = if gz {
-            Box::new(BufReader::with_capacity(
-                1 << 16,
-                flate2::bufread::MultiGzDecoder::new(file),
-            ))
-        } else {
-            Box::new(file)
-        };
-        Self::from_reader(reader)
-    }
-
-    /// Reads a capture from any buffered reader (already decompressed).
-    pub fn from_reader(reader: Box<dyn BufRead + Send>) -> io::Result<Self> {
-        let mut r = LineCaptureReader {
-            reader,
-            venue: None,
-            symbols: Vec::new(),
-            pending: None,
-            line: String::with_capacity(1 << 16),
-            line_no: 0,
-        };
-        loop {
-            r.line.clear();
-            if r.reader.read_line(&mut r.line)? == 0 {
-                break;
-            }
-            r.line_no += 1;
-            let Some(meta) = r.line.strip_prefix('#') else {
-                r.pending = Some(std::mem::take(&mut r.line));
-                break;
-            };
-            for tok in meta.split_whitespace() {
-                if let Some(v) = tok.strip_prefix("venue=") {
-                    r.venue = Some(v.to_string());
-                } else if let Some(v) = tok.strip_prefix("symbols=") {
-                    r.symbols = v
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect();
-                }
-            }
-        }
-        Ok(r)
-    }
-
-    fn parse_line(line: &str, rec: &mut SourceRecord) -> bool {
-        let line = line.trim_end_matches(['\n', '\r']);
-        let Some((ts, frame)) = line.split_once(' ') else {
-            return false;
-        };
-        let Ok(ns) = ts.parse::<i64>() else {
-            return false;
-        };
-        if frame.is_empty() {
-            return false;
-        }
-        rec.recv_ns = ns;
-        rec.frame.clear();
-        rec.frame.push_str(frame);
-        true
-    }
-}
-
-impl CaptureRecords for LineCaptureReader {
-    fn venue(&self) -> Option<&str> {
-        self.venue.as_deref()
-    }
-
-    fn symbols(&self) -> &[String] {
-        &self.symbols
-    }
-
-    fn next_into(&mut self, rec: &mut SourceRecord) -> io::Result<bool> {
-        if let Some(line) = self.pending.take() {
-            let ok = Self::parse_line(&line, rec);
-            self.line = line;
-            if ok {
-                return Ok(true);
-            }
-        }
-        loop {
-            self.line.clear();
-            if self.reader.read_line(&mut self.line)? == 0 {
-                return Ok(false);
-            }
-            self.line_no += 1;
-            if self.line.starts_with('#') {
-                continue;
-            }
-            if Self::parse_line(&self.line, rec) {
-                return Ok(true);
-            }
-        }
-    }
-}
-
 /// Plays one or more capture files in order as one stream (consecutive
 /// pieces of a rotated recording).
 pub struct CaptureSource {
@@ -220,11 +104,6 @@ impl CaptureRecords for feeds::capture::CaptureReader {
 /// Opens `p` with [`feeds::capture::CaptureReader`].
 pub fn open_feeds_reader(p: &Path) -> io::Result<Box<dyn CaptureRecords + Send>> {
     Ok(Box::new(feeds::capture::CaptureReader::open(p)?))
-}
-
-/// Opens `p` with the stand-alone [`LineCaptureReader`].
-pub fn open_line_reader(p: &Path) -> io::Result<Box<dyn CaptureRecords + Send>> {
-    Ok(Box::new(LineCaptureReader::open(p)?))
 }
 
 impl CaptureSource {
@@ -371,7 +250,7 @@ impl FrameSource for VecSource {
 
 /// Reads every record of a capture (tests and tools).
 pub fn read_all(path: &Path) -> io::Result<(Option<String>, Vec<String>, Vec<SourceRecord>)> {
-    let mut r = LineCaptureReader::open(path)?;
+    let mut r = feeds::capture::CaptureReader::open(path)?;
     let mut out = Vec::new();
     let mut rec = SourceRecord::default();
     while r.next_into(&mut rec)? {
