@@ -97,18 +97,22 @@ pub fn processor_factory(cfg: &Config) -> Box<dyn Fn() -> ProcessorConfig + Send
         ProcessorConfig {
             signals: signals.clone(),
             rules: Box::new(move |info: &InstrumentInfo| {
-                let venue = feeds::venue::venue_at(info.venue).map_or("", |v| v.name);
+                let def = feeds::venue::venue_at(info.venue);
+                let venue = def.map_or("", |v| v.name);
+                // The venue's L1 source unless configured (Binance:
+                // bookTicker; venues without a tick-by-tick BBO: the book).
+                let quotes = def.map_or(QuoteSource::BookTicker, |v| v.quote_source);
                 instruments
                     .iter()
                     .find(|i| i.symbol == info.symbol && i.venue == venue)
                     .map_or(
                         InstrumentRules {
                             trade_source: TradeKind::Trade,
-                            quote_source: QuoteSource::BookTicker,
+                            quote_source: quotes,
                         },
                         |i| InstrumentRules {
                             trade_source: i.trade_source,
-                            quote_source: i.quote_source,
+                            quote_source: i.quote_source.unwrap_or(quotes),
                         },
                     )
             }),

@@ -187,8 +187,8 @@ pub struct InstrumentConfig {
     pub scale: Scale,
     /// Which trade stream is used.
     pub trade_source: TradeKind,
-    /// Which stream provides L1 quotes.
-    pub quote_source: QuoteSource,
+    /// Which stream provides L1 quotes (`None`: the venue's default).
+    pub quote_source: Option<QuoteSource>,
 }
 
 /// Engine threading and capacity options (`[engine]`).
@@ -463,8 +463,9 @@ impl Config {
                 }
             };
             let quote_source = match ri.quote_source.as_deref() {
-                None | Some("bookTicker") => QuoteSource::BookTicker,
-                Some("depth") => QuoteSource::Depth,
+                None => None,
+                Some("bookTicker") => Some(QuoteSource::BookTicker),
+                Some("depth") => Some(QuoteSource::Depth),
                 Some(o) => {
                     return Err(err(
                         format!("{p}.quote_source"),

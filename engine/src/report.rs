@@ -40,6 +40,7 @@ pub fn stats_json(registry: &Registry, elapsed: Duration, rows: u64) -> Value {
                 "quotes_empty_side": s.quotes_empty_side.get(),
                 "checksum_ok": s.checksum_ok.get(),
                 "checksum_failed": s.checksum_failed.get(),
+                "checksum_absent": s.checksum_absent.get(),
                 "crosscheck_ok": s.crosscheck_ok.get(),
                 "crosscheck_failed": s.crosscheck_failed.get(),
                 "dup_trades": s.dup_trades.get(),

@@ -110,6 +110,7 @@ impl Dom {
                     ts_ns: ts(d.get_i64("E")?),
                     recv_ns,
                     levels: 0,
+                    checksum: None,
                 }));
                 let n = Self::levels(out, d.get_array("b"), BookSide::Bid, &spec)?
                     + Self::levels(out, d.get_array("a"), BookSide::Ask, &spec)?;
@@ -141,6 +142,8 @@ impl Dom {
                     last_update_id: d.get_u64("lastUpdateId")?,
                     recv_ns,
                     levels: 0,
+                    checksum: None,
+                    max_depth: 0,
                 }));
                 let n = Self::levels(out, d.get_array("bids"), BookSide::Bid, &spec)?
                     + Self::levels(out, d.get_array("asks"), BookSide::Ask, &spec)?;
@@ -317,6 +320,7 @@ impl Serde {
                     ts_ns: ts(m.time),
                     recv_ns,
                     levels: u32::try_from(m.b.len() + m.a.len()).ok()?,
+                    checksum: None,
                 }));
                 serde_levels(out, &m.b, BookSide::Bid, &spec)?;
                 serde_levels(out, &m.a, BookSide::Ask, &spec)?;
@@ -346,6 +350,8 @@ impl Serde {
                     last_update_id: m.last_update_id,
                     recv_ns,
                     levels: u32::try_from(m.bids.len() + m.asks.len()).ok()?,
+                    checksum: None,
+                    max_depth: 0,
                 }));
                 serde_levels(out, &m.bids, BookSide::Bid, &spec)?;
                 serde_levels(out, &m.asks, BookSide::Ask, &spec)?;

@@ -14,11 +14,14 @@
 //! use feeds::event::{BookSide, DepthHeader, InstrumentId, Level, SnapshotHeader};
 //! let lv = |side, px, qty| Level { side, px, qty };
 //! let diff = |first_id, last_id| DepthHeader {
-//!     inst: InstrumentId(0), first_id, last_id, prev_last_id: 0, ts_ns: 0, recv_ns: 0, levels: 1,
+//!     inst: InstrumentId(0), first_id, last_id, prev_last_id: 0, ts_ns: 0, recv_ns: 0,
+//!     levels: 1, checksum: None,
 //! };
 //! let mut sync = DepthSync::new(1024, 4096);
 //! assert_eq!(sync.on_diff(&diff(8, 12), &[lv(BookSide::Bid, 99, 5)]), DiffOutcome::Buffered);
-//! let snap = SnapshotHeader { inst: InstrumentId(0), last_update_id: 10, recv_ns: 0, levels: 2 };
+//! let snap = SnapshotHeader {
+//!     inst: InstrumentId(0), last_update_id: 10, recv_ns: 0, levels: 2, checksum: None, max_depth: 0,
+//! };
 //! let out = sync.on_snapshot(&snap, &[lv(BookSide::Bid, 100, 1), lv(BookSide::Ask, 101, 2)]);
 //! assert_eq!(out, SnapshotOutcome::Synced { replayed: 1 });
 //! assert_eq!(sync.book_id(), 12);
@@ -262,6 +265,28 @@ impl<const BID: bool> Ladder<BID> {
         self.len = 0;
     }
 
+    /// Keeps the best `keep` levels (drops the worst, which come first).
+    fn truncate(&mut self, keep: usize) {
+        let mut drop = self.len.saturating_sub(keep);
+        while drop > 0 {
+            let c = self.chunks[0];
+            let len = c.len as usize;
+            if len <= drop {
+                self.free.push(c.base);
+                self.chunks.remove(0);
+                self.len -= len;
+                drop -= len;
+            } else {
+                let base = c.base as usize;
+                self.px.copy_within(base + drop..base + len, base);
+                self.qty.copy_within(base + drop..base + len, base);
+                self.chunks[0].len -= drop as u32;
+                self.len -= drop;
+                drop = 0;
+            }
+        }
+    }
+
     #[inline]
     fn best(&self) -> Option<(i64, i64)> {
         self.chunks
@@ -430,6 +455,17 @@ impl OrderBook {
         self.asks.clear();
     }
 
+    /// Keeps the best `levels` levels of each side.
+    #[inline]
+    pub fn truncate(&mut self, levels: usize) {
+        if self.bids.len > levels {
+            self.bids.truncate(levels);
+        }
+        if self.asks.len > levels {
+            self.asks.truncate(levels);
+        }
+    }
+
     /// Best (highest) bid `(px, qty)`.
     #[inline]
     #[must_use]
@@ -556,7 +592,6 @@ impl DepthView for OrderBook {
 
 /// Continuity rule of a venue's diff-depth stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[non_exhaustive]
 pub enum SyncRule {
     /// Binance spot (SIGNALS.md 2.5): with `book_id` the last applied id,
     /// `u <= book_id` is stale, `U > book_id + 1` is a gap, anything else
@@ -571,11 +606,69 @@ pub enum SyncRule {
     /// diff has `pu ==` the previous `u` (`u <=` the previous `u`: a
     /// duplicate, stale), anything else is a gap.
     Futures,
+    /// Linked sequence numbers (OKX `seqId`/`prevSeqId` as `last_id` /
+    /// `prev_last_id`): each update's `prev_last_id` equals the book's id
+    /// (steps need not be 1; `last_id == prev_last_id` is a keepalive that
+    /// changes nothing). Bridging a REST snapshot with id `L`: updates with
+    /// `last_id <= L` are stale, the first applied has
+    /// `prev_last_id <= L < last_id`. Anything else — a broken chain, or a
+    /// sequence going backwards (the venue reset it) — is a gap.
+    Linked,
+    /// No sequence: every update applies (Kraken v1); integrity comes from
+    /// the venue's checksum.
+    Unsequenced,
+}
+
+/// How a book starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BookStart {
+    /// From a REST snapshot: diffs received before it are buffered and the
+    /// ones it does not cover are bridged onto it (Binance).
+    #[default]
+    RestSnapshot,
+    /// From a snapshot the venue sends on the stream after subscribing (Kraken,
+    /// OKX): diffs before it are dropped (the snapshot already holds them), and
+    /// a snapshot that arrives while synced replaces the book.
+    StreamSnapshot,
+}
+
+/// How the levels of a checksum are laid out (CRC32 over text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumLayout {
+    /// The best `n` asks (ascending), then the best `n` bids (descending),
+    /// each level as price then size, concatenated (Kraken).
+    AsksThenBids,
+    /// Bid 1, ask 1, bid 2, ask 2, ... up to `n` each (the longer side's
+    /// leftovers follow), each level as `price:size`, all joined by `:` (OKX).
+    Interleaved,
+}
+
+/// How one number of a checksum is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumNumber {
+    /// At the instrument's wire precision with the `.` removed and leading
+    /// zeros stripped (`"0.05120"` → `5120`; Kraken).
+    WireDigits,
+    /// The shortest decimal text (no trailing zeros, no `.` for an integer:
+    /// `30316`, `5.16`), as OKX sends it.
+    Shortest,
+}
+
+/// An exchange checksum: CRC32 over the top of the book rendered as text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crc32Spec {
+    /// Levels per side included.
+    pub levels: usize,
+    /// Layout.
+    pub layout: ChecksumLayout,
+    /// Number format.
+    pub number: ChecksumNumber,
+    /// A checksum of 0 means "not sent" (OKX since 2026): counted as absent.
+    pub zero_is_absent: bool,
 }
 
 /// How a venue's book is checked against the venue's own view of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[non_exhaustive]
 pub enum Integrity {
     /// Nothing to compare against.
     #[default]
@@ -585,6 +678,10 @@ pub enum Integrity {
     /// that id is the last applied diff's `u`; a mismatch is a resync.
     /// Counted as `crosscheck_ok` / `crosscheck_failed`.
     TopOfBookCrossCheck,
+    /// The venue's CRC32 of its book, sent with updates (and snapshots), is
+    /// recomputed from the book after each of them; a mismatch is a resync.
+    /// Counted as `checksum_ok` / `checksum_failed` / `checksum_absent`.
+    Crc32(Crc32Spec),
 }
 
 /// How a venue's books are started, sequenced and verified: chosen per
@@ -592,6 +689,8 @@ pub enum Integrity {
 /// into each instrument's state, so the hot path dispatches on a plain enum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct BookPolicy {
+    /// How the book starts.
+    pub start: BookStart,
     /// Continuity rule of the diff stream.
     pub sequence: SyncRule,
     /// Integrity check.
@@ -607,6 +706,8 @@ pub enum DiffOutcome {
     Stale,
     /// Sequence gap: book cleared, unsynced, buffer = this diff.
     Gap,
+    /// Unsynced on a venue whose book restarts from a stream snapshot: dropped.
+    NotSynced,
     /// Applied to the book (a live L2 event).
     Applied,
 }
@@ -620,8 +721,10 @@ pub enum SnapshotOutcome {
         /// Buffered diffs applied during the replay.
         replayed: u32,
     },
-    /// Already synced: snapshot ignored.
+    /// Already synced: snapshot ignored (a REST-started book).
     Ignored,
+    /// Synced on a stream-started book: the book was replaced by it.
+    Replaced,
     /// The replay hit a gap: book cleared, unsynced again, the buffer is the
     /// offending diff followed by the rest of the buffered diffs.
     GapInBuffer,
@@ -652,6 +755,9 @@ struct Buffered {
 #[derive(Debug, Clone)]
 pub struct DepthSync {
     rule: SyncRule,
+    start: BookStart,
+    /// Levels per side kept after every update (0: all), from the snapshot.
+    max_depth: usize,
     book: OrderBook,
     book_id: u64,
     synced: bool,
@@ -676,16 +782,37 @@ impl DepthSync {
     /// As [`new`](Self::new) with an explicit continuity rule.
     #[must_use]
     pub fn with_rule(rule: SyncRule, level_capacity: usize, buffer_capacity_levels: usize) -> Self {
+        let policy = BookPolicy {
+            sequence: rule,
+            ..BookPolicy::default()
+        };
+        Self::with_policy(policy, level_capacity, buffer_capacity_levels)
+    }
+
+    /// As [`new`](Self::new) with a venue's book policy (its start and
+    /// continuity rule; the integrity check is the caller's).
+    #[must_use]
+    pub fn with_policy(
+        policy: BookPolicy,
+        level_capacity: usize,
+        buffer_capacity_levels: usize,
+    ) -> Self {
+        let buffered = match policy.start {
+            BookStart::RestSnapshot => buffer_capacity_levels,
+            BookStart::StreamSnapshot => 0,
+        };
         Self {
-            rule,
+            rule: policy.sequence,
+            start: policy.start,
+            max_depth: 0,
             book: OrderBook::with_capacity(level_capacity),
             book_id: 0,
             synced: false,
             chained: false,
-            buf: Vec::with_capacity(buffer_capacity_levels.min(1024)),
-            buf_levels: Vec::with_capacity(buffer_capacity_levels),
+            buf: Vec::with_capacity(buffered.min(1024)),
+            buf_levels: Vec::with_capacity(buffered),
             buf_units: 0,
-            buf_cap: buffer_capacity_levels,
+            buf_cap: buffered,
             overflows: 0,
         }
     }
@@ -694,6 +821,9 @@ impl DepthSync {
     /// not consulted).
     pub fn on_diff(&mut self, hdr: &DepthHeader, levels: &[Level]) -> DiffOutcome {
         if !self.synced {
+            if self.start == BookStart::StreamSnapshot {
+                return DiffOutcome::NotSynced;
+            }
             self.buffer(hdr, levels);
             return DiffOutcome::Buffered;
         }
@@ -706,12 +836,19 @@ impl DepthSync {
             levels,
         ) {
             Step::Stale => DiffOutcome::Stale,
-            Step::Applied => DiffOutcome::Applied,
+            Step::Applied => {
+                if self.max_depth > 0 {
+                    self.book.truncate(self.max_depth);
+                }
+                DiffOutcome::Applied
+            }
             Step::Gap => {
                 self.book.clear();
                 self.synced = false;
                 self.clear_buffer();
-                self.buffer(hdr, levels);
+                if self.start == BookStart::RestSnapshot {
+                    self.buffer(hdr, levels);
+                }
                 DiffOutcome::Gap
             }
         }
@@ -720,16 +857,24 @@ impl DepthSync {
     /// Handles a snapshot: loads it (size-0 levels skipped) and replays the
     /// buffer, unless already synced.
     pub fn on_snapshot(&mut self, hdr: &SnapshotHeader, levels: &[Level]) -> SnapshotOutcome {
-        if self.synced {
+        let replacing = self.synced;
+        if replacing && self.start == BookStart::RestSnapshot {
             return SnapshotOutcome::Ignored;
         }
         self.book.clear();
         for lv in levels.iter().filter(|lv| lv.qty != 0) {
             self.book.apply(lv);
         }
+        self.max_depth = hdr.max_depth as usize;
+        if self.max_depth > 0 {
+            self.book.truncate(self.max_depth);
+        }
         self.book_id = hdr.last_update_id;
         self.synced = true;
         self.chained = false;
+        if replacing {
+            return SnapshotOutcome::Replaced;
+        }
 
         let mut replayed = 0u32;
         let mut start = 0usize;
@@ -897,6 +1042,23 @@ fn apply(
                 return Step::Gap;
             }
         }
+        SyncRule::Linked => {
+            let (seq, prev) = (hdr.last_id, hdr.prev_last_id);
+            if *chained {
+                if prev != *book_id {
+                    return Step::Gap;
+                }
+            } else {
+                if seq <= *book_id {
+                    return Step::Stale;
+                }
+                if prev > *book_id {
+                    return Step::Gap;
+                }
+                *chained = true;
+            }
+        }
+        SyncRule::Unsequenced => {}
         SyncRule::Futures => {
             if *chained {
                 if hdr.last_id <= *book_id {

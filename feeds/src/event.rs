@@ -144,6 +144,9 @@ pub struct DepthHeader {
     pub recv_ns: i64,
     /// Number of level events that follow.
     pub levels: u32,
+    /// The venue's checksum of the book after this update, if it sent one
+    /// (a signed 32-bit value kept as its bit pattern).
+    pub checksum: Option<u32>,
 }
 
 /// Header of a full depth snapshot; followed by `levels` [`Event::Level`]s.
@@ -151,12 +154,17 @@ pub struct DepthHeader {
 pub struct SnapshotHeader {
     /// Instrument.
     pub inst: InstrumentId,
-    /// `lastUpdateId` of the snapshot.
+    /// `lastUpdateId` of the snapshot (the venue's sequence number of it).
     pub last_update_id: u64,
     /// Local receive time, ns.
     pub recv_ns: i64,
     /// Number of level events that follow.
     pub levels: u32,
+    /// The venue's checksum of the snapshot's book, if it sent one.
+    pub checksum: Option<u32>,
+    /// Levels per side the venue maintains for this subscription (the book
+    /// is truncated to it after every update); 0 = unlimited.
+    pub max_depth: u32,
 }
 
 /// One price level of a depth diff or snapshot (size 0 deletes the level).

@@ -6,6 +6,7 @@
 
 pub mod book;
 pub mod capture;
+pub mod checksum;
 pub mod event;
 pub mod fixed;
 pub mod instruments;

@@ -256,6 +256,9 @@ pub struct VenueDef {
     pub rest_depth_path: &'static str,
     /// Connection rules.
     pub protocol: Protocol,
+    /// Where L1 quotes come from unless an instrument is configured
+    /// otherwise (`bookTicker`-style BBO messages, or the book's top).
+    pub quote_source: signals::QuoteSource,
     /// Builds an adapter; the first argument is this entry's index in [`VENUES`].
     pub new: fn(venue_index: u16, instruments: Instruments) -> Box<dyn VenueAdapter>,
     /// How the venue's server behaves, for the simulator (feature `sim`).

@@ -229,6 +229,7 @@ fn depth_update_real_frame() {
             ts_ns: 1_723_161_255_208_000_000,
             recv_ns: 1_723_161_253_937_085_768,
             levels: 12,
+            checksum: None,
         })
     );
     assert_eq!(out.len(), 13);
@@ -301,6 +302,8 @@ fn rest_snapshot_real_frame() {
             last_update_id: 50_093_239_218,
             recv_ns: 1_723_161_254_206_652_067,
             levels: 2000,
+            checksum: None,
+            max_depth: 0,
         })
     );
     assert_eq!(out.len(), 2001);
@@ -610,7 +613,9 @@ fn snapshot_symbol_attribution() {
             inst: ID0,
             last_update_id: 12_530_860,
             recv_ns: snap.0,
-            levels: 12
+            levels: 12,
+            checksum: None,
+            max_depth: 0,
         })
     );
     // ... but not once a second symbol's depth has been seen.

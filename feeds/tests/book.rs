@@ -22,6 +22,7 @@ fn diff(first_id: u64, last_id: u64) -> DepthHeader {
         ts_ns: 1,
         recv_ns: 2,
         levels: 0,
+        checksum: None,
     }
 }
 
@@ -31,6 +32,8 @@ fn snap(last_update_id: u64) -> SnapshotHeader {
         last_update_id,
         recv_ns: 2,
         levels: 0,
+        checksum: None,
+        max_depth: 0,
     }
 }
 
@@ -541,5 +544,127 @@ proptest! {
             prop_assert_eq!(buf, m.buf.clone());
             prop_assert_eq!(s.buffer_overflows(), m.overflows);
         }
+    }
+}
+
+fn linked(prev: u64, seq: u64) -> DepthHeader {
+    DepthHeader {
+        prev_last_id: prev,
+        ..diff(seq, seq)
+    }
+}
+
+fn stream_policy(sequence: SyncRule) -> feeds::book::BookPolicy {
+    feeds::book::BookPolicy {
+        start: feeds::book::BookStart::StreamSnapshot,
+        sequence,
+        integrity: feeds::book::Integrity::None,
+    }
+}
+
+#[test]
+fn linked_sequence_chains_by_prev_id_with_keepalives_and_resets() {
+    let mut s = DepthSync::with_policy(stream_policy(SyncRule::Linked), 16, 64);
+    // Before the stream's snapshot: dropped, not buffered.
+    assert_eq!(s.on_diff(&linked(1, 5), &[]), DiffOutcome::NotSynced);
+    assert_eq!(s.buffered_diffs(), 0);
+    assert!(matches!(
+        s.on_snapshot(&snap(10), &snapshot_levels()),
+        SnapshotOutcome::Synced { .. }
+    ));
+    // Steps need not be 1.
+    assert_eq!(
+        s.on_diff(&linked(10, 17), &[lv(Bid, 100, 3)]),
+        DiffOutcome::Applied
+    );
+    // seqId == prevSeqId: a keepalive, applies nothing new.
+    assert_eq!(s.on_diff(&linked(17, 17), &[]), DiffOutcome::Applied);
+    assert_eq!(s.book_id(), 17);
+    assert_eq!(s.book().best_bid(), Some((100, 3)));
+    // A broken chain is a gap; nothing is buffered on a stream-started book.
+    assert_eq!(s.on_diff(&linked(18, 20), &[]), DiffOutcome::Gap);
+    assert!(!s.is_synced());
+    assert_eq!(s.buffered_diffs(), 0);
+    // The next snapshot restarts it; a sequence going backwards is a reset (gap).
+    assert!(matches!(
+        s.on_snapshot(&snap(30), &snapshot_levels()),
+        SnapshotOutcome::Synced { .. }
+    ));
+    assert_eq!(s.on_diff(&linked(30, 31), &[]), DiffOutcome::Applied);
+    assert_eq!(s.on_diff(&linked(5, 6), &[]), DiffOutcome::Gap);
+}
+
+#[test]
+fn linked_rest_bridge_drops_covered_updates() {
+    let mut s = DepthSync::with_rule(SyncRule::Linked, 16, 64);
+    for (p, q) in [(1, 5), (5, 9), (9, 12)] {
+        assert_eq!(
+            s.on_diff(&linked(p, q), &[lv(Ask, 100 + q as i64, 1)]),
+            DiffOutcome::Buffered
+        );
+    }
+    // REST snapshot at seqId 9: (1,5), (5,9) are covered; (9,12) bridges (prev <= 9 < 12).
+    let out = s.on_snapshot(&snap(9), &snapshot_levels());
+    assert_eq!(out, SnapshotOutcome::Synced { replayed: 1 });
+    assert_eq!(s.book_id(), 12);
+    assert_eq!(s.on_diff(&linked(12, 13), &[]), DiffOutcome::Applied);
+}
+
+#[test]
+fn stream_snapshots_replace_the_book_and_truncate_to_the_subscribed_depth() {
+    let mut s = DepthSync::with_policy(stream_policy(SyncRule::Unsequenced), 16, 64);
+    let deep = SnapshotHeader {
+        max_depth: 2,
+        ..snap(0)
+    };
+    let levels = [
+        lv(Bid, 100, 1),
+        lv(Bid, 99, 1),
+        lv(Bid, 98, 1),
+        lv(Ask, 101, 1),
+    ];
+    assert!(matches!(
+        s.on_snapshot(&deep, &levels),
+        SnapshotOutcome::Synced { .. }
+    ));
+    assert_eq!(
+        s.book().bid_levels(),
+        2,
+        "truncated to the subscribed depth"
+    );
+    // A better bid pushes the worst one out.
+    assert_eq!(
+        s.on_diff(&diff(0, 0), &[lv(Bid, 1005, 1)]),
+        DiffOutcome::Applied
+    );
+    let bids: Vec<i64> = s.book().bids().map(|(p, _)| p).collect();
+    assert_eq!(bids, [1005, 100]);
+    s.book().check_invariants().unwrap();
+    // A snapshot while synced replaces the book.
+    let out = s.on_snapshot(&snap(0), &[lv(Bid, 50, 2), lv(Ask, 60, 2)]);
+    assert_eq!(out, SnapshotOutcome::Replaced);
+    assert_eq!(
+        (s.book().best_bid(), s.book().best_ask()),
+        (Some((50, 2)), Some((60, 2)))
+    );
+}
+
+proptest! {
+    #[test]
+    fn truncate_keeps_the_best_levels(
+        prices in proptest::collection::btree_set(1i64..5000, 0..400),
+        keep in 0usize..300,
+    ) {
+        let mut b = OrderBook::with_capacity(8);
+        for &p in &prices {
+            b.set(Bid, p, 1);
+            b.set(Ask, p + 10_000, 1);
+        }
+        b.truncate(keep);
+        b.check_invariants().unwrap();
+        let want_bids: Vec<i64> = prices.iter().rev().take(keep).copied().collect();
+        let want_asks: Vec<i64> = prices.iter().take(keep).map(|p| p + 10_000).collect();
+        prop_assert_eq!(b.bids().map(|(p, _)| p).collect::<Vec<_>>(), want_bids);
+        prop_assert_eq!(b.asks().map(|(p, _)| p).collect::<Vec<_>>(), want_asks);
     }
 }

@@ -124,6 +124,7 @@ fn binance_spot_capture_syncs_and_cross_checks() {
                 ts_ns: data.get_i64("E").unwrap() * 1_000_000,
                 recv_ns,
                 levels: levels.len() as u32,
+                checksum: None,
             };
             let (out, n) = count(|| sync.on_diff(&hdr, &levels));
             match out {
@@ -150,6 +151,7 @@ fn binance_spot_capture_syncs_and_cross_checks() {
                 DiffOutcome::Stale => stale += 1,
                 DiffOutcome::Buffered => buffered += 1,
                 DiffOutcome::Gap => panic!("gap at update {}", hdr.first_id),
+                DiffOutcome::NotSynced => panic!("a REST-started book buffers"),
             }
             sync.book().check_invariants().unwrap();
         } else if let Some(id) = data.get_u64("lastUpdateId") {
@@ -160,6 +162,8 @@ fn binance_spot_capture_syncs_and_cross_checks() {
                 last_update_id: id,
                 recv_ns,
                 levels: levels.len() as u32,
+                checksum: None,
+                max_depth: 0,
             };
             let out = sync.on_snapshot(&hdr, &levels);
             assert!(matches!(out, SnapshotOutcome::Synced { .. }), "{out:?}");

@@ -116,6 +116,11 @@ const INSTRUMENT_COUNTERS: &[InstrumentCounter] = &[
         |s| s.checksum_failed.get(),
     ),
     (
+        "wiresignal_instrument_checksum_absent_total",
+        "Checksums the venue sent as absent (0).",
+        |s| s.checksum_absent.get(),
+    ),
+    (
         "wiresignal_instrument_crosscheck_ok_total",
         "Top-of-book (bookTicker) cross-checks that matched the book.",
         |s| s.crosscheck_ok.get(),

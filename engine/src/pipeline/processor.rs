@@ -131,6 +131,8 @@ pub struct Processor<O: Emit> {
     samples: [StageSamples; 3],
     wire: super::wire::WireRecorder,
     last_publish: u64,
+    /// Rendering buffer of exchange checksums.
+    scratch: Vec<u8>,
 }
 
 impl<O: Emit> Processor<O> {
@@ -160,6 +162,7 @@ impl<O: Emit> Processor<O> {
             ],
             wire: super::wire::WireRecorder::new(),
             last_publish: 0,
+            scratch: Vec::with_capacity(4096),
         }
     }
 
@@ -313,8 +316,8 @@ impl<O: Emit> Processor<O> {
             info,
             rules,
             policy,
-            sync: DepthSync::with_rule(
-                policy.sequence,
+            sync: DepthSync::with_policy(
+                policy,
                 self.cfg.book_capacity,
                 self.cfg.book_capacity * 8,
             ),
@@ -335,11 +338,14 @@ impl<O: Emit> Processor<O> {
         if t.kind != st.rules.trade_source {
             return;
         }
-        if st.last_trade_id.is_some_and(|last| t.id <= last) {
-            st.stats.dup_trades.inc();
-            return;
+        // Id 0: the venue numbers no trades (Kraken v1); nothing to dedupe by.
+        if t.id != 0 {
+            if st.last_trade_id.is_some_and(|last| t.id <= last) {
+                st.stats.dup_trades.inc();
+                return;
+            }
+            st.last_trade_id = Some(t.id);
         }
-        st.last_trade_id = Some(t.id);
         if t.px <= 0 || t.qty <= 0 {
             st.stats.bad_trades.inc();
             return;
@@ -366,11 +372,14 @@ impl<O: Emit> Processor<O> {
         let Some(st) = seen(&mut self.states, q.inst, Some(t_frame)) else {
             return;
         };
-        if st.last_quote_u.is_some_and(|last| q.update_id <= last) {
-            st.stats.stale_quotes.inc();
-            return;
+        // Update id 0: the venue numbers no quotes; nothing is stale by id.
+        if q.update_id != 0 {
+            if st.last_quote_u.is_some_and(|last| q.update_id <= last) {
+                st.stats.stale_quotes.inc();
+                return;
+            }
+            st.last_quote_u = Some(q.update_id);
         }
-        st.last_quote_u = Some(q.update_id);
         if st.policy.integrity == Integrity::TopOfBookCrossCheck {
             if st.sync.is_synced() && st.sync.book_id() == q.update_id {
                 if !cross_check(st, q) {
@@ -430,8 +439,11 @@ impl<O: Emit> Processor<O> {
             return;
         };
         match st.sync.on_snapshot(h, &self.levels) {
-            SnapshotOutcome::Synced { .. } => {
-                if st.needs_resync {
+            SnapshotOutcome::Synced { .. } | SnapshotOutcome::Replaced => {
+                if !verify_checksum(st, h.checksum, &mut self.scratch) {
+                    st.sync.reset();
+                    Self::desync(st, self.resync.as_mut());
+                } else if st.needs_resync {
                     st.stats.resyncs.inc();
                     st.needs_resync = false;
                 }
@@ -450,7 +462,7 @@ impl<O: Emit> Processor<O> {
             return;
         };
         match st.sync.on_diff(h, &self.levels) {
-            DiffOutcome::Buffered => {}
+            DiffOutcome::Buffered | DiffOutcome::NotSynced => {}
             DiffOutcome::Stale => st.stats.stale_diffs.inc(),
             DiffOutcome::Gap => {
                 st.stats.gaps.inc();
@@ -460,16 +472,17 @@ impl<O: Emit> Processor<O> {
             DiffOutcome::Applied => {
                 st.stats.book_updates.inc();
                 publish_book(st);
-                let cross_ok = match st.policy.integrity {
+                let intact = match st.policy.integrity {
                     Integrity::TopOfBookCrossCheck => match st.tickers.take(h.last_id) {
                         Some(q) => cross_check(st, &q),
                         None => true,
                     },
-                    _ => true,
+                    Integrity::Crc32(_) => verify_checksum(st, h.checksum, &mut self.scratch),
+                    Integrity::None => true,
                 };
-                if !cross_ok {
+                if !intact {
                     st.tickers.clear();
-                    // The book disagrees with the venue's own top of book:
+                    // The book disagrees with the venue's own view of it:
                     // treat it like a gap and emit nothing from it.
                     st.sync.reset();
                     Self::desync(st, self.resync.as_mut());
@@ -581,6 +594,29 @@ impl PendingTickers {
 
     fn clear(&mut self) {
         self.slots = [None; Self::CAP];
+    }
+}
+
+/// Recomputes the venue's checksum of the synced book and compares it with
+/// the one it sent (`Integrity::Crc32`); counts the result. `true` when the
+/// book is intact (also when nothing was sent, or the venue sent its
+/// "absent" value).
+#[inline]
+fn verify_checksum(st: &InstrumentState, sent: Option<u32>, scratch: &mut Vec<u8>) -> bool {
+    let (Integrity::Crc32(spec), Some(sent)) = (st.policy.integrity, sent) else {
+        return true;
+    };
+    if spec.zero_is_absent && sent == 0 {
+        st.stats.checksum_absent.inc();
+        return true;
+    }
+    let ours = feeds::checksum::crc32(st.sync.book(), &spec, st.info.scale, st.info.wire, scratch);
+    if ours == sent {
+        st.stats.checksum_ok.inc();
+        true
+    } else {
+        st.stats.checksum_failed.inc();
+        false
     }
 }
 

@@ -75,6 +75,8 @@ pub struct InstrumentStats {
     pub checksum_ok: Counter,
     /// Exchange book checksums that did not match (book resynced).
     pub checksum_failed: Counter,
+    /// Checksums the venue sent as "absent" (OKX's 0 since 2026).
+    pub checksum_absent: Counter,
     /// Top-of-book cross-checks (Binance `bookTicker`) that matched the book.
     pub crosscheck_ok: Counter,
     /// Top-of-book cross-checks that did not match (book resynced).

@@ -50,7 +50,7 @@ mod subscription;
 
 use simd_json::{Buffers, Tape};
 
-use crate::book::{BookPolicy, Integrity, SyncRule};
+use crate::book::{BookPolicy, BookStart, Integrity, SyncRule};
 use crate::event::{Event, Symbol};
 use crate::instruments::Instruments;
 use crate::venue::{
@@ -147,11 +147,13 @@ const fn def(
         capture_venue: m.name,
         capture_url: "",
         book: BookPolicy {
+            start: BookStart::RestSnapshot,
             sequence: m.sequence,
             integrity: Integrity::TopOfBookCrossCheck,
         },
         rest_depth_path: m.depth_path,
         protocol: m.protocol,
+        quote_source: signals::QuoteSource::BookTicker,
         new,
         #[cfg(feature = "sim")]
         server,

@@ -235,6 +235,7 @@ impl Binance {
             ts_ns,
             recv_ns,
             levels: 0,
+            checksum: None,
         }));
         let levels = push_levels(out, bids, "b", asks, "a", &spec)?;
         if let Event::Depth(h) = &mut out[header] {
@@ -321,6 +322,8 @@ fn emit_snapshot(
         last_update_id,
         recv_ns,
         levels: 0,
+        checksum: None,
+        max_depth: 0,
     }));
     let levels = push_levels(out, bids, "bids", asks, "asks", spec)?;
     if let Event::Snapshot(h) = &mut out[header] {
