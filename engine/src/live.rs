@@ -184,14 +184,27 @@ pub(crate) fn feed_connections(
             // 20 % under the venue's message rate.
             o.send_interval =
                 Duration::from_secs_f64(1.25 / f64::from(p.max_client_messages_per_s.max(1)));
-            o.snapshot_symbols = match p.recovery {
-                Recovery::RestSnapshot => plan.depth_symbols.clone(),
-            };
+            match p.recovery {
+                Recovery::RestSnapshot => o.snapshot_symbols = plan.depth_symbols.clone(),
+                // The venue sends a snapshot on subscribe: nothing to fetch
+                // on connect; a lost book resubscribes.
+                Recovery::Resubscribe => {
+                    o.resubscribe = plan
+                        .depth_symbols
+                        .iter()
+                        .map(|s| (s.clone(), adapter.resubscribe(s)))
+                        .collect();
+                }
+            }
             let paths = paths.clone();
             o.snapshot_path = Arc::new(move |s: &str| paths.get(s).cloned().unwrap_or_default());
-            o.ping_interval = match p.heartbeat {
-                Heartbeat::WsPing { every } => every,
-            };
+            match p.heartbeat {
+                Heartbeat::WsPing { every } => o.ping_interval = every,
+                Heartbeat::Text { message, every } => {
+                    o.ping_interval = every;
+                    o.ping_text = Some(message.to_owned());
+                }
+            }
             (plan, o)
         })
         .collect())

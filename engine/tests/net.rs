@@ -254,6 +254,8 @@ fn options(ws: SocketAddr, http: Option<SocketAddr>, symbols: &[&str]) -> FeedOp
         backoff: (Duration::from_millis(30), Duration::from_millis(200), 0.0),
         connect_timeout: Duration::from_secs(2),
         ping_interval: Duration::ZERO,
+        ping_text: None,
+        resubscribe: std::collections::HashMap::new(),
         idle_timeout: Duration::from_secs(10),
         http_timeout: Duration::from_secs(2),
         max_reconnects: Some(5),

@@ -12,6 +12,7 @@ pub mod fixed;
 pub mod instruments;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod tape;
 pub mod time;
 pub mod venue;
 pub mod venues;

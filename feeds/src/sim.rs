@@ -170,8 +170,13 @@ pub trait VenueServer: Sync {
     fn stream_key(&self, name: &str) -> Option<StreamKey>;
 
     /// Answers a client text message (subscribe, unsubscribe, list, ping),
-    /// updating `subscriptions`; `None`: no reply.
-    fn on_client_text(&self, subscriptions: &mut Vec<String>, text: &str) -> Option<String>;
+    /// updating `subscriptions` and pushing the venue's replies (in order).
+    fn on_client_text(
+        &self,
+        subscriptions: &mut Vec<String>,
+        text: &str,
+        replies: &mut Vec<String>,
+    );
 
     /// Where a source frame goes.
     fn route(&self, frame: &str) -> Routed;

@@ -176,6 +176,10 @@ pub trait VenueAdapter: Send {
     /// Path and query of the REST depth snapshot of `symbol`
     /// ([`Recovery::RestSnapshot`]).
     fn snapshot_path(&self, symbol: &str, limit: u32) -> String;
+
+    /// Messages that restart the book of `symbol` on its connection
+    /// (unsubscribe, then subscribe; [`Recovery::Resubscribe`]).
+    fn resubscribe(&self, symbol: &str) -> Vec<String>;
 }
 
 /// One subscribe request sent after connecting.
@@ -213,6 +217,14 @@ pub enum Heartbeat {
         /// Period.
         every: std::time::Duration,
     },
+    /// An application text message every `every` (Kraken
+    /// `{"event":"ping"}`); the venue's reply is a control frame.
+    Text {
+        /// The message.
+        message: &'static str,
+        /// Period.
+        every: std::time::Duration,
+    },
 }
 
 /// How one instrument whose book lost sync is recovered.
@@ -221,6 +233,9 @@ pub enum Recovery {
     /// Fetch a REST depth snapshot (`snapshot_path`) and bridge the
     /// buffered diffs to it.
     RestSnapshot,
+    /// Unsubscribe and subscribe the instrument's book again on its
+    /// connection (`resubscribe`): the venue sends a fresh snapshot.
+    Resubscribe,
 }
 
 /// A venue's connection rules, venue-neutral data the connection state
@@ -236,7 +251,7 @@ pub struct Protocol {
     /// Messages per second a client may send on one connection (requests
     /// beyond are paced, never sent faster).
     pub max_client_messages_per_s: u32,
-    /// The venue closes every connection after this long.
+    /// The venue closes every connection after this long (zero: never).
     pub connection_lifetime: std::time::Duration,
 }
 
@@ -280,6 +295,7 @@ pub static VENUES: &[VenueDef] = &[
     venues::binance::SPOT,
     venues::binance::USDM,
     venues::binance::COINM,
+    venues::kraken::KRAKEN,
 ];
 
 /// Looks a venue up by name; returns its index and definition.

@@ -753,7 +753,9 @@ impl Actor {
                 };
                 if let Message::Text(t) = msg {
                     let mut names: Vec<String> = conn.subs.iter().map(|s| s.name.clone()).collect();
-                    let reply = self.server.on_client_text(&mut names, t.as_str());
+                    let mut replies = Vec::new();
+                    self.server
+                        .on_client_text(&mut names, t.as_str(), &mut replies);
                     // Keep existing subscriptions' state; add the new ones.
                     conn.subs.retain(|s| names.contains(&s.name));
                     for name in names {
@@ -764,10 +766,11 @@ impl Actor {
                             });
                         }
                     }
-                    if let Some(reply) = reply {
+                    for reply in replies {
                         if conn.sink.send(Message::text(reply)).await.is_err() {
                             conn.dead = true;
                             self.reap();
+                            break;
                         }
                     }
                 }

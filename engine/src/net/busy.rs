@@ -128,7 +128,7 @@ fn session(
             return SessionEnd::Stop;
         }
         if inflight.is_none() {
-            if let Some(symbol) = requests.pop() {
+            if let Some(symbol) = m.take_request(requests) {
                 match InFlight::start(opts, &symbol) {
                     Ok(f) => inflight = Some(f),
                     Err(e) => {
@@ -212,6 +212,9 @@ fn session(
         empty_polls = empty_polls.wrapping_add(1);
         if empty_polls % TIMER_EVERY == 0 {
             let now = Instant::now();
+            if m.wants_send() {
+                wake = now;
+            }
             if now >= wake {
                 wake = loop {
                     match m.poll_up(Instant::now()) {
@@ -224,6 +227,11 @@ fn session(
                         }
                         Up::Ping => {
                             if let Err(e) = queue(ws, Message::Ping(Vec::new().into()), "ping") {
+                                break 'session e;
+                            }
+                        }
+                        Up::Text(text) => {
+                            if let Err(e) = queue(ws, Message::text(text), "text") {
                                 break 'session e;
                             }
                         }

@@ -57,6 +57,8 @@ pub enum Up {
     Send(usize),
     /// Send a WebSocket Ping.
     Ping,
+    /// Send this text (an application heartbeat, or a recovery request).
+    Text(String),
     /// Close the connection for this reason, then report [`ConnMachine::lost`].
     Drop(String),
     /// Nothing to do before this instant (unless I/O arrives).
@@ -72,6 +74,8 @@ struct Session {
     next_request: usize,
     next_send: Instant,
     next_ping: Option<Instant>,
+    /// Messages queued by recoveries, sent paced after the subscribe requests.
+    queued: std::collections::VecDeque<String>,
 }
 
 #[derive(Debug)]
@@ -136,6 +140,7 @@ impl<'a> ConnMachine<'a> {
             next_request: 0,
             next_send: now,
             next_ping: (!o.ping_interval.is_zero()).then(|| now + o.ping_interval),
+            queued: std::collections::VecDeque::new(),
         });
         requests.prepend(o.snapshot_symbols.iter().map(String::as_str));
     }
@@ -160,17 +165,25 @@ impl<'a> ConnMachine<'a> {
         let Phase::Up(s) = &mut self.phase else {
             return Up::Drop("not connected".to_owned());
         };
-        let pending_request = s.next_request < o.subscribe.len();
+        let pending_request = s.next_request < o.subscribe.len() || !s.queued.is_empty();
         if pending_request && now >= s.next_send {
-            let i = s.next_request;
-            s.next_request += 1;
             s.next_send = now + o.send_interval;
-            return Up::Send(i);
+            if s.next_request < o.subscribe.len() {
+                let i = s.next_request;
+                s.next_request += 1;
+                return Up::Send(i);
+            }
+            if let Some(text) = s.queued.pop_front() {
+                return Up::Text(text);
+            }
         }
         if s.next_ping.is_some_and(|t| now >= t) {
             s.next_ping = Some(now + o.ping_interval);
             self.stats.pings_sent += 1;
-            return Up::Ping;
+            return match &o.ping_text {
+                Some(text) => Up::Text(text.clone()),
+                None => Up::Ping,
+            };
         }
         let idle_at = (!o.idle_timeout.is_zero()).then(|| s.last_rx + o.idle_timeout);
         if idle_at.is_some_and(|t| now >= t) {
@@ -183,6 +196,27 @@ impl<'a> ConnMachine<'a> {
             .min()
             .unwrap_or(far);
         Up::Wait(next)
+    }
+
+    /// The next recovery request to serve with a REST snapshot. Requests for
+    /// symbols that recover by resubscribing queue their messages instead
+    /// (sent paced by [`poll_up`](Self::poll_up)).
+    pub fn take_request(&mut self, requests: &SnapshotRequests) -> Option<String> {
+        loop {
+            let symbol = requests.pop()?;
+            match (self.opts.resubscribe.get(&symbol), &mut self.phase) {
+                (Some(msgs), Phase::Up(s)) => s.queued.extend(msgs.iter().cloned()),
+                (Some(_), _) => {}
+                (None, _) => return Some(symbol),
+            }
+        }
+    }
+
+    /// Messages are queued and may be due now.
+    #[inline]
+    #[must_use]
+    pub fn wants_send(&self) -> bool {
+        matches!(&self.phase, Phase::Up(s) if !s.queued.is_empty())
     }
 
     /// The connection is gone: the snapshot that was in flight (if any) is
@@ -252,6 +286,36 @@ mod tests {
         assert!(matches!(m.poll_up(t + Duration::from_secs(35)), Up::Ping));
         assert!(
             matches!(m.poll_up(t + Duration::from_secs(35)), Up::Drop(r) if r.contains("idle"))
+        );
+    }
+
+    #[test]
+    fn text_heartbeats_and_resubscribe_recoveries_are_paced_sends() {
+        let mut o = opts();
+        o.ping_text = Some(r#"{"event":"ping"}"#.to_owned());
+        o.send_interval = Duration::from_millis(200);
+        o.resubscribe
+            .insert("XBT/USD".into(), vec!["unsub".into(), "sub".into()]);
+        let r = SnapshotRequests::new();
+        let mut m = ConnMachine::new(&o);
+        let t = Instant::now();
+        assert_eq!(m.poll_down(t), Down::Connect);
+        m.connected(t, &r);
+        r.request("XBT/USD");
+        r.request("ETH/USD");
+        // The resubscribing symbol queues its messages; the other is a snapshot.
+        assert_eq!(m.take_request(&r).as_deref(), Some("ETH/USD"));
+        assert!(m.wants_send());
+        assert_eq!(m.poll_up(t), Up::Text("unsub".into()));
+        assert_eq!(m.poll_up(t), Up::Wait(t + Duration::from_millis(200)));
+        assert_eq!(
+            m.poll_up(t + Duration::from_millis(200)),
+            Up::Text("sub".into())
+        );
+        assert!(!m.wants_send());
+        assert_eq!(
+            m.poll_up(t + Duration::from_secs(10)),
+            Up::Text(r#"{"event":"ping"}"#.into())
         );
     }
 

@@ -70,6 +70,12 @@ pub struct FeedOptions {
     pub connect_timeout: Duration,
     /// Client Ping period; `Duration::ZERO` disables pings.
     pub ping_interval: Duration,
+    /// Send this text instead of a WebSocket Ping (an application-level
+    /// heartbeat such as Kraken's `{"event":"ping"}`).
+    pub ping_text: Option<String>,
+    /// Symbols whose books recover by resubscribing: the messages that do
+    /// it (a request for such a symbol sends them instead of a snapshot).
+    pub resubscribe: std::collections::HashMap<String, Vec<String>>,
     /// Reconnect when no message (of any kind) arrived for this long; zero disables.
     pub idle_timeout: Duration,
     /// Bound on one snapshot GET.
@@ -89,6 +95,7 @@ impl fmt::Debug for FeedOptions {
             .field("backoff", &self.backoff)
             .field("connect_timeout", &self.connect_timeout)
             .field("ping_interval", &self.ping_interval)
+            .field("ping_text", &self.ping_text)
             .field("idle_timeout", &self.idle_timeout)
             .field("http_timeout", &self.http_timeout)
             .field("max_reconnects", &self.max_reconnects)
@@ -112,6 +119,8 @@ impl FeedOptions {
             backoff: (Duration::from_millis(100), Duration::from_secs(5), 0.3),
             connect_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(20),
+            ping_text: None,
+            resubscribe: std::collections::HashMap::new(),
             idle_timeout: Duration::from_secs(60),
             http_timeout: Duration::from_secs(10),
             max_reconnects: None,
@@ -342,6 +351,14 @@ async fn session(
     let mut wake = now;
     let end = 'session: loop {
         // Everything the machine wants done now, then its next deadline.
+        if inflight.is_none() {
+            if let Some(symbol) = m.take_request(requests) {
+                inflight = Some(start_snapshot(opts, symbol));
+            }
+        }
+        if m.wants_send() {
+            wake = now;
+        }
         while now >= wake {
             match m.poll_up(now) {
                 Up::Wait(t) => wake = t,
@@ -351,17 +368,17 @@ async fn session(
                         break 'session format!("subscribe send failed: {e}");
                     }
                 }
+                Up::Text(text) => {
+                    if let Err(e) = ws.send(Message::text(text)).await {
+                        break 'session format!("send failed: {e}");
+                    }
+                }
                 Up::Ping => {
                     if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
                         break 'session format!("ping send failed: {e}");
                     }
                 }
                 Up::Drop(reason) => break 'session reason,
-            }
-        }
-        if inflight.is_none() {
-            if let Some(symbol) = requests.pop() {
-                inflight = Some(start_snapshot(opts, symbol));
             }
         }
         let idle_snapshots = inflight.is_none();

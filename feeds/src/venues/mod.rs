@@ -4,3 +4,4 @@
 //! is one folder with one registry line per venue.
 
 pub mod binance;
+pub mod kraken;

@@ -5,12 +5,10 @@
 //! the scan keeps each field as the raw tape slice of its value and the
 //! normalizer reads it with the type its kind requires.
 
-use simd_json::{Node, StaticNode};
+use simd_json::Node;
 
-use crate::venue::ParseError;
-
-/// The tape nodes of one JSON value (header node first for containers).
-pub(super) type Raw<'t, 'i> = &'t [Node<'i>];
+use crate::tape::span;
+pub(super) use crate::tape::{as_bool, as_i64, as_str, as_u64, for_each_level, req, Raw};
 
 /// Fields of one Binance object (a raw payload, a wrapper or its `data`).
 #[allow(non_snake_case)]
@@ -40,15 +38,6 @@ pub(super) struct Fields<'t, 'i> {
     pub result: Option<Raw<'t, 'i>>,
     pub error: Option<Raw<'t, 'i>>,
     pub id: Option<Raw<'t, 'i>>,
-}
-
-/// Number of tape nodes a value occupies.
-#[inline]
-fn span(n: &Node<'_>) -> usize {
-    match *n {
-        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
-        _ => 1,
-    }
 }
 
 impl<'t, 'i> Fields<'t, 'i> {
@@ -99,77 +88,4 @@ impl<'t, 'i> Fields<'t, 'i> {
         }
         Some(f)
     }
-}
-
-/// A required field.
-#[inline]
-pub(super) fn req<'t, 'i>(
-    v: Option<Raw<'t, 'i>>,
-    field: &'static str,
-) -> Result<Raw<'t, 'i>, ParseError> {
-    v.ok_or_else(|| ParseError::missing(field))
-}
-
-/// A string value.
-#[inline]
-pub(super) fn as_str<'i>(v: Raw<'_, 'i>, field: &'static str) -> Result<&'i str, ParseError> {
-    match v.first() {
-        Some(Node::String(s)) => Ok(s),
-        _ => Err(ParseError::wrong_type(field)),
-    }
-}
-
-/// A non-negative integer value.
-#[inline]
-pub(super) fn as_u64(v: Raw<'_, '_>, field: &'static str) -> Result<u64, ParseError> {
-    match v.first() {
-        Some(Node::Static(StaticNode::U64(n))) => Ok(*n),
-        Some(Node::Static(StaticNode::I64(n))) if *n >= 0 => Ok(n.unsigned_abs()),
-        _ => Err(ParseError::wrong_type(field)),
-    }
-}
-
-/// An integer value that fits in `i64`.
-#[inline]
-pub(super) fn as_i64(v: Raw<'_, '_>, field: &'static str) -> Result<i64, ParseError> {
-    match v.first() {
-        Some(Node::Static(StaticNode::I64(n))) => Ok(*n),
-        Some(Node::Static(StaticNode::U64(n))) => {
-            i64::try_from(*n).map_err(|_| ParseError::wrong_type(field))
-        }
-        _ => Err(ParseError::wrong_type(field)),
-    }
-}
-
-/// A boolean value.
-#[inline]
-pub(super) fn as_bool(v: Raw<'_, '_>, field: &'static str) -> Result<bool, ParseError> {
-    match v.first() {
-        Some(Node::Static(StaticNode::Bool(b))) => Ok(*b),
-        _ => Err(ParseError::wrong_type(field)),
-    }
-}
-
-/// Calls `f(price, qty)` for each `[price, qty, ...]` entry of a level array.
-#[inline]
-pub(super) fn for_each_level<'i>(
-    v: Raw<'_, 'i>,
-    field: &'static str,
-    mut f: impl FnMut(&'i str, &'i str) -> Result<(), ParseError>,
-) -> Result<(), ParseError> {
-    let Some(&Node::Array { len, .. }) = v.first() else {
-        return Err(ParseError::wrong_type(field));
-    };
-    let mut idx = 1;
-    for _ in 0..len {
-        let Some(&Node::Array { len: n, count }) = v.get(idx) else {
-            return Err(ParseError::wrong_type(field));
-        };
-        match (n >= 2, v.get(idx + 1), v.get(idx + 2)) {
-            (true, Some(Node::String(px)), Some(Node::String(qty))) => f(px, qty)?,
-            _ => return Err(ParseError::wrong_type(field)),
-        }
-        idx += count + 1;
-    }
-    Ok(())
 }

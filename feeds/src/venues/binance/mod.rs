@@ -48,8 +48,6 @@ mod parse;
 mod server;
 mod subscription;
 
-use simd_json::{Buffers, Tape};
-
 use crate::book::{BookPolicy, BookStart, Integrity, SyncRule};
 use crate::event::{Event, Symbol};
 use crate::instruments::Instruments;
@@ -191,9 +189,8 @@ enum DepthSeen {
 pub struct Binance {
     market: &'static Market,
     instruments: Instruments,
-    buffers: Buffers,
-    /// Empty between frames; keeps its allocation.
-    tape: Tape<'static>,
+    /// `None` only while a frame is being parsed.
+    parser: Option<crate::tape::TapeParser>,
     /// The capture's `symbols=` header when it names exactly one symbol.
     capture_symbol: Option<Symbol>,
     depth_seen: DepthSeen,
@@ -217,8 +214,7 @@ impl Binance {
             market,
             instruments,
             // Large enough for a 1000-level REST snapshot without regrowth.
-            buffers: Buffers::new(128 * 1024),
-            tape: Tape(Vec::with_capacity(16 * 1024)),
+            parser: Some(crate::tape::TapeParser::new(128 * 1024)),
             capture_symbol: None,
             depth_seen: DepthSeen::None,
         }
@@ -274,5 +270,9 @@ impl VenueAdapter for Binance {
 
     fn snapshot_path(&self, symbol: &str, limit: u32) -> String {
         subscription::snapshot_path(self.market.depth_path, symbol, limit)
+    }
+
+    fn resubscribe(&self, symbol: &str) -> Vec<String> {
+        subscription::resubscribe(symbol)
     }
 }

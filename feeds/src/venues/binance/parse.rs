@@ -1,6 +1,6 @@
 //! Frame classification and normalization (SIGNALS.md 2.2-2.4).
 
-use simd_json::{Node, Tape};
+use simd_json::Node;
 
 use super::messages::{as_bool, as_i64, as_str, as_u64, for_each_level, req, Fields, Raw};
 use super::{Binance, DepthSeen};
@@ -47,35 +47,15 @@ impl Binance {
         out: &mut Vec<Event>,
     ) -> Result<FrameKind, ParseError> {
         let start = out.len();
-        // The tape keeps its allocation across frames; `reset` empties it and
-        // rebinds its lifetime to this frame.
-        let mut tape: Tape<'_> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
-        let res = match simd_json::fill_tape(frame, &mut self.buffers, &mut tape) {
-            Ok(()) => match mode {
-                Mode::Frame => self.dispatch(&tape.0, recv_ns, out),
-                Mode::RestSnapshot(sym) => self.rest_snapshot(&tape.0, sym, recv_ns, out),
-            },
-            Err(e) => Err(ParseError::json(&e)),
-        };
-        self.tape = tape.reset();
-        match res {
-            Ok(
-                k @ (FrameKind::Trade | FrameKind::Quote | FrameKind::Depth | FrameKind::Snapshot),
-            ) => Ok(k),
-            other => {
-                if out.len() > start {
-                    self.discard(start, out);
-                }
-                other
-            }
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn discard(&mut self, start: usize, out: &mut Vec<Event>) {
-        self.instruments.rollback(&out[start..]);
-        out.truncate(start);
+        // Taken out for the parse so the dispatch can borrow the adapter
+        // (a move of a few words; nothing is allocated).
+        let mut parser = self.parser.take();
+        let res = crate::tape::TapeParser::parse(&mut parser, frame, |nodes| match mode {
+            Mode::Frame => self.dispatch(nodes, recv_ns, out),
+            Mode::RestSnapshot(sym) => self.rest_snapshot(nodes, sym, recv_ns, out),
+        });
+        self.parser = parser;
+        crate::tape::keep_data(res, start, out, &mut self.instruments)
     }
 
     fn dispatch(

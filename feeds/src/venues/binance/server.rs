@@ -28,7 +28,7 @@ pub static USDM_SERVER: BinanceServer = BinanceServer(&super::USDM_MARKET);
 pub static COINM_SERVER: BinanceServer = BinanceServer(&super::COINM_MARKET);
 
 impl BinanceServer {
-    fn futures(&self) -> bool {
+    fn is_futures(&self) -> bool {
         self.0.depth_path != super::SPOT_MARKET.depth_path
     }
 }
@@ -45,6 +45,60 @@ fn unwrap(frame: &str) -> Option<(std::ops::Range<usize>, &str)> {
     let body = data.trim_end();
     let body = body.strip_suffix('}')?;
     Some((start..start + body.len(), name))
+}
+
+impl BinanceServer {
+    /// The reply to a client request (`None`: no reply).
+    fn reply(&self, subscriptions: &mut Vec<String>, text: &str) -> Option<String> {
+        let mut bytes = text.as_bytes().to_vec();
+        let Ok(v) = simd_json::to_borrowed_value(&mut bytes) else {
+            return Some(r#"{"error":{"code":3,"msg":"Invalid JSON"},"id":null}"#.to_owned());
+        };
+        let id = match v.get("id") {
+            Some(id) if id.is_u64() || id.is_i64() || id.is_str() => id.encode(),
+            _ => "null".to_owned(),
+        };
+        let params: Vec<String> = v
+            .get_array("params")
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let invalid = |msg: &str| format!(r#"{{"error":{{"code":2,"msg":"{msg}"}},"id":{id}}}"#);
+        let result = match v.get_str("method") {
+            Some("SUBSCRIBE") => {
+                // A stream name is `<symbol>@<stream>`.
+                if let Some(bad) = params.iter().find(|p| {
+                    p.split_once('@')
+                        .is_none_or(|(s, k)| s.is_empty() || k.is_empty())
+                }) {
+                    let bad = bad.replace(['"', '\\'], "");
+                    return Some(invalid(&format!(
+                        "Invalid request: invalid stream name {bad}"
+                    )));
+                }
+                for name in params {
+                    if !subscriptions.contains(&name) {
+                        subscriptions.push(name);
+                    }
+                }
+                "null".to_owned()
+            }
+            Some("UNSUBSCRIBE") => {
+                subscriptions.retain(|s| !params.contains(s));
+                "null".to_owned()
+            }
+            Some("LIST_SUBSCRIPTIONS") => {
+                let names: Vec<String> = subscriptions.iter().map(|s| format!("\"{s}\"")).collect();
+                format!("[{}]", names.join(","))
+            }
+            _ => return Some(invalid("Invalid request")),
+        };
+        // Binance's field order: result first.
+        Some(format!(r#"{{"result":{result},"id":{id}}}"#))
+    }
 }
 
 impl VenueServer for BinanceServer {
@@ -102,55 +156,15 @@ impl VenueServer for BinanceServer {
         })
     }
 
-    fn on_client_text(&self, subscriptions: &mut Vec<String>, text: &str) -> Option<String> {
-        let mut bytes = text.as_bytes().to_vec();
-        let Ok(v) = simd_json::to_borrowed_value(&mut bytes) else {
-            return Some(r#"{"error":{"code":3,"msg":"Invalid JSON"},"id":null}"#.to_owned());
-        };
-        let id = match v.get("id") {
-            Some(id) if id.is_u64() || id.is_i64() || id.is_str() => id.encode(),
-            _ => "null".to_owned(),
-        };
-        let params: Vec<String> = v
-            .get_array("params")
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let invalid = |msg: &str| format!(r#"{{"error":{{"code":2,"msg":"{msg}"}},"id":{id}}}"#);
-        let result = match v.get_str("method") {
-            Some("SUBSCRIBE") => {
-                // A stream name is `<symbol>@<stream>`.
-                if let Some(bad) = params.iter().find(|p| {
-                    p.split_once('@')
-                        .is_none_or(|(s, k)| s.is_empty() || k.is_empty())
-                }) {
-                    let bad = bad.replace(['"', '\\'], "");
-                    return Some(invalid(&format!(
-                        "Invalid request: invalid stream name {bad}"
-                    )));
-                }
-                for name in params {
-                    if !subscriptions.contains(&name) {
-                        subscriptions.push(name);
-                    }
-                }
-                "null".to_owned()
-            }
-            Some("UNSUBSCRIBE") => {
-                subscriptions.retain(|s| !params.contains(s));
-                "null".to_owned()
-            }
-            Some("LIST_SUBSCRIPTIONS") => {
-                let names: Vec<String> = subscriptions.iter().map(|s| format!("\"{s}\"")).collect();
-                format!("[{}]", names.join(","))
-            }
-            _ => return Some(invalid("Invalid request")),
-        };
-        // Binance's field order: result first.
-        Some(format!(r#"{{"result":{result},"id":{id}}}"#))
+    fn on_client_text(
+        &self,
+        subscriptions: &mut Vec<String>,
+        text: &str,
+        replies: &mut Vec<String>,
+    ) {
+        if let Some(r) = self.reply(subscriptions, text) {
+            replies.push(r);
+        }
     }
 
     fn route(&self, frame: &str) -> Routed {
@@ -258,7 +272,7 @@ impl VenueServer for BinanceServer {
 
     fn render(&self, op: &MarketOp<'_>, scale: Scale, wrap: bool, out: &mut String) {
         let (pd, qd) = (scale.price_decimals, scale.qty_decimals);
-        let futures = self.futures();
+        let futures = self.is_futures();
         let stream = |out: &mut String, symbol: &str, suffix: &str| {
             if wrap {
                 out.push_str("{\"stream\":\"");
@@ -469,19 +483,19 @@ mod tests {
     #[test]
     fn requests_get_binance_replies() {
         let mut subs = Vec::new();
-        let r = SPOT.on_client_text(
+        let r = SPOT.reply(
             &mut subs,
             r#"{"method":"SUBSCRIBE","params":["btcusdt@trade","btcusdt@depth"],"id":3}"#,
         );
         assert_eq!(r.as_deref(), Some(r#"{"result":null,"id":3}"#));
         assert_eq!(subs, ["btcusdt@trade", "btcusdt@depth"]);
-        let r = SPOT.on_client_text(&mut subs, r#"{"method":"LIST_SUBSCRIPTIONS","id":4}"#);
+        let r = SPOT.reply(&mut subs, r#"{"method":"LIST_SUBSCRIPTIONS","id":4}"#);
         assert_eq!(
             r.as_deref(),
             Some(r#"{"result":["btcusdt@trade","btcusdt@depth"],"id":4}"#)
         );
         let r = SPOT
-            .on_client_text(
+            .reply(
                 &mut subs,
                 r#"{"method":"SUBSCRIBE","params":["nonsense"],"id":5}"#,
             )
@@ -490,16 +504,13 @@ mod tests {
             r.starts_with(r#"{"error":{"code":2"#) && r.ends_with(r#""id":5}"#),
             "{r}"
         );
-        let r = SPOT.on_client_text(
+        let r = SPOT.reply(
             &mut subs,
             r#"{"method":"UNSUBSCRIBE","params":["btcusdt@trade"],"id":6}"#,
         );
         assert_eq!(r.as_deref(), Some(r#"{"result":null,"id":6}"#));
         assert_eq!(subs, ["btcusdt@depth"]);
-        assert!(SPOT
-            .on_client_text(&mut subs, "{")
-            .unwrap()
-            .contains("Invalid JSON"));
+        assert!(SPOT.reply(&mut subs, "{").unwrap().contains("Invalid JSON"));
     }
 
     #[test]

@@ -154,6 +154,15 @@ pub(super) fn subscribe_message(streams: &[String], id: u64) -> String {
     m
 }
 
+/// `UNSUBSCRIBE` then `SUBSCRIBE` of the symbol's diff-depth stream.
+pub(super) fn resubscribe(symbol: &str) -> Vec<String> {
+    let stream = [format!("{}@{DEPTH_STREAM}", symbol.to_ascii_lowercase())];
+    vec![
+        subscribe_message(&stream, 0).replacen("SUBSCRIBE", "UNSUBSCRIBE", 1),
+        subscribe_message(&stream, 0),
+    ]
+}
+
 /// `/api/v3/depth?symbol=BTCUSDT&limit=1000` (the market's route).
 pub(super) fn snapshot_path(route: &str, symbol: &str, limit: u32) -> String {
     format!(
