@@ -691,6 +691,8 @@ mod tests {
             "binance-live.toml",
             "binance-usdm-live.toml",
             "binance-coinm-live.toml",
+            "kraken-live.toml",
+            "okx-live.toml",
             "replay.toml",
         ] {
             Config::load(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));

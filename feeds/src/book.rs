@@ -612,7 +612,8 @@ pub enum SyncRule {
     /// changes nothing). Bridging a REST snapshot with id `L`: updates with
     /// `last_id <= L` are stale, the first applied has
     /// `prev_last_id <= L < last_id`. Anything else — a broken chain, or a
-    /// sequence going backwards (the venue reset it) — is a gap.
+    /// sequence going backwards (the venue reset it) — is a gap. Updates
+    /// that carry no sequence numbers (both 0: OKX before `seqId`) apply.
     Linked,
     /// No sequence: every update applies (Kraken v1); integrity comes from
     /// the venue's checksum.
@@ -1042,6 +1043,9 @@ fn apply(
                 return Step::Gap;
             }
         }
+        // Updates without sequence numbers (older OKX data) apply; the
+        // checksum is then the integrity check.
+        SyncRule::Linked if hdr.last_id == 0 && hdr.prev_last_id == 0 => {}
         SyncRule::Linked => {
             let (seq, prev) = (hdr.last_id, hdr.prev_last_id);
             if *chained {

@@ -296,6 +296,7 @@ pub static VENUES: &[VenueDef] = &[
     venues::binance::USDM,
     venues::binance::COINM,
     venues::kraken::KRAKEN,
+    venues::okx::OKX,
 ];
 
 /// Looks a venue up by name; returns its index and definition.
