@@ -197,6 +197,17 @@ pub trait VenueServer: Sync {
     /// Appends `op` as the venue's frame (`wrap`: in its combined-stream
     /// wrapper), prices and sizes rendered with `scale`.
     fn render(&self, op: &MarketOp<'_>, scale: Scale, wrap: bool, out: &mut String);
+
+    /// The venue sends a book snapshot on the stream when a client
+    /// subscribes (Kraken, OKX): the simulator renders one from its book.
+    fn snapshot_on_subscribe(&self) -> bool {
+        false
+    }
+
+    /// `frame` with its book checksum altered (a fault); `None`: it carries none.
+    fn corrupt_checksum(&self, _frame: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The simulator's books: the venue's own adapter parses every played
@@ -207,7 +218,8 @@ pub struct SimBooks {
     adapter: Box<dyn VenueAdapter>,
     events: Vec<Event>,
     frame: Vec<u8>,
-    books: HashMap<InstrumentId, (Symbol, Scale, DepthSync)>,
+    /// Symbol, scale, wire precision and book of each instrument.
+    books: HashMap<InstrumentId, (Symbol, Scale, Scale, DepthSync)>,
     levels: Vec<Level>,
 }
 
@@ -259,8 +271,8 @@ impl SimBooks {
                 Event::Instrument(info) => {
                     let policy = self.venue.book;
                     self.books.entry(info.inst).or_insert_with(|| {
-                        let sync = DepthSync::with_rule(policy.sequence, 1024, 1 << 16);
-                        (info.symbol, info.scale, sync)
+                        let sync = DepthSync::with_policy(policy, 1024, 1 << 16);
+                        (info.symbol, info.scale, info.wire, sync)
                     });
                     i += 1;
                 }
@@ -269,7 +281,7 @@ impl SimBooks {
                     self.levels.clear();
                     self.levels
                         .extend(self.events[i + 1..].iter().take(n).filter_map(level));
-                    if let Some((_, _, sync)) = self.books.get_mut(&h.inst) {
+                    if let Some((_, _, _, sync)) = self.books.get_mut(&h.inst) {
                         // The source is the truth: a gap in it restarts the
                         // book from this diff (served again after the next snapshot).
                         if sync.on_diff(&h, &self.levels) == DiffOutcome::Gap {
@@ -283,7 +295,7 @@ impl SimBooks {
                     self.levels.clear();
                     self.levels
                         .extend(self.events[i + 1..].iter().take(n).filter_map(level));
-                    if let Some((_, _, sync)) = self.books.get_mut(&h.inst) {
+                    if let Some((_, _, _, sync)) = self.books.get_mut(&h.inst) {
                         // A later snapshot of the source replaces the book;
                         // the first one bridges the diffs buffered before it.
                         if sync.is_synced() {
@@ -301,25 +313,42 @@ impl SimBooks {
     /// Whether a synced book of `symbol` exists.
     #[must_use]
     pub fn synced(&self, symbol: &str) -> bool {
-        self.find(symbol).is_some_and(|(_, _, s)| s.is_synced())
+        self.find(symbol).is_some_and(|(_, _, _, s)| s.is_synced())
     }
 
-    fn find(&self, symbol: &str) -> Option<&(Symbol, Scale, DepthSync)> {
+    fn find(&self, symbol: &str) -> Option<&(Symbol, Scale, Scale, DepthSync)> {
         self.books
             .values()
-            .find(|(s, _, _)| s.as_str().eq_ignore_ascii_case(symbol))
+            .find(|(s, _, _, _)| s.as_str().eq_ignore_ascii_case(symbol))
     }
 
     /// A snapshot body of the synced book of `symbol` (at most `limit`
     /// levels per side), rendered by the venue's server.
     #[must_use]
     pub fn snapshot(&self, server: &dyn VenueServer, symbol: &str, limit: usize) -> Option<String> {
-        let (sym, scale, sync) = self.find(symbol)?;
+        let (sym, scale, wire, sync) = self.find(symbol)?;
         if !sync.is_synced() {
             return None;
         }
-        let bids: Vec<(i64, i64)> = sync.book().bids().take(limit).collect();
-        let asks: Vec<(i64, i64)> = sync.book().asks().take(limit).collect();
+        // At the venue's wire precision where it is known (checksums are
+        // computed from the strings), else at the book's scale.
+        let known = wire.price_decimals > 0 || wire.qty_decimals > 0;
+        let out_scale = if known { *wire } else { *scale };
+        let down = |v: i64, from: u8, to: u8| {
+            if from > to {
+                v / 10i64.pow(u32::from(from - to))
+            } else {
+                v
+            }
+        };
+        let conv = |(p, q): (i64, i64)| {
+            (
+                down(p, scale.price_decimals, out_scale.price_decimals),
+                down(q, scale.qty_decimals, out_scale.qty_decimals),
+            )
+        };
+        let bids: Vec<(i64, i64)> = sync.book().bids().take(limit).map(conv).collect();
+        let asks: Vec<(i64, i64)> = sync.book().asks().take(limit).map(conv).collect();
         let mut out = String::with_capacity(64 + (bids.len() + asks.len()) * 40);
         let op = MarketOp::Snapshot {
             symbol: sym.as_str(),
@@ -328,7 +357,7 @@ impl SimBooks {
             bids: &bids,
             asks: &asks,
         };
-        server.render(&op, *scale, false, &mut out);
+        server.render(&op, out_scale, false, &mut out);
         Some(out)
     }
 }

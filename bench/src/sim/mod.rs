@@ -84,6 +84,9 @@ pub struct Faults {
     /// Do not send the Nth (1-based) depth diff due on the connection,
     /// producing a U/u gap.
     pub skip_depth_at: Vec<u64>,
+    /// Alter the book checksum of the Nth (1-based) depth frame due on the
+    /// connection (venues that send one: Kraken, OKX).
+    pub corrupt_checksum_at: Vec<u64>,
     /// After this many frames on the connection, stop sending for the given
     /// time (the socket stays open; the playback clock stops meanwhile).
     pub stall: Option<(u64, Duration)>,
@@ -753,6 +756,7 @@ impl Actor {
                 };
                 if let Message::Text(t) = msg {
                     let mut names: Vec<String> = conn.subs.iter().map(|s| s.name.clone()).collect();
+                    let before = names.clone();
                     let mut replies = Vec::new();
                     self.server
                         .on_client_text(&mut names, t.as_str(), &mut replies);
@@ -764,6 +768,19 @@ impl Actor {
                                 key: self.server.stream_key(&name),
                                 name,
                             });
+                        }
+                    }
+                    // Venues that start books on the stream send a snapshot of
+                    // each newly subscribed book, after the acks.
+                    if self.server.snapshot_on_subscribe() {
+                        for s in conn.subs.iter().filter(|s| !before.contains(&s.name)) {
+                            let Some(k) = s.key.as_ref().filter(|k| k.kind == StreamKind::Depth)
+                            else {
+                                continue;
+                            };
+                            if let Some(snap) = self.books.snapshot(self.server, &k.symbol, 1000) {
+                                replies.push(snap);
+                            }
                         }
                     }
                     for reply in replies {
@@ -934,6 +951,7 @@ impl Actor {
                 continue;
             }
             let mut depth_counted = false;
+            let mut corrupt = false;
             for s in &c.subs {
                 if s.key.as_ref() != Some(key) {
                     continue;
@@ -944,8 +962,17 @@ impl Actor {
                     if c.faulty && self.cfg.faults.skip_depth_at.contains(&c.depth_seen) {
                         break;
                     }
+                    corrupt =
+                        c.faulty && self.cfg.faults.corrupt_checksum_at.contains(&c.depth_seen);
                 }
-                let msg = if c.combined {
+                let corrupted = if corrupt {
+                    self.server.corrupt_checksum(&frame[payload.clone()])
+                } else {
+                    None
+                };
+                let msg = if let Some(bad) = corrupted {
+                    Utf8Bytes::from(bad)
+                } else if c.combined {
                     if wrapper == Some(s.name.as_str()) {
                         Utf8Bytes::from(frame)
                     } else {

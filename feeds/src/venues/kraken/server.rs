@@ -183,6 +183,17 @@ impl VenueServer for KrakenServer {
         ("200 OK", r#"{"error":["EService:Unavailable"]}"#.to_owned())
     }
 
+    fn snapshot_on_subscribe(&self) -> bool {
+        true
+    }
+
+    fn corrupt_checksum(&self, frame: &str) -> Option<String> {
+        let i = frame.find("\"c\":\"")? + 5;
+        let j = i + frame[i..].find('"')?;
+        let c: u32 = frame[i..j].parse().ok()?;
+        Some(format!("{}{}{}", &frame[..i], c ^ 1, &frame[j..]))
+    }
+
     fn render(&self, op: &MarketOp<'_>, scale: Scale, _wrap: bool, out: &mut String) {
         let (pd, qd) = (scale.price_decimals, scale.qty_decimals);
         let secs = |out: &mut String, ms: i64| {

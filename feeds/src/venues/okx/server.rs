@@ -154,6 +154,17 @@ impl VenueServer for OkxServer {
         )
     }
 
+    fn snapshot_on_subscribe(&self) -> bool {
+        true
+    }
+
+    fn corrupt_checksum(&self, frame: &str) -> Option<String> {
+        let i = frame.find("\"checksum\":")? + 11;
+        let j = i + frame[i..].find(|c: char| c != '-' && !c.is_ascii_digit())?;
+        let c: i64 = frame[i..j].parse().ok()?;
+        Some(format!("{}{}{}", &frame[..i], c ^ 1, &frame[j..]))
+    }
+
     fn render(&self, op: &MarketOp<'_>, scale: Scale, _wrap: bool, out: &mut String) {
         let (pd, qd) = (scale.price_decimals, scale.qty_decimals);
         let levels = |out: &mut String, lv: &[(i64, i64)]| {
