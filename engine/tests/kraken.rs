@@ -6,15 +6,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-
 use common::{read_lines, shared_dir, temp_dir};
-use engine::app::{self, Output};
-use engine::config::Config;
-use engine::replay::ReplayDefaults;
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Default, PartialEq)]
 struct RefBook {
@@ -140,28 +134,11 @@ fn same_decimal(engine: &Value, wire: Option<&str>) -> bool {
 #[test]
 fn kraken_v1_capture_verifies_every_checksum_and_matches_the_reference() {
     let Some(shared) = shared_dir() else { return };
-    let mut caps: Vec<PathBuf> = std::fs::read_dir(shared.join("data/kraken"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".txt.gz"))
-        .collect();
-    caps.sort();
+    let caps = common::venue_captures(&shared, "kraken");
     assert!(!caps.is_empty());
     for cap in &caps {
         let dir = temp_dir("kraken");
-        let mut cfg = Config::default();
-        cfg.engine.pin_cores = false;
-        let stats = app::replay_with(
-            &cfg,
-            std::slice::from_ref(cap),
-            &ReplayDefaults::default(),
-            engine::config::Speed::Max,
-            Output::File(dir.join("o.jsonl")),
-            None,
-            &AtomicBool::new(false),
-        )
-        .unwrap()
-        .stats;
+        let stats = common::replay_no_config(std::slice::from_ref(cap), &dir.join("o.jsonl"));
         let name = cap.display();
         assert_eq!(stats["parse_errors"], 0, "{name}");
         assert_eq!(stats["unknown_messages"], 0, "{name}");

@@ -7,13 +7,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::path::Path;
 
 use common::{read_lines, shared_dir, temp_dir};
-use engine::app::{self, Output};
-use engine::config::Config;
-use engine::replay::ReplayDefaults;
 use serde_json::Value;
 
 type Side = BTreeMap<(u128, u128), (String, String)>;
@@ -106,28 +102,11 @@ fn same_decimal(engine: &Value, wire: Option<&str>) -> bool {
 #[test]
 fn okx_capture_verifies_every_checksum_and_matches_the_reference() {
     let Some(shared) = shared_dir() else { return };
-    let mut caps: Vec<PathBuf> = std::fs::read_dir(shared.join("data/okx"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".txt.gz"))
-        .collect();
-    caps.sort();
+    let caps = common::venue_captures(&shared, "okx");
     assert!(!caps.is_empty());
     for cap in &caps {
         let dir = temp_dir("okx");
-        let mut cfg = Config::default();
-        cfg.engine.pin_cores = false;
-        let stats = app::replay_with(
-            &cfg,
-            std::slice::from_ref(cap),
-            &ReplayDefaults::default(),
-            engine::config::Speed::Max,
-            Output::File(dir.join("o.jsonl")),
-            None,
-            &AtomicBool::new(false),
-        )
-        .unwrap()
-        .stats;
+        let stats = common::replay_no_config(std::slice::from_ref(cap), &dir.join("o.jsonl"));
         let name = cap.display();
         assert_eq!(stats["parse_errors"], 0, "{name}");
         assert_eq!(stats["unknown_messages"], 0, "{name}");
@@ -201,19 +180,7 @@ fn okx_checksum_zero_counts_as_absent_and_a_corrupt_one_resyncs() {
         out.push('\n');
     }
     std::fs::write(dir.join("c.txt"), out).unwrap();
-    let mut cfg = Config::default();
-    cfg.engine.pin_cores = false;
-    let stats = app::replay_with(
-        &cfg,
-        &[dir.join("c.txt")],
-        &ReplayDefaults::default(),
-        engine::config::Speed::Max,
-        Output::None,
-        None,
-        &AtomicBool::new(false),
-    )
-    .unwrap()
-    .stats;
+    let stats = common::replay_no_config(&[dir.join("c.txt")], &dir.join("c.jsonl"));
     let uni = &stats["instruments"]["okx:UNI-USD-SWAP"];
     assert_eq!(uni["checksum_failed"], 0, "{uni}");
     assert_eq!(uni["checksum_ok"], 0, "{uni}");

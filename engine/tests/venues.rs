@@ -35,13 +35,7 @@ fn replay(paths: &[PathBuf], defaults: &ReplayDefaults, out: &Path) -> Value {
 }
 
 fn captures(shared: &Path, venue: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(shared.join("data").join(venue))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".txt.gz"))
-        .collect();
-    v.sort();
-    v
+    common::venue_captures(shared, venue)
 }
 
 /// What the reference replay finds for one symbol.

@@ -126,6 +126,23 @@ pub(crate) fn for_each_level<'i>(
     Ok(())
 }
 
+/// Raises `wire` to the decimals of the `[price, size, ..]` string entries
+/// of a level array (the wire precision an instrument is announced with).
+pub(crate) fn learn_levels(wire: &mut crate::event::Scale, levels: Raw<'_, '_>) {
+    for lv in elements(levels).into_iter().flatten() {
+        let mut it = elements(lv).into_iter().flatten();
+        if let (Some(Node::String(p)), Some(Node::String(q))) = (
+            it.next().and_then(<[Node<'_>]>::first),
+            it.next().and_then(<[Node<'_>]>::first),
+        ) {
+            wire.price_decimals = wire
+                .price_decimals
+                .max(crate::fixed::decimals(p.as_bytes()));
+            wire.qty_decimals = wire.qty_decimals.max(crate::fixed::decimals(q.as_bytes()));
+        }
+    }
+}
+
 /// A reusable simd-json tape: parse frames in place without allocating once
 /// its buffers have grown (one per adapter).
 pub(crate) struct TapeParser {

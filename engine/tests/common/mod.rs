@@ -58,3 +58,32 @@ pub fn spot_captures(shared: &std::path::Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// Replays `paths` with no configuration (each capture names its venue),
+/// writing rows to `out`; returns the stats.
+pub fn replay_no_config(paths: &[PathBuf], out: &std::path::Path) -> serde_json::Value {
+    let mut cfg = engine::config::Config::default();
+    cfg.engine.pin_cores = false;
+    engine::app::replay_with(
+        &cfg,
+        paths,
+        &engine::replay::ReplayDefaults::default(),
+        engine::config::Speed::Max,
+        engine::app::Output::File(out.to_path_buf()),
+        None,
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap()
+    .stats
+}
+
+/// The shared captures of `venue` (`shared/data/<venue>/*.txt.gz`), sorted.
+pub fn venue_captures(shared: &std::path::Path, venue: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(shared.join("data").join(venue))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".txt.gz"))
+        .collect();
+    v.sort();
+    v
+}

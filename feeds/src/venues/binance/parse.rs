@@ -364,11 +364,7 @@ fn wire_decimals(f: &Fields<'_, '_>) -> Scale {
         see(v, price);
     }
     for levels in [f.b, f.a, f.bids, f.asks].into_iter().flatten() {
-        let _ = for_each_level(levels, "levels", |px, qty| {
-            w.price_decimals = w.price_decimals.max(fixed::decimals(px.as_bytes()));
-            w.qty_decimals = w.qty_decimals.max(fixed::decimals(qty.as_bytes()));
-            Ok(())
-        });
+        crate::tape::learn_levels(&mut w, levels);
     }
     w
 }

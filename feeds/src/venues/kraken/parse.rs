@@ -9,7 +9,7 @@ use crate::event::{
 };
 use crate::fixed;
 use crate::instruments::{InstrumentSpec, NO_WIRE};
-use crate::tape::{as_str, as_u64, elements, entries, Raw};
+use crate::tape::{as_str, as_u64, elements, entries, learn_levels, Raw};
 use crate::venue::{FrameKind, ParseError};
 
 /// Kraken timestamps: decimal seconds (`"1618678123.481570"`) → ns, exactly.
@@ -100,16 +100,7 @@ impl Kraken {
             let mut w = NO_WIRE;
             for obj in book_objects(items) {
                 for (_, levels) in entries(obj).into_iter().flatten() {
-                    for lv in elements(levels).into_iter().flatten() {
-                        let mut it = elements(lv).into_iter().flatten();
-                        if let (Some(Ok(p)), Some(Ok(q))) = (
-                            it.next().map(|v| as_str(v, "price")),
-                            it.next().map(|v| as_str(v, "volume")),
-                        ) {
-                            w.price_decimals = w.price_decimals.max(fixed::decimals(p.as_bytes()));
-                            w.qty_decimals = w.qty_decimals.max(fixed::decimals(q.as_bytes()));
-                        }
-                    }
+                    learn_levels(&mut w, levels);
                 }
             }
             w
@@ -192,18 +183,10 @@ impl Kraken {
         recv_ns: i64,
         out: &mut Vec<Event>,
     ) -> Result<FrameKind, ParseError> {
+        // A trade is `[price, volume, ..]`, as a level is.
         let wire = || {
             let mut w = NO_WIRE;
-            for t in elements(list).into_iter().flatten() {
-                let mut it = elements(t).into_iter().flatten();
-                if let (Some(Ok(p)), Some(Ok(q))) = (
-                    it.next().map(|v| as_str(v, "price")),
-                    it.next().map(|v| as_str(v, "volume")),
-                ) {
-                    w.price_decimals = w.price_decimals.max(fixed::decimals(p.as_bytes()));
-                    w.qty_decimals = w.qty_decimals.max(fixed::decimals(q.as_bytes()));
-                }
-            }
+            learn_levels(&mut w, list);
             w
         };
         let Some((inst, spec)) = self.resolve(pair, wire, out) else {

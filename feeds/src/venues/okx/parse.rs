@@ -9,7 +9,7 @@ use crate::event::{
 };
 use crate::fixed;
 use crate::instruments::{InstrumentSpec, NO_WIRE};
-use crate::tape::{as_str, elements, entries, Raw};
+use crate::tape::{as_str, elements, entries, learn_levels, Raw};
 use crate::venue::{exchange_ts_ns, FrameKind, ParseError};
 
 /// The fields of one `data` entry (books, trades, tickers, bbo).
@@ -97,16 +97,7 @@ fn ts(e: &Entry<'_, '_>, recv_ns: i64) -> Result<i64, ParseError> {
 fn levels_wire(e: &Entry<'_, '_>) -> Scale {
     let mut w = NO_WIRE;
     for side in [e.asks, e.bids].into_iter().flatten() {
-        for lv in elements(side).into_iter().flatten() {
-            let mut it = elements(lv).into_iter().flatten();
-            if let (Some(Ok(p)), Some(Ok(q))) = (
-                it.next().map(|v| as_str(v, "px")),
-                it.next().map(|v| as_str(v, "sz")),
-            ) {
-                w.price_decimals = w.price_decimals.max(fixed::decimals(p.as_bytes()));
-                w.qty_decimals = w.qty_decimals.max(fixed::decimals(q.as_bytes()));
-            }
-        }
+        learn_levels(&mut w, side);
     }
     w
 }
