@@ -591,3 +591,75 @@ fn kraken_over_loopback_verifies_checksums_and_resubscribes_one_pair() {
 fn okx_over_loopback_verifies_checksums_and_resubscribes_one_instrument() {
     checksummed_venue_over_loopback("okx");
 }
+
+/// OKX with `seqId`/`prevSeqId` chains (added to the shared capture's book
+/// frames, steps of 3): a dropped update breaks the chain, that instrument
+/// alone resubscribes, the simulator's snapshot (at its book's `seqId`)
+/// restarts the chain, and no row comes from the broken book.
+#[test]
+fn okx_sequence_gap_resubscribes_one_instrument() {
+    let Some((cap, _)) = venue_capture("okx") else {
+        return;
+    };
+    let dir = temp_dir("e2e-okx-seq");
+    let mut seqs: HashMap<String, i64> = HashMap::new();
+    let mut text = String::new();
+    for line in read_lines(&cap) {
+        let mut l = line.clone();
+        if let (Some(i), true) = (
+            l.find("\"instId\":\""),
+            l.contains("\"channel\":\"books\"") && l.contains("\"action\""),
+        ) {
+            let inst = l[i + 10..].split('"').next().unwrap().to_owned();
+            let prev = if l.contains("\"action\":\"snapshot\"") {
+                -1
+            } else {
+                seqs[&inst]
+            };
+            let seq = seqs.get(&inst).copied().unwrap_or(1_000) + 3;
+            seqs.insert(inst, seq);
+            let at = l.find("\"checksum\":").unwrap();
+            l.insert_str(at, &format!("\"prevSeqId\":{prev},\"seqId\":{seq},"));
+        }
+        text.push_str(&l);
+        text.push('\n');
+    }
+    let seq_cap = dir.join("okx-seq.txt");
+    std::fs::write(&seq_cap, text).unwrap();
+    let replay_stats = replay(&seq_cap, &dir.join("replay.jsonl"));
+    let want_l2 = l2_rows(&rows(&dir.join("replay.jsonl")));
+    for (k, i) in replay_stats["instruments"].as_object().unwrap() {
+        assert_eq!(i["gaps"], 0, "{k}: the added chains are intact");
+        assert_eq!(i["checksum_failed"], 0, "{k}");
+    }
+    let symbols = header_symbols(&cap).join("\",\"");
+    let faults = bench::sim::Faults {
+        skip_depth_at: vec![30],
+        ..Default::default()
+    };
+    let sim = start_sim(&seq_cap, faults);
+    let live = run_venue(&sim, &dir.join("live.jsonl"), "", "okx", &symbols);
+    sim.shutdown().unwrap();
+    let insts = live["instruments"].as_object().unwrap();
+    let gapped: Vec<&String> = insts
+        .keys()
+        .filter(|k| insts[*k]["gaps"].as_u64() > Some(0))
+        .collect();
+    assert_eq!(gapped.len(), 1, "{live}");
+    let bad = &insts[gapped[0]];
+    assert!(bad["resyncs"].as_u64().unwrap() >= 1, "{bad}");
+    assert_eq!(bad["synced"], true, "{bad}");
+    assert_eq!(
+        bad["checksum_failed"], 0,
+        "the chain caught it first: {bad}"
+    );
+    assert_eq!(live["connects"], 1);
+    for (sym, got) in l2_rows(&rows(&dir.join("live.jsonl"))) {
+        for (ts, v) in got {
+            assert!(
+                want_l2[&sym].iter().any(|(t, w)| *t == ts && close(v, *w)),
+                "{sym}: {ts} {v}"
+            );
+        }
+    }
+}
