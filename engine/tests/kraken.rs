@@ -191,3 +191,31 @@ fn kraken_v1_capture_verifies_every_checksum_and_matches_the_reference() {
         assert!(rows.iter().all(|r| r["ts_ns"] != r["recv_ns"]));
     }
 }
+
+#[test]
+fn checksums_use_the_snapshots_precision_whatever_frame_came_first() {
+    let Some(shared) = shared_dir() else { return };
+    let cap = &common::venue_captures(&shared, "kraken")[0];
+    let dir = temp_dir("kraken-first");
+    // A spread and a trade with fewer decimals than XMR/USD's book strings
+    // announce the pair before its snapshot.
+    let mut text = String::new();
+    let mut inserted = false;
+    for line in read_lines(cap) {
+        if !inserted && !line.starts_with('#') && line.contains("\"XMR/USD\"]") {
+            let t: i64 = line.split(' ').next().unwrap().parse().unwrap();
+            text.push_str(&format!("{} [0,[\"354.1\",\"354.2\",\"1618678133.1\",\"1.5\",\"2\"],\"spread\",\"XMR/USD\"]\n", t - 2));
+            text.push_str(&format!("{} [0,[[\"354.1\",\"0.5\",\"1618678133.2\",\"s\",\"m\",\"\"]],\"trade\",\"XMR/USD\"]\n", t - 1));
+            inserted = true;
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    assert!(inserted);
+    std::fs::write(dir.join("k.txt"), text).unwrap();
+    let stats = common::replay_no_config(&[dir.join("k.txt")], &dir.join("k.jsonl"));
+    let xmr = &stats["instruments"]["kraken:XMR/USD"];
+    assert_eq!(xmr["checksum_failed"], 0, "{xmr}");
+    assert!(xmr["checksum_ok"].as_u64().unwrap() > 800, "{xmr}");
+    assert_eq!(xmr["trades"], 1, "{xmr}");
+}

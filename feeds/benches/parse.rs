@@ -144,6 +144,7 @@ impl Dom {
                     levels: 0,
                     checksum: None,
                     max_depth: 0,
+                    wire: feeds::instruments::NO_WIRE,
                 }));
                 let n = Self::levels(out, d.get_array("bids"), BookSide::Bid, &spec)?
                     + Self::levels(out, d.get_array("asks"), BookSide::Ask, &spec)?;
@@ -352,6 +353,7 @@ impl Serde {
                     levels: u32::try_from(m.bids.len() + m.asks.len()).ok()?,
                     checksum: None,
                     max_depth: 0,
+                    wire: feeds::instruments::NO_WIRE,
                 }));
                 serde_levels(out, &m.bids, BookSide::Bid, &spec)?;
                 serde_levels(out, &m.asks, BookSide::Ask, &spec)?;

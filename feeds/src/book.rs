@@ -20,7 +20,8 @@
 //! let mut sync = DepthSync::new(1024, 4096);
 //! assert_eq!(sync.on_diff(&diff(8, 12), &[lv(BookSide::Bid, 99, 5)]), DiffOutcome::Buffered);
 //! let snap = SnapshotHeader {
-//!     inst: InstrumentId(0), last_update_id: 10, recv_ns: 0, levels: 2, checksum: None, max_depth: 0,
+//!     inst: InstrumentId(0), last_update_id: 10, recv_ns: 0, levels: 2, checksum: None,
+//!     max_depth: 0, wire: feeds::instruments::NO_WIRE,
 //! };
 //! let out = sync.on_snapshot(&snap, &[lv(BookSide::Bid, 100, 1), lv(BookSide::Ask, 101, 2)]);
 //! assert_eq!(out, SnapshotOutcome::Synced { replayed: 1 });
@@ -759,6 +760,8 @@ pub struct DepthSync {
     start: BookStart,
     /// Levels per side kept after every update (0: all), from the snapshot.
     max_depth: usize,
+    /// Decimals of the last snapshot's strings (all 0: not learned).
+    wire: crate::event::Scale,
     book: OrderBook,
     book_id: u64,
     synced: bool,
@@ -806,6 +809,7 @@ impl DepthSync {
             rule: policy.sequence,
             start: policy.start,
             max_depth: 0,
+            wire: crate::instruments::NO_WIRE,
             book: OrderBook::with_capacity(level_capacity),
             book_id: 0,
             synced: false,
@@ -867,6 +871,9 @@ impl DepthSync {
             self.book.apply(lv);
         }
         self.max_depth = hdr.max_depth as usize;
+        if hdr.wire != crate::instruments::NO_WIRE {
+            self.wire = hdr.wire;
+        }
         if self.max_depth > 0 {
             self.book.truncate(self.max_depth);
         }
@@ -932,6 +939,13 @@ impl DepthSync {
     #[must_use]
     pub fn book_id(&self) -> u64 {
         self.book_id
+    }
+
+    /// Decimals of the last snapshot's strings (`NO_WIRE` where not learned).
+    #[inline]
+    #[must_use]
+    pub fn wire(&self) -> crate::event::Scale {
+        self.wire
     }
 
     /// Diffs evicted from or refused by the full buffer, since construction.

@@ -165,6 +165,9 @@ pub struct SnapshotHeader {
     /// Levels per side the venue maintains for this subscription (the book
     /// is truncated to it after every update); 0 = unlimited.
     pub max_depth: u32,
+    /// Decimals of the snapshot's strings (the precision checksums are
+    /// rendered at until the next snapshot); all 0 where not learned.
+    pub wire: Scale,
 }
 
 /// One price level of a depth diff or snapshot (size 0 deletes the level).

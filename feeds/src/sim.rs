@@ -332,8 +332,12 @@ impl SimBooks {
         }
         // At the venue's wire precision where it is known (checksums are
         // computed from the strings), else at the book's scale.
+        let wire = match sync.wire() {
+            w if w == crate::instruments::NO_WIRE => *wire,
+            w => w,
+        };
         let known = wire.price_decimals > 0 || wire.qty_decimals > 0;
-        let out_scale = if known { *wire } else { *scale };
+        let out_scale = if known { wire } else { *scale };
         let down = |v: i64, from: u8, to: u8| {
             if from > to {
                 v / 10i64.pow(u32::from(from - to))

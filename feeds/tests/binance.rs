@@ -304,6 +304,7 @@ fn rest_snapshot_real_frame() {
             levels: 2000,
             checksum: None,
             max_depth: 0,
+            wire: feeds::instruments::NO_WIRE,
         })
     );
     assert_eq!(out.len(), 2001);
@@ -616,6 +617,7 @@ fn snapshot_symbol_attribution() {
             levels: 12,
             checksum: None,
             max_depth: 0,
+            wire: feeds::instruments::NO_WIRE,
         })
     );
     // ... but not once a second symbol's depth has been seen.

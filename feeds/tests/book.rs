@@ -34,6 +34,7 @@ fn snap(last_update_id: u64) -> SnapshotHeader {
         levels: 0,
         checksum: None,
         max_depth: 0,
+        wire: feeds::instruments::NO_WIRE,
     }
 }
 
@@ -615,6 +616,7 @@ fn stream_snapshots_replace_the_book_and_truncate_to_the_subscribed_depth() {
     let mut s = DepthSync::with_policy(stream_policy(SyncRule::Unsequenced), 16, 64);
     let deep = SnapshotHeader {
         max_depth: 2,
+        wire: feeds::instruments::NO_WIRE,
         ..snap(0)
     };
     let levels = [

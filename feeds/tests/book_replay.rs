@@ -164,6 +164,7 @@ fn binance_spot_capture_syncs_and_cross_checks() {
                 levels: levels.len() as u32,
                 checksum: None,
                 max_depth: 0,
+                wire: feeds::instruments::NO_WIRE,
             };
             let out = sync.on_snapshot(&hdr, &levels);
             assert!(matches!(out, SnapshotOutcome::Synced { .. }), "{out:?}");

@@ -610,7 +610,12 @@ fn verify_checksum(st: &InstrumentState, sent: Option<u32>, scratch: &mut Vec<u8
         st.stats.checksum_absent.inc();
         return true;
     }
-    let ours = feeds::checksum::crc32(st.sync.book(), &spec, st.info.scale, st.info.wire, scratch);
+    // The precision of the book's last snapshot, else of the announcement.
+    let wire = match st.sync.wire() {
+        w if w == feeds::instruments::NO_WIRE => st.info.wire,
+        w => w,
+    };
+    let ours = feeds::checksum::crc32(st.sync.book(), &spec, st.info.scale, wire, scratch);
     if ours == sent {
         st.stats.checksum_ok.inc();
         true

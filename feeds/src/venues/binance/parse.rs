@@ -304,6 +304,7 @@ fn emit_snapshot(
         levels: 0,
         checksum: None,
         max_depth: 0,
+        wire: NO_WIRE,
     }));
     let levels = push_levels(out, bids, "bids", asks, "asks", spec)?;
     if let Event::Snapshot(h) = &mut out[header] {

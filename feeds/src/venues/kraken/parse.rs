@@ -31,6 +31,17 @@ fn book_objects<'a, 't, 'i>(items: &'a [Raw<'t, 'i>]) -> impl Iterator<Item = Ra
     items[1..items.len() - 2].iter().copied()
 }
 
+/// Decimals of a book frame's level strings.
+fn book_wire(items: &[Raw<'_, '_>]) -> Scale {
+    let mut w = NO_WIRE;
+    for obj in book_objects(items) {
+        for (_, levels) in entries(obj).into_iter().flatten() {
+            learn_levels(&mut w, levels);
+        }
+    }
+    w
+}
+
 impl Kraken {
     pub(super) fn dispatch(
         &mut self,
@@ -96,15 +107,7 @@ impl Kraken {
         recv_ns: i64,
         out: &mut Vec<Event>,
     ) -> Result<FrameKind, ParseError> {
-        let wire = || {
-            let mut w = NO_WIRE;
-            for obj in book_objects(items) {
-                for (_, levels) in entries(obj).into_iter().flatten() {
-                    learn_levels(&mut w, levels);
-                }
-            }
-            w
-        };
+        let wire = || book_wire(items);
         let Some((inst, spec)) = self.resolve(pair, wire, out) else {
             return Ok(FrameKind::Ignored);
         };
@@ -156,6 +159,7 @@ impl Kraken {
                 levels,
                 checksum,
                 max_depth: depth,
+                wire: book_wire(items),
             })
         } else {
             Event::Depth(DepthHeader {

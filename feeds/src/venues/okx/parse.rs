@@ -237,6 +237,7 @@ impl Okx {
                 levels,
                 checksum,
                 max_depth: 0,
+                wire: levels_wire(e),
             })
         } else {
             Event::Depth(DepthHeader {
