@@ -48,7 +48,8 @@ usage:
                 [--parquet <signals.parquet>]   (needs a build with --features parquet)
                 [--metrics-addr <ip:port>]      (/metrics and /health, see docs/observability.md)
   engine sim [<capture>...] --listen <ip:port> [--speed max|1|<N>] [--drop-after <frames>] [--skip-depth <n>]...
-             [--stall-after <frames> --stall-ms <ms>]   (no capture: serve the built-in generator)
+             [--stall-after <frames> --stall-ms <ms>] [--corrupt-checksum <n>]...
+                                        (no capture: serve the built-in generator)
              [--venue <name>]   (protocol spoken; default: the capture's venue= header, else binance-spot)
   engine run --config <file> [--out <file|->] [--stats <file>] [--duration <s>] [--metrics-addr <ip:port>]
   engine record --config <file> --out <dir> [--duration <s>]
@@ -289,6 +290,7 @@ fn cmd_sim(args: &Args) -> Result<(), String> {
         "speed",
         "drop-after",
         "skip-depth",
+        "corrupt-checksum",
         "stall-after",
         "stall-ms",
         "generate-seconds",
@@ -333,6 +335,12 @@ fn cmd_sim(args: &Args) -> Result<(), String> {
         sc.faults.skip_depth_at.push(
             v.parse()
                 .map_err(|_| format!("--skip-depth: invalid {v:?}"))?,
+        );
+    }
+    for v in args.all("corrupt-checksum") {
+        sc.faults.corrupt_checksum_at.push(
+            v.parse()
+                .map_err(|_| format!("--corrupt-checksum: invalid {v:?}"))?,
         );
     }
     if let Some(after) = args.parse_opt::<u64>("stall-after")? {
