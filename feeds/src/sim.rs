@@ -310,12 +310,6 @@ impl SimBooks {
         }
     }
 
-    /// Whether a synced book of `symbol` exists.
-    #[must_use]
-    pub fn synced(&self, symbol: &str) -> bool {
-        self.find(symbol).is_some_and(|(_, _, _, s)| s.is_synced())
-    }
-
     fn find(&self, symbol: &str) -> Option<&(Symbol, Scale, Scale, DepthSync)> {
         self.books
             .values()
