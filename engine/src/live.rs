@@ -192,7 +192,7 @@ pub(crate) fn feed_connections(
                     o.resubscribe = plan
                         .depth_symbols
                         .iter()
-                        .map(|s| (s.clone(), adapter.resubscribe(s)))
+                        .map(|s| (s.clone(), adapter.resubscribe(&plan, s)))
                         .collect();
                 }
             }
@@ -202,7 +202,7 @@ pub(crate) fn feed_connections(
                 Heartbeat::WsPing { every } => o.ping_interval = every,
                 Heartbeat::Text { message, every } => {
                     o.ping_interval = every;
-                    o.ping_text = Some(message.to_owned());
+                    o.ping_text = Some(plan.ping_text.unwrap_or(message).to_owned());
                 }
             }
             (plan, o)

@@ -218,3 +218,116 @@ fn discard(
     instruments.rollback(&out[start..]);
     out.truncate(start);
 }
+
+/// The source text of a frame's JSON numbers. simd-json's tape keeps
+/// numbers as binary values (floats through `f64`); venues that send prices
+/// as JSON numbers (Kraken v2) need the text to parse them exactly and to
+/// learn their precision. The frame is copied before parsing (simd-json
+/// rewrites it in place) and its number tokens are indexed in document
+/// order, which is the tape's order. Buffers are reused: no allocation per
+/// frame once grown.
+#[derive(Default)]
+pub(crate) struct NumberTexts {
+    copy: Vec<u8>,
+    spans: Vec<(u32, u32)>,
+    /// Tape index → 1 + span index (0: not a number node).
+    at: Vec<u32>,
+    base: usize,
+}
+
+impl NumberTexts {
+    /// Records the number tokens of `frame` (call before it is parsed).
+    pub(crate) fn scan(&mut self, frame: &[u8]) {
+        self.copy.clear();
+        self.copy.extend_from_slice(frame);
+        self.spans.clear();
+        let b = &self.copy;
+        let (mut i, mut in_str) = (0usize, false);
+        while i < b.len() {
+            let c = b[i];
+            if in_str {
+                match c {
+                    b'\\' => i += 1,
+                    b'"' => in_str = false,
+                    _ => {}
+                }
+                i += 1;
+                continue;
+            }
+            if c == b'"' {
+                in_str = true;
+                i += 1;
+            } else if c == b'-' || c.is_ascii_digit() {
+                let start = i;
+                while i < b.len() && matches!(b[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    i += 1;
+                }
+                self.spans.push((start as u32, i as u32));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Indexes the number nodes of the frame's whole tape (`nodes`, its root
+    /// slice) to the recorded tokens.
+    pub(crate) fn index(&mut self, nodes: &[Node<'_>]) {
+        self.at.clear();
+        self.at.resize(nodes.len(), 0);
+        self.base = nodes.as_ptr() as usize;
+        let mut k = 0u32;
+        for (i, n) in nodes.iter().enumerate() {
+            if let Node::Static(StaticNode::I64(_) | StaticNode::U64(_) | StaticNode::F64(_)) = n {
+                k += 1;
+                self.at[i] = k;
+            }
+        }
+    }
+
+    /// The source text of a number value of the indexed tape; `None` if `v`
+    /// is not a number (or not from that tape).
+    pub(crate) fn text(&self, v: Raw<'_, '_>) -> Option<&str> {
+        let addr = v.as_ptr() as usize;
+        let i = addr.checked_sub(self.base)? / std::mem::size_of::<Node<'_>>();
+        let k = *self.at.get(i)?;
+        let (s, e) = *self.spans.get(k.checked_sub(1)? as usize)?;
+        std::str::from_utf8(self.copy.get(s as usize..e as usize)?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_texts_follow_the_tape() {
+        let src = br#"{"a":"x\"1","price":45283.50,"qty":0.10000000,"n":[1,-2.5e3],"ok":true,"c":3310070434}"#;
+        let mut nt = NumberTexts::default();
+        nt.scan(src);
+        let mut frame = src.to_vec();
+        let mut p = Some(TapeParser::new(1024));
+        let texts = TapeParser::parse(&mut p, &mut frame, |nodes| {
+            nt.index(nodes);
+            let mut out = Vec::new();
+            for (k, v) in entries(nodes).into_iter().flatten() {
+                match k {
+                    "n" => out.extend(
+                        elements(v)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|e| nt.text(e))
+                            .map(str::to_owned),
+                    ),
+                    _ => out.extend(nt.text(v).map(str::to_owned)),
+                }
+            }
+            Ok(out)
+        })
+        .unwrap();
+        assert_eq!(
+            texts,
+            ["45283.50", "0.10000000", "1", "-2.5e3", "3310070434"]
+        );
+    }
+}

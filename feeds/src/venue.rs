@@ -177,9 +177,9 @@ pub trait VenueAdapter: Send {
     /// ([`Recovery::RestSnapshot`]).
     fn snapshot_path(&self, symbol: &str, limit: u32) -> String;
 
-    /// Messages that restart the book of `symbol` on its connection
-    /// (unsubscribe, then subscribe; [`Recovery::Resubscribe`]).
-    fn resubscribe(&self, symbol: &str) -> Vec<String>;
+    /// Messages that restart the book of `symbol` on the connection of
+    /// `plan` (unsubscribe, then subscribe; [`Recovery::Resubscribe`]).
+    fn resubscribe(&self, plan: &ConnectionPlan, symbol: &str) -> Vec<String>;
 }
 
 /// One subscribe request sent after connecting.
@@ -206,6 +206,9 @@ pub struct ConnectionPlan {
     /// Symbols whose depth books this connection carries: their books
     /// start (and recover) through it, and reset when it drops.
     pub depth_symbols: Vec<String>,
+    /// The text heartbeat of this connection where it differs from the
+    /// venue's [`Heartbeat::Text`] (an API version's own ping).
+    pub ping_text: Option<&'static str>,
 }
 
 /// How a connection is kept alive.

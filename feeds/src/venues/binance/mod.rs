@@ -272,7 +272,7 @@ impl VenueAdapter for Binance {
         subscription::snapshot_path(self.market.depth_path, symbol, limit)
     }
 
-    fn resubscribe(&self, symbol: &str) -> Vec<String> {
+    fn resubscribe(&self, _plan: &ConnectionPlan, symbol: &str) -> Vec<String> {
         subscription::resubscribe(symbol)
     }
 }

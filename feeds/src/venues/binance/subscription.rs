@@ -99,6 +99,7 @@ fn plan(
             url: ws_url(&base, streams),
             subscribe: Vec::new(),
             depth_symbols,
+            ping_text: None,
         };
     }
     let subscribe = streams
@@ -115,6 +116,7 @@ fn plan(
         url: format!("{base}/stream"),
         subscribe,
         depth_symbols,
+        ping_text: None,
     }
 }
 

@@ -1,4 +1,6 @@
-//! Kraken spot, WebSocket v1 (`wss://ws.kraken.com`): `book-N` (snapshot
+//! Kraken spot, WebSocket v1 (`wss://ws.kraken.com`) and v2
+//! (`wss://ws.kraken.com/v2`, see `v2.rs`): one adapter reads both (v1 data
+//! frames are arrays, v2 frames objects with a `channel`). v1: `book-N` (snapshot
 //! `as`/`bs`, updates `a`/`b` with the CRC32 `c` in the frame's last
 //! object), `trade` and `spread`, plus the `heartbeat`, `systemStatus`,
 //! `subscriptionStatus` and `pong` events.
@@ -18,6 +20,7 @@ mod parse;
 #[cfg(feature = "sim")]
 mod server;
 mod subscription;
+mod v2;
 
 use crate::book::{
     BookPolicy, BookStart, ChecksumLayout, ChecksumNumber, Crc32Spec, Integrity, SyncRule,
@@ -67,6 +70,8 @@ pub struct Kraken {
     instruments: Instruments,
     /// `None` only while a frame is being parsed.
     parser: Option<crate::tape::TapeParser>,
+    /// Number texts of v2 frames (prices and sizes are JSON numbers).
+    numbers: crate::tape::NumberTexts,
 }
 
 impl std::fmt::Debug for Kraken {
@@ -85,6 +90,7 @@ impl Kraken {
             instruments,
             // A 1000-level snapshot of both sides.
             parser: Some(crate::tape::TapeParser::new(256 * 1024)),
+            numbers: crate::tape::NumberTexts::default(),
         }
     }
 }
@@ -101,6 +107,10 @@ impl VenueAdapter for Kraken {
         out: &mut Vec<Event>,
     ) -> Result<FrameKind, ParseError> {
         let start = out.len();
+        // v2 frames are objects whose prices are JSON numbers: keep their text.
+        if frame.trim_ascii_start().first() == Some(&b'{') {
+            self.numbers.scan(frame);
+        }
         let mut parser = self.parser.take();
         let res = crate::tape::TapeParser::parse(&mut parser, frame, |nodes| {
             self.dispatch(nodes, recv_ns, out)
@@ -134,7 +144,7 @@ impl VenueAdapter for Kraken {
         )
     }
 
-    fn resubscribe(&self, symbol: &str) -> Vec<String> {
-        subscription::resubscribe(symbol)
+    fn resubscribe(&self, plan: &ConnectionPlan, symbol: &str) -> Vec<String> {
+        subscription::resubscribe(plan, symbol)
     }
 }

@@ -43,6 +43,24 @@ fn book_wire(items: &[Raw<'_, '_>]) -> Scale {
 }
 
 impl Kraken {
+    /// A v1 event, or any v2 frame.
+    fn object(
+        &mut self,
+        nodes: &[Node<'_>],
+        recv_ns: i64,
+        out: &mut Vec<Event>,
+    ) -> Result<FrameKind, ParseError> {
+        let v2 = entries(nodes)
+            .into_iter()
+            .flatten()
+            .any(|(k, _)| k == "channel" || k == "method");
+        if !v2 {
+            return Ok(event(nodes));
+        }
+        self.numbers.index(nodes);
+        self.v2(nodes, recv_ns, out)
+    }
+
     pub(super) fn dispatch(
         &mut self,
         nodes: &[Node<'_>],
@@ -50,7 +68,7 @@ impl Kraken {
         out: &mut Vec<Event>,
     ) -> Result<FrameKind, ParseError> {
         match nodes.first() {
-            Some(Node::Object { .. }) => Ok(event(nodes)),
+            Some(Node::Object { .. }) => self.object(nodes, recv_ns, out),
             Some(Node::Array { .. }) => {
                 // [channelID, payload.., channelName, pair]: at most 5 items.
                 let mut items: [Raw<'_, '_>; 5] = [&[]; 5];
@@ -271,7 +289,7 @@ fn key_name(key: &str) -> &'static str {
 
 /// An event object: heartbeats, status and acks are control frames; a
 /// `subscriptionStatus` with `status: "error"` is a refused request.
-fn event(nodes: &[Node<'_>]) -> FrameKind {
+pub(super) fn event(nodes: &[Node<'_>]) -> FrameKind {
     let (mut kind, mut status, mut reqid) = (None, None, 0u64);
     for (k, v) in entries(nodes).into_iter().flatten() {
         match k {

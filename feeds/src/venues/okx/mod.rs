@@ -136,7 +136,7 @@ impl VenueAdapter for Okx {
         )
     }
 
-    fn resubscribe(&self, symbol: &str) -> Vec<String> {
+    fn resubscribe(&self, _plan: &ConnectionPlan, symbol: &str) -> Vec<String> {
         subscription::resubscribe(symbol)
     }
 }

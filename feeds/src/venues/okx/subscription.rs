@@ -51,6 +51,7 @@ pub(super) fn connections(
         url: base.trim_end_matches('/').to_owned(),
         subscribe,
         depth_symbols: insts,
+        ping_text: None,
     }]
 }
 
