@@ -889,6 +889,7 @@ fn render_snapshot(
         .collect();
     let op = MarketOp::Snapshot {
         symbol: &s.spec.name,
+        rest: true,
         name_symbol: with_symbol,
         last_update_id: s.update_id,
         bids: &bids,

@@ -143,14 +143,25 @@ struct FeedResync {
     routes: Vec<(u16, String, Arc<SnapshotRequests>)>,
 }
 
-impl ResyncHook for FeedResync {
-    fn request(&mut self, info: &InstrumentInfo) {
-        if let Some((_, sym, req)) = self
-            .routes
+impl FeedResync {
+    fn route(&self, info: &InstrumentInfo) -> Option<(&String, &Arc<SnapshotRequests>)> {
+        self.routes
             .iter()
             .find(|(v, s, _)| *v == info.venue && s == info.symbol.as_str())
-        {
+            .map(|(_, s, r)| (s, r))
+    }
+}
+
+impl ResyncHook for FeedResync {
+    fn request(&mut self, info: &InstrumentInfo) {
+        if let Some((sym, req)) = self.route(info) {
             req.request(sym);
+        }
+    }
+
+    fn bootstrap(&mut self, info: &InstrumentInfo) {
+        if let Some((sym, req)) = self.route(info) {
+            req.request_fetch(sym);
         }
     }
 }

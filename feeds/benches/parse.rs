@@ -145,6 +145,7 @@ impl Dom {
                     checksum: None,
                     max_depth: 0,
                     wire: feeds::instruments::NO_WIRE,
+                    from_rest: true,
                 }));
                 let n = Self::levels(out, d.get_array("bids"), BookSide::Bid, &spec)?
                     + Self::levels(out, d.get_array("asks"), BookSide::Ask, &spec)?;
@@ -354,6 +355,7 @@ impl Serde {
                     checksum: None,
                     max_depth: 0,
                     wire: feeds::instruments::NO_WIRE,
+                    from_rest: true,
                 }));
                 serde_levels(out, &m.bids, BookSide::Bid, &spec)?;
                 serde_levels(out, &m.asks, BookSide::Ask, &spec)?;

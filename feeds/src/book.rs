@@ -21,7 +21,7 @@
 //! assert_eq!(sync.on_diff(&diff(8, 12), &[lv(BookSide::Bid, 99, 5)]), DiffOutcome::Buffered);
 //! let snap = SnapshotHeader {
 //!     inst: InstrumentId(0), last_update_id: 10, recv_ns: 0, levels: 2, checksum: None,
-//!     max_depth: 0, wire: feeds::instruments::NO_WIRE,
+//!     max_depth: 0, wire: feeds::instruments::NO_WIRE, from_rest: false,
 //! };
 //! let out = sync.on_snapshot(&snap, &[lv(BookSide::Bid, 100, 1), lv(BookSide::Ask, 101, 2)]);
 //! assert_eq!(out, SnapshotOutcome::Synced { replayed: 1 });
@@ -801,9 +801,13 @@ impl DepthSync {
         level_capacity: usize,
         buffer_capacity_levels: usize,
     ) -> Self {
-        let buffered = match policy.start {
-            BookStart::RestSnapshot => buffer_capacity_levels,
-            BookStart::StreamSnapshot => 0,
+        // A stream-started book buffers only where its updates can be
+        // bridged to a REST snapshot by sequence numbers.
+        let buffered = match (policy.start, policy.sequence) {
+            (BookStart::RestSnapshot, _) | (BookStart::StreamSnapshot, SyncRule::Linked) => {
+                buffer_capacity_levels
+            }
+            (BookStart::StreamSnapshot, _) => 0,
         };
         Self {
             rule: policy.sequence,
@@ -826,7 +830,7 @@ impl DepthSync {
     /// not consulted).
     pub fn on_diff(&mut self, hdr: &DepthHeader, levels: &[Level]) -> DiffOutcome {
         if !self.synced {
-            if self.start == BookStart::StreamSnapshot {
+            if !self.bridges(hdr) {
                 return DiffOutcome::NotSynced;
             }
             self.buffer(hdr, levels);
@@ -851,7 +855,7 @@ impl DepthSync {
                 self.book.clear();
                 self.synced = false;
                 self.clear_buffer();
-                if self.start == BookStart::RestSnapshot {
+                if self.bridges(hdr) {
                     self.buffer(hdr, levels);
                 }
                 DiffOutcome::Gap
@@ -863,7 +867,8 @@ impl DepthSync {
     /// buffer, unless already synced.
     pub fn on_snapshot(&mut self, hdr: &SnapshotHeader, levels: &[Level]) -> SnapshotOutcome {
         let replacing = self.synced;
-        if replacing && self.start == BookStart::RestSnapshot {
+        // Only a stream snapshot replaces a synced book (a REST one may be older).
+        if replacing && (self.start == BookStart::RestSnapshot || hdr.from_rest) {
             return SnapshotOutcome::Ignored;
         }
         self.book.clear();
@@ -907,6 +912,19 @@ impl DepthSync {
         }
         self.clear_buffer();
         SnapshotOutcome::Synced { replayed }
+    }
+
+    /// Whether an unsynced diff is kept for bridging to a later snapshot: on
+    /// a REST-started book always; on a stream-started one when it carries
+    /// sequence numbers (`Linked`); otherwise the next stream snapshot holds it.
+    #[inline]
+    fn bridges(&self, hdr: &DepthHeader) -> bool {
+        match self.start {
+            BookStart::RestSnapshot => true,
+            BookStart::StreamSnapshot => {
+                self.rule == SyncRule::Linked && (hdr.last_id != 0 || hdr.prev_last_id != 0)
+            }
+        }
     }
 
     /// Feed reconnected: book and buffer cleared, unsynced, `book_id` 0.

@@ -168,6 +168,8 @@ pub struct SnapshotHeader {
     /// Decimals of the snapshot's strings (the precision checksums are
     /// rendered at until the next snapshot); all 0 where not learned.
     pub wire: Scale,
+    /// Fetched over REST (bridged by sequence numbers), not sent on the stream.
+    pub from_rest: bool,
 }
 
 /// One price level of a depth diff or snapshot (size 0 deletes the level).

@@ -145,10 +145,13 @@ pub enum MarketOp<'a> {
         /// Changed asks, best first.
         asks: &'a [(i64, i64)],
     },
-    /// A depth snapshot (REST body), best levels first.
+    /// A depth snapshot, best levels first: the venue's REST body when
+    /// `rest`, else the frame it sends on the stream (where those differ).
     Snapshot {
         /// Upper-case symbol; named in the body when `name_symbol`.
         symbol: &'a str,
+        /// Render the REST answer.
+        rest: bool,
         /// Name the symbol in the body.
         name_symbol: bool,
         /// Last update id covered.
@@ -253,8 +256,9 @@ impl SimBooks {
         self.adapter.set_capture_symbols(symbols);
     }
 
-    /// Applies a played source frame (diffs, snapshots; the rest is ignored).
-    pub fn play(&mut self, recv_ns: i64, frame: &str) {
+    /// Applies a played source frame (diffs, snapshots; the rest is ignored);
+    /// returns the symbol of a snapshot it held.
+    pub fn play(&mut self, recv_ns: i64, frame: &str) -> Option<Symbol> {
         self.frame.clear();
         self.frame.extend_from_slice(frame.as_bytes());
         self.events.clear();
@@ -263,8 +267,9 @@ impl SimBooks {
             .parse(recv_ns, &mut self.frame, &mut self.events)
             .is_err()
         {
-            return;
+            return None;
         }
+        let mut snapshot = None;
         let mut i = 0;
         while i < self.events.len() {
             match self.events[i] {
@@ -295,7 +300,8 @@ impl SimBooks {
                     self.levels.clear();
                     self.levels
                         .extend(self.events[i + 1..].iter().take(n).filter_map(level));
-                    if let Some((_, _, _, sync)) = self.books.get_mut(&h.inst) {
+                    if let Some((sym, _, _, sync)) = self.books.get_mut(&h.inst) {
+                        snapshot = Some(*sym);
                         // A later snapshot of the source replaces the book;
                         // the first one bridges the diffs buffered before it.
                         if sync.is_synced() {
@@ -308,6 +314,7 @@ impl SimBooks {
                 _ => i += 1,
             }
         }
+        snapshot
     }
 
     fn find(&self, symbol: &str) -> Option<&(Symbol, Scale, Scale, DepthSync)> {
@@ -319,7 +326,13 @@ impl SimBooks {
     /// A snapshot body of the synced book of `symbol` (at most `limit`
     /// levels per side), rendered by the venue's server.
     #[must_use]
-    pub fn snapshot(&self, server: &dyn VenueServer, symbol: &str, limit: usize) -> Option<String> {
+    pub fn snapshot(
+        &self,
+        server: &dyn VenueServer,
+        symbol: &str,
+        limit: usize,
+        rest: bool,
+    ) -> Option<String> {
         let (sym, scale, wire, sync) = self.find(symbol)?;
         if !sync.is_synced() {
             return None;
@@ -350,6 +363,7 @@ impl SimBooks {
         let mut out = String::with_capacity(64 + (bids.len() + asks.len()) * 40);
         let op = MarketOp::Snapshot {
             symbol: sym.as_str(),
+            rest,
             name_symbol: false,
             last_update_id: sync.book_id(),
             bids: &bids,

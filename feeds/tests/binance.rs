@@ -305,6 +305,7 @@ fn rest_snapshot_real_frame() {
             checksum: None,
             max_depth: 0,
             wire: feeds::instruments::NO_WIRE,
+            from_rest: true,
         })
     );
     assert_eq!(out.len(), 2001);
@@ -618,6 +619,7 @@ fn snapshot_symbol_attribution() {
             checksum: None,
             max_depth: 0,
             wire: feeds::instruments::NO_WIRE,
+            from_rest: true,
         })
     );
     // ... but not once a second symbol's depth has been seen.

@@ -35,6 +35,7 @@ fn snap(last_update_id: u64) -> SnapshotHeader {
         checksum: None,
         max_depth: 0,
         wire: feeds::instruments::NO_WIRE,
+        from_rest: false,
     }
 }
 
@@ -566,9 +567,13 @@ fn stream_policy(sequence: SyncRule) -> feeds::book::BookPolicy {
 #[test]
 fn linked_sequence_chains_by_prev_id_with_keepalives_and_resets() {
     let mut s = DepthSync::with_policy(stream_policy(SyncRule::Linked), 16, 64);
-    // Before the stream's snapshot: dropped, not buffered.
-    assert_eq!(s.on_diff(&linked(1, 5), &[]), DiffOutcome::NotSynced);
-    assert_eq!(s.buffered_diffs(), 0);
+    // Before the stream's snapshot: kept for bridging (they carry sequence
+    // numbers; a REST bootstrap could need them), stale once it arrives...
+    assert_eq!(s.on_diff(&linked(1, 5), &[]), DiffOutcome::Buffered);
+    assert_eq!(s.buffered_diffs(), 1);
+    // ... while updates without sequence numbers cannot be bridged: dropped.
+    assert_eq!(s.on_diff(&linked(0, 0), &[]), DiffOutcome::NotSynced);
+    assert_eq!(s.buffered_diffs(), 1);
     assert!(matches!(
         s.on_snapshot(&snap(10), &snapshot_levels()),
         SnapshotOutcome::Synced { .. }
@@ -582,16 +587,23 @@ fn linked_sequence_chains_by_prev_id_with_keepalives_and_resets() {
     assert_eq!(s.on_diff(&linked(17, 17), &[]), DiffOutcome::Applied);
     assert_eq!(s.book_id(), 17);
     assert_eq!(s.book().best_bid(), Some((100, 3)));
-    // A broken chain is a gap; nothing is buffered on a stream-started book.
+    // A broken chain is a gap; the offending update waits for the bridge.
     assert_eq!(s.on_diff(&linked(18, 20), &[]), DiffOutcome::Gap);
     assert!(!s.is_synced());
-    assert_eq!(s.buffered_diffs(), 0);
+    assert_eq!(s.buffered_diffs(), 1);
     // The next snapshot restarts it; a sequence going backwards is a reset (gap).
     assert!(matches!(
         s.on_snapshot(&snap(30), &snapshot_levels()),
         SnapshotOutcome::Synced { .. }
     ));
     assert_eq!(s.on_diff(&linked(30, 31), &[]), DiffOutcome::Applied);
+    // A REST snapshot (possibly older) never replaces a synced stream book.
+    let rest = SnapshotHeader {
+        from_rest: true,
+        ..snap(40)
+    };
+    assert_eq!(s.on_snapshot(&rest, &[]), SnapshotOutcome::Ignored);
+    assert_eq!(s.book_id(), 31);
     assert_eq!(s.on_diff(&linked(5, 6), &[]), DiffOutcome::Gap);
 }
 

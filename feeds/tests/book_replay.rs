@@ -165,6 +165,7 @@ fn binance_spot_capture_syncs_and_cross_checks() {
                 checksum: None,
                 max_depth: 0,
                 wire: feeds::instruments::NO_WIRE,
+                from_rest: true,
             };
             let out = sync.on_snapshot(&hdr, &levels);
             assert!(matches!(out, SnapshotOutcome::Synced { .. }), "{out:?}");

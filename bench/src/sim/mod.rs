@@ -130,6 +130,10 @@ pub struct SimConfig {
     /// source's (`venue=` header of the capture, the generator's venue),
     /// else Binance spot.
     pub venue: Option<String>,
+    /// Send the book snapshots of stream-started venues on the stream (as
+    /// recorded, and on subscribe). `false` plays them into the simulator's
+    /// books only, so clients must bootstrap from REST (OKX since 2026).
+    pub stream_snapshots: bool,
 }
 
 impl SimConfig {
@@ -145,6 +149,7 @@ impl SimConfig {
             http_eof_timeout: Duration::from_secs(2),
             snapshot_rendezvous: Duration::from_secs(2),
             venue: None,
+            stream_snapshots: true,
         }
     }
 }
@@ -778,7 +783,12 @@ impl Actor {
                             else {
                                 continue;
                             };
-                            if let Some(snap) = self.books.snapshot(self.server, &k.symbol, 1000) {
+                            if !self.cfg.stream_snapshots {
+                                break;
+                            }
+                            if let Some(snap) =
+                                self.books.snapshot(self.server, &k.symbol, 1000, false)
+                            {
                                 replies.push(snap);
                             }
                         }
@@ -810,7 +820,7 @@ impl Actor {
                 } else if self.source.has_live_book() {
                     let (status, body) = self.server.unknown_symbol();
                     self.serve(stream, status, body);
-                } else if let Some(body) = self.books.snapshot(self.server, &symbol, limit) {
+                } else if let Some(body) = self.books.snapshot(self.server, &symbol, limit, true) {
                     self.serve(stream, "200 OK", body);
                 } else if self.exhausted {
                     let (status, body) = self.unanswerable(&symbol);
@@ -893,11 +903,26 @@ impl Actor {
                 payload,
                 wrapper_stream,
             } => {
+                let mut snapshot = None;
                 if key.kind == StreamKind::Depth {
-                    self.books.play(self.rec.recv_ns, &frame);
+                    snapshot = self.books.play(self.rec.recv_ns, &frame);
                 }
-                self.send(&frame, payload, wrapper_stream.as_deref(), key)
-                    .await;
+                if let Some(sym) = snapshot {
+                    // Depth requests held until this book existed.
+                    let (now, rest): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
+                        .into_iter()
+                        .partition(|h| h.symbol.eq_ignore_ascii_case(sym.as_str()));
+                    self.held = rest;
+                    for h in now {
+                        if let Some(body) = self.books.snapshot(self.server, &h.symbol, 400, true) {
+                            self.serve(h.stream, "200 OK", body);
+                        }
+                    }
+                }
+                if snapshot.is_none() || self.cfg.stream_snapshots {
+                    self.send(&frame, payload, wrapper_stream.as_deref(), key)
+                        .await;
+                }
                 self.known.insert(key.symbol.clone());
             }
             Routed::Snapshot { symbol, payload } => {

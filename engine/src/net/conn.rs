@@ -204,6 +204,9 @@ impl<'a> ConnMachine<'a> {
     pub fn take_request(&mut self, requests: &SnapshotRequests) -> Option<String> {
         loop {
             let symbol = requests.pop()?;
+            if requests.take_fetch(&symbol) {
+                return Some(symbol);
+            }
             match (self.opts.resubscribe.get(&symbol), &mut self.phase) {
                 (Some(msgs), Phase::Up(s)) => s.queued.extend(msgs.iter().cloned()),
                 (Some(_), _) => {}

@@ -158,6 +158,9 @@ pub trait FeedHandler {
 #[derive(Debug, Default)]
 pub struct SnapshotRequests {
     queue: Mutex<VecDeque<String>>,
+    /// Symbols whose pending request must be a REST fetch even on a venue
+    /// that recovers by resubscribing (a book the stream never started).
+    fetch: Mutex<Vec<String>>,
     /// Cheap "queue non-empty" hint so the hot loop does not take the lock per frame.
     pending: AtomicBool,
     notify: Notify,
@@ -181,6 +184,30 @@ impl SnapshotRequests {
             self.pending.store(true, Ordering::Release);
         }
         self.notify.notify_one();
+    }
+
+    /// Ask for a REST snapshot of `symbol` even where the venue recovers by
+    /// resubscribing (bootstrapping a book the stream never sent a snapshot of).
+    pub fn request_fetch(&self, symbol: &str) {
+        {
+            let mut f = self.fetch.lock().unwrap_or_else(PoisonError::into_inner);
+            if !f.iter().any(|s| s == symbol) {
+                f.push(symbol.to_owned());
+            }
+        }
+        self.request(symbol);
+    }
+
+    /// Whether the request just popped for `symbol` must be a fetch (clears the mark).
+    pub(super) fn take_fetch(&self, symbol: &str) -> bool {
+        let mut f = self.fetch.lock().unwrap_or_else(PoisonError::into_inner);
+        match f.iter().position(|s| s == symbol) {
+            Some(i) => {
+                f.swap_remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Symbols waiting to be fetched (not counting the one in flight), in order.

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use feeds::book::{BookPolicy, DepthSync, DiffOutcome, Integrity, SnapshotOutcome};
+use feeds::book::{BookPolicy, BookStart, DepthSync, DiffOutcome, Integrity, SnapshotOutcome};
 use feeds::event::{
     DepthHeader, Event, InstrumentId, InstrumentInfo, Level, QuoteEvent, SnapshotHeader,
     TradeEvent, TradeKind,
@@ -52,6 +52,12 @@ pub struct InstrumentRules {
 pub trait ResyncHook: Send {
     /// The instrument's book is out of sync.
     fn request(&mut self, info: &InstrumentInfo);
+
+    /// The instrument's stream-started book never got a snapshot from the
+    /// stream (OKX since 2026): fetch one over REST to bridge its updates.
+    fn bootstrap(&mut self, info: &InstrumentInfo) {
+        self.request(info);
+    }
 }
 
 /// No live feed (replay): the next snapshot in the capture resyncs.
@@ -89,6 +95,10 @@ struct InstrumentState {
     tickers: PendingTickers,
     /// The book lost sync (gap, mismatch, reset) and has not synced since.
     needs_resync: bool,
+    /// A snapshot came on the stream at least once (stream-started books).
+    saw_stream_snapshot: bool,
+    /// A REST bootstrap was asked for and has not synced the book yet.
+    bootstrap_requested: bool,
 }
 
 enum Pending {
@@ -327,6 +337,8 @@ impl<O: Emit> Processor<O> {
             last_quote_u: None,
             tickers: PendingTickers::default(),
             needs_resync: false,
+            saw_stream_snapshot: false,
+            bootstrap_requested: false,
         }));
     }
 
@@ -438,7 +450,15 @@ impl<O: Emit> Processor<O> {
         let Some(st) = seen(&mut self.states, h.inst, None) else {
             return;
         };
-        match st.sync.on_snapshot(h, &self.levels) {
+        let outcome = st.sync.on_snapshot(h, &self.levels);
+        if matches!(
+            outcome,
+            SnapshotOutcome::Synced { .. } | SnapshotOutcome::Replaced
+        ) {
+            st.saw_stream_snapshot |= !h.from_rest;
+            st.bootstrap_requested = false;
+        }
+        match outcome {
             SnapshotOutcome::Synced { .. } | SnapshotOutcome::Replaced => {
                 if !verify_checksum(st, h.checksum, &mut self.scratch) {
                     st.sync.reset();
@@ -451,6 +471,7 @@ impl<O: Emit> Processor<O> {
             SnapshotOutcome::Ignored => {}
             SnapshotOutcome::GapInBuffer => {
                 st.stats.gaps.inc();
+                st.bootstrap_requested = false;
                 Self::desync(st, self.resync.as_mut());
             }
         }
@@ -462,7 +483,18 @@ impl<O: Emit> Processor<O> {
             return;
         };
         match st.sync.on_diff(h, &self.levels) {
-            DiffOutcome::Buffered | DiffOutcome::NotSynced => {}
+            DiffOutcome::Buffered => {
+                // A stream-started book whose stream sends updates but never a
+                // snapshot (OKX since 2026): bootstrap it from REST, once.
+                if st.policy.start == BookStart::StreamSnapshot
+                    && !st.saw_stream_snapshot
+                    && !st.bootstrap_requested
+                {
+                    st.bootstrap_requested = true;
+                    self.resync.bootstrap(&st.info);
+                }
+            }
+            DiffOutcome::NotSynced => {}
             DiffOutcome::Stale => st.stats.stale_diffs.inc(),
             DiffOutcome::Gap => {
                 st.stats.gaps.inc();

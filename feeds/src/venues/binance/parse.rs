@@ -305,6 +305,7 @@ fn emit_snapshot(
         checksum: None,
         max_depth: 0,
         wire: NO_WIRE,
+        from_rest: true,
     }));
     let levels = push_levels(out, bids, "bids", asks, "asks", spec)?;
     if let Event::Snapshot(h) = &mut out[header] {

@@ -380,6 +380,7 @@ impl VenueServer for BinanceServer {
             }
             MarketOp::Snapshot {
                 symbol,
+                rest: _,
                 name_symbol,
                 last_update_id,
                 bids,

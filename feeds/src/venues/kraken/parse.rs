@@ -178,6 +178,7 @@ impl Kraken {
                 checksum,
                 max_depth: depth,
                 wire: book_wire(items),
+                from_rest: false,
             })
         } else {
             Event::Depth(DepthHeader {

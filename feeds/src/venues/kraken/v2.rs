@@ -211,6 +211,7 @@ impl Kraken {
                 // v2 frames do not name the depth: the one this adapter subscribes.
                 max_depth: BOOK_DEPTH,
                 wire,
+                from_rest: false,
             })
         } else {
             Event::Depth(DepthHeader {

@@ -113,13 +113,20 @@ impl VenueAdapter for Okx {
 
     fn parse_snapshot(
         &mut self,
-        _symbol: &str,
-        _recv_ns: i64,
-        _body: &mut [u8],
-        _out: &mut Vec<Event>,
+        symbol: &str,
+        recv_ns: i64,
+        body: &mut [u8],
+        out: &mut Vec<Event>,
     ) -> Result<FrameKind, ParseError> {
-        // Books start from the WebSocket snapshot (resubscribe to recover).
-        Ok(FrameKind::Ignored)
+        // `GET /api/v5/market/books`: the REST bootstrap of a book whose
+        // stream sends no snapshot (since 2026), bridged by `seqId`.
+        let start = out.len();
+        let mut parser = self.parser.take();
+        let res = crate::tape::TapeParser::parse(&mut parser, body, |nodes| {
+            self.rest_books(nodes, symbol, recv_ns, out)
+        });
+        self.parser = parser;
+        crate::tape::keep_data(res, start, out, &mut self.instruments)
     }
 
     fn set_capture_symbols(&mut self, _symbols: &[String]) {}

@@ -188,6 +188,37 @@ impl Okx {
         }
     }
 
+    /// A REST books body `{"code":"0","data":[{asks,bids,ts,seqId}]}` for `inst_id`.
+    pub(super) fn rest_books(
+        &mut self,
+        nodes: &[Node<'_>],
+        inst_id: &str,
+        recv_ns: i64,
+        out: &mut Vec<Event>,
+    ) -> Result<FrameKind, ParseError> {
+        let (mut code, mut data) = (None, None);
+        for (k, v) in entries(nodes).into_iter().flatten() {
+            match k {
+                "code" => code = as_str(v, "code").ok(),
+                "data" => data = Some(v),
+                _ => {}
+            }
+        }
+        let entry = data.and_then(|d| elements(d)?.next()).and_then(Entry::scan);
+        let (Some("0"), Some(e)) = (code, entry) else {
+            return Err(ParseError::missing("data"));
+        };
+        let res = self.book(&e, inst_id, true, recv_ns, out)?;
+        if let Some(Event::Snapshot(h)) = out
+            .iter_mut()
+            .rev()
+            .find(|e| matches!(e, Event::Snapshot(_)))
+        {
+            h.from_rest = true;
+        }
+        Ok(res)
+    }
+
     fn resolve(
         &mut self,
         inst_id: &str,
@@ -238,6 +269,7 @@ impl Okx {
                 checksum,
                 max_depth: 0,
                 wire: levels_wire(e),
+                from_rest: false,
             })
         } else {
             Event::Depth(DepthHeader {

@@ -136,8 +136,26 @@ impl VenueServer for OkxServer {
         out.push_str(payload);
     }
 
-    fn rest(&self, _path: &str, _query: &str) -> Option<RestRequest> {
-        None
+    fn rest(&self, path: &str, query: &str) -> Option<RestRequest> {
+        if path != "/api/v5/market/books" {
+            return None;
+        }
+        let (mut inst, mut sz) = (None, 400usize);
+        for kv in query.split('&') {
+            match kv.split_once('=') {
+                Some(("instId", v)) if !v.is_empty() => inst = Some(v.to_ascii_uppercase()),
+                Some(("sz", v)) => sz = v.parse().unwrap_or(400).clamp(1, 5000),
+                _ => {}
+            }
+        }
+        Some(match inst {
+            Some(symbol) => RestRequest::Depth { symbol, limit: sz },
+            None => RestRequest::Reply(
+                "200 OK",
+                r#"{"code":"50014","msg":"Parameter instId can not be empty","data":[]}"#
+                    .to_owned(),
+            ),
+        })
     }
 
     fn unknown_symbol(&self) -> (&'static str, String) {
@@ -245,6 +263,19 @@ impl VenueServer for OkxServer {
                     out,
                     r#"],"ts":"{event_ms}","checksum":0,"prevSeqId":{prev_last_id},"seqId":{first_id}}}]}}"#
                 );
+            }
+            MarketOp::Snapshot {
+                last_update_id,
+                bids,
+                asks,
+                rest: true,
+                ..
+            } => {
+                out.push_str(r#"{"code":"0","msg":"","data":[{"asks":["#);
+                levels(out, asks);
+                out.push_str("],\"bids\":[");
+                levels(out, bids);
+                let _ = write!(out, r#"],"ts":"0","seqId":{last_update_id}}}]}}"#);
             }
             MarketOp::Snapshot {
                 symbol,
