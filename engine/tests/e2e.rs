@@ -210,6 +210,7 @@ fn disconnect_and_gap_faults_reconnect_resync_and_never_emit_from_a_broken_book(
     let dir = temp_dir("e2e-faults");
     let faults = bench::sim::Faults {
         corrupt_checksum_at: Vec::new(),
+        reorder_levels_at: Vec::new(),
         drop_after_frames: Some(20_000),
         skip_depth_at: vec![500],
         stall: None,
@@ -354,6 +355,7 @@ fn futures_faults_recover(venue: &str) {
     let dir = temp_dir(&format!("e2e-faults-{venue}"));
     let faults = bench::sim::Faults {
         corrupt_checksum_at: Vec::new(),
+        reorder_levels_at: Vec::new(),
         drop_after_frames: Some(15_000),
         skip_depth_at: vec![500],
         stall: None,
@@ -727,5 +729,63 @@ fn okx_2026_flow_bootstraps_books_from_rest() {
         for f in ["best_bid", "best_ask", "bid_levels", "ask_levels", "trades"] {
             assert_eq!(got[f], want[f], "{k}.{f}");
         }
+    }
+}
+
+/// A reordered level: one BTC-USDT update of the shared OKX capture gets a
+/// price it adds and removes again (net nothing: its recorded checksum still
+/// holds). Reversing that side's levels leaves the price in the book; the
+/// checksum catches it, that instrument alone resubscribes and recovers.
+#[test]
+fn okx_reordered_levels_are_detected_by_the_checksum() {
+    let Some((cap, _)) = venue_capture("okx") else {
+        return;
+    };
+    let dir = temp_dir("e2e-okx-reorder");
+    let (mut text, mut books, mut at) = (String::new(), 0u64, None);
+    for line in read_lines(&cap) {
+        let mut l = line.clone();
+        if l.contains("\"channel\":\"books\"") && l.contains("\"action\"") {
+            books += 1;
+            let update = l.contains(r#""instId":"BTC-USDT"},"action":"update""#)
+                && l.contains(r#""asks":[["#);
+            if at.is_none() && update && books > 10 {
+                let i = l.find(r#""asks":[["#).unwrap() + 10;
+                let px = l[i..].split('"').next().unwrap().to_owned();
+                let j = l[i..].find("]]").unwrap() + i + 1;
+                let p = format!("{px}1");
+                l.insert_str(j, &format!(r#",["{p}","5","0","1"],["{p}","0","0","0"]"#));
+                at = Some(books);
+            }
+        }
+        text.push_str(&l);
+        text.push('\n');
+    }
+    let at = at.expect("a BTC-USDT update with asks");
+    let crafted = dir.join("okx-dup.txt");
+    std::fs::write(&crafted, text).unwrap();
+    let symbols = header_symbols(&cap).join("\",\"");
+    // Control: as crafted, every checksum holds.
+    let sim = start_sim(&crafted, bench::sim::Faults::default());
+    let clean = run_venue(&sim, &dir.join("clean.jsonl"), "", "okx", &symbols);
+    sim.shutdown().unwrap();
+    assert_eq!(
+        clean["instruments"]["okx:BTC-USDT"]["checksum_failed"], 0,
+        "{clean}"
+    );
+    // Fault: that frame's asks reversed.
+    let faults = bench::sim::Faults {
+        reorder_levels_at: vec![at],
+        ..Default::default()
+    };
+    let sim = start_sim(&crafted, faults);
+    let live = run_venue(&sim, &dir.join("live.jsonl"), "", "okx", &symbols);
+    sim.shutdown().unwrap();
+    let btc = &live["instruments"]["okx:BTC-USDT"];
+    assert_eq!(btc["checksum_failed"], 1, "{btc}");
+    assert!(btc["resyncs"].as_u64().unwrap() >= 1, "{btc}");
+    assert_eq!(btc["synced"], true, "{btc}");
+    for k in ["okx:BTC-USD-220527", "okx:UNI-USD-SWAP"] {
+        assert_eq!(live["instruments"][k]["checksum_failed"], 0, "{k}");
     }
 }

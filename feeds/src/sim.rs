@@ -211,6 +211,13 @@ pub trait VenueServer: Sync {
     fn corrupt_checksum(&self, _frame: &str) -> Option<String> {
         None
     }
+
+    /// `frame` with the levels of its first book side in reverse order (a
+    /// fault: harmless unless one update carries a price twice); `None`:
+    /// not a book frame of this venue.
+    fn reorder_levels(&self, _frame: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The simulator's books: the venue's own adapter parses every played

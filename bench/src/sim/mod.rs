@@ -87,6 +87,9 @@ pub struct Faults {
     /// Alter the book checksum of the Nth (1-based) depth frame due on the
     /// connection (venues that send one: Kraken, OKX).
     pub corrupt_checksum_at: Vec<u64>,
+    /// Reverse the levels of the first book side of the Nth (1-based) depth
+    /// frame due on the connection (OKX).
+    pub reorder_levels_at: Vec<u64>,
     /// After this many frames on the connection, stop sending for the given
     /// time (the socket stays open; the playback clock stops meanwhile).
     pub stall: Option<(u64, Duration)>,
@@ -977,6 +980,7 @@ impl Actor {
             }
             let mut depth_counted = false;
             let mut corrupt = false;
+            let mut reorder = false;
             for s in &c.subs {
                 if s.key.as_ref() != Some(key) {
                     continue;
@@ -989,9 +993,12 @@ impl Actor {
                     }
                     corrupt =
                         c.faulty && self.cfg.faults.corrupt_checksum_at.contains(&c.depth_seen);
+                    reorder = c.faulty && self.cfg.faults.reorder_levels_at.contains(&c.depth_seen);
                 }
                 let corrupted = if corrupt {
                     self.server.corrupt_checksum(&frame[payload.clone()])
+                } else if reorder {
+                    self.server.reorder_levels(&frame[payload.clone()])
                 } else {
                     None
                 };

@@ -183,6 +183,20 @@ impl VenueServer for OkxServer {
         Some(format!("{}{}{}", &frame[..i], c ^ 1, &frame[j..]))
     }
 
+    fn reorder_levels(&self, frame: &str) -> Option<String> {
+        let mut bytes = frame.as_bytes().to_vec();
+        let mut v = simd_json::to_owned_value(&mut bytes).ok()?;
+        let entry = v.get_mut("data")?.as_array_mut()?.first_mut()?;
+        let side = ["asks", "bids"].into_iter().find(|k| {
+            entry
+                .get(*k)
+                .and_then(|s| s.as_array())
+                .is_some_and(|a| a.len() > 1)
+        })?;
+        entry.get_mut(side)?.as_array_mut()?.reverse();
+        Some(v.encode())
+    }
+
     fn render(&self, op: &MarketOp<'_>, scale: Scale, _wrap: bool, out: &mut String) {
         let (pd, qd) = (scale.price_decimals, scale.qty_decimals);
         let levels = |out: &mut String, lv: &[(i64, i64)]| {
