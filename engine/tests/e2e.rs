@@ -789,3 +789,92 @@ fn okx_reordered_levels_are_detected_by_the_checksum() {
         assert_eq!(live["instruments"][k]["checksum_failed"], 0, "{k}");
     }
 }
+
+/// Kraken v1: a dropped update whose change reaches the top 10 levels makes
+/// the pair's next checksum fail; that pair alone resubscribes and recovers.
+#[test]
+fn kraken_dropped_update_is_caught_by_the_next_checksum() {
+    use std::collections::BTreeMap;
+    let Some((cap, _)) = venue_capture("kraken") else {
+        return;
+    };
+    // Find, with a reference book per pair, the first update (after a warm-up)
+    // that changes its pair's top 10 levels, and its position among book frames.
+    type Side = BTreeMap<(u64, u64), String>;
+    type Top = (Vec<(u64, u64)>, Vec<(u64, u64)>);
+    let key = |p: &str| {
+        let (i, f) = p.split_once('.').unwrap_or((p, ""));
+        (
+            i.parse::<u64>().unwrap(),
+            format!("{f:0<12}")[..12].parse::<u64>().unwrap(),
+        )
+    };
+    let mut books: HashMap<String, (Side, Side)> = HashMap::new();
+    let (mut n, mut target) = (0u64, None);
+    for line in read_lines(&cap) {
+        let Some((_, frame)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(frame) else {
+            continue;
+        };
+        let Some(a) = v.as_array() else { continue };
+        n += 1;
+        let pair = a[a.len() - 1].as_str().unwrap().to_owned();
+        let b = books.entry(pair.clone()).or_default();
+        let top = |b: &(Side, Side)| -> Top {
+            (
+                b.0.keys().rev().take(10).copied().collect(),
+                b.1.keys().take(10).copied().collect(),
+            )
+        };
+        let before = top(b);
+        let mut snapshot = false;
+        for obj in &a[1..a.len() - 2] {
+            for (k, levels) in obj.as_object().unwrap() {
+                if k == "c" {
+                    continue;
+                }
+                snapshot |= k.len() == 2;
+                let side = if k.starts_with('a') {
+                    &mut b.1
+                } else {
+                    &mut b.0
+                };
+                for lv in levels.as_array().unwrap() {
+                    let (p, q) = (lv[0].as_str().unwrap(), lv[1].as_str().unwrap());
+                    if q.bytes().all(|c| c == b'0' || c == b'.') {
+                        side.remove(&key(p));
+                    } else {
+                        side.insert(key(p), q.to_owned());
+                    }
+                }
+            }
+        }
+        if target.is_none() && !snapshot && n > 200 && top(b) != before {
+            target = Some((n, pair));
+        }
+    }
+    let (at, pair) = target.expect("an update that changes a top level");
+    let dir = temp_dir("e2e-kraken-drop");
+    let symbols = header_symbols(&cap).join("\",\"");
+    let faults = bench::sim::Faults {
+        skip_depth_at: vec![at],
+        ..Default::default()
+    };
+    let sim = start_sim(&cap, faults);
+    let live = run_venue(&sim, &dir.join("live.jsonl"), "", "kraken", &symbols);
+    sim.shutdown().unwrap();
+    let bad = &live["instruments"][format!("kraken:{pair}")];
+    assert!(
+        bad["checksum_failed"].as_u64().unwrap() >= 1,
+        "{pair}: {bad}"
+    );
+    assert!(bad["resyncs"].as_u64().unwrap() >= 1, "{bad}");
+    assert_eq!(bad["synced"], true, "{bad}");
+    for (k, i) in live["instruments"].as_object().unwrap() {
+        if *k != format!("kraken:{pair}") {
+            assert_eq!(i["checksum_failed"], 0, "{k}");
+        }
+    }
+}
