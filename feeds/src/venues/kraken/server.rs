@@ -57,6 +57,10 @@ impl VenueServer for KrakenServer {
             replies.push(r#"{"errorMessage":"Malformed request","event":"error"}"#.to_owned());
             return;
         };
+        if v.get("method").is_some() {
+            v2_request(&v, subscriptions, replies);
+            return;
+        }
         let reqid = v
             .get("reqid")
             .map(|r| format!(r#","reqid":{}"#, r.encode()))
@@ -123,6 +127,9 @@ impl VenueServer for KrakenServer {
     }
 
     fn route(&self, frame: &str) -> Routed {
+        if frame.trim_start().starts_with('{') {
+            return v2_route(frame);
+        }
         // [channelID, payload.., "channelName", "PAIR"]: the last two strings.
         let t = frame.trim_end();
         if !t.starts_with('[') || !t.ends_with("\"]") {
@@ -188,6 +195,12 @@ impl VenueServer for KrakenServer {
     }
 
     fn corrupt_checksum(&self, frame: &str) -> Option<String> {
+        if let Some(i) = frame.find("\"checksum\":").map(|i| i + 11) {
+            // v2: a JSON number.
+            let j = i + frame[i..].find(|c: char| !c.is_ascii_digit())?;
+            let c: u64 = frame[i..j].parse().ok()?;
+            return Some(format!("{}{}{}", &frame[..i], c ^ 1, &frame[j..]));
+        }
         let i = frame.find("\"c\":\"")? + 5;
         let j = i + frame[i..].find('"')?;
         let c: u32 = frame[i..j].parse().ok()?;
@@ -275,6 +288,92 @@ impl VenueServer for KrakenServer {
                 let _ = write!(out, r#"]}},"book-1000","{symbol}"]"#);
             }
         }
+    }
+}
+
+/// A WebSocket v2 request: `subscribe`/`unsubscribe` (one reply per
+/// symbol) and `ping`.
+fn v2_request(
+    v: &simd_json::BorrowedValue<'_>,
+    subscriptions: &mut Vec<String>,
+    replies: &mut Vec<String>,
+) {
+    let req_id = v
+        .get("req_id")
+        .map(|r| format!(r#","req_id":{}"#, r.encode()))
+        .unwrap_or_default();
+    let method = v.get_str("method").unwrap_or("");
+    if method == "ping" {
+        replies.push(format!(r#"{{"method":"pong"{req_id}}}"#));
+        return;
+    }
+    let params = v.get("params");
+    let channel = params.and_then(|p| p.get_str("channel")).unwrap_or("");
+    let symbols: Vec<String> = params
+        .and_then(|p| p.get_array("symbol"))
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let subscribe = match method {
+        "subscribe" => true,
+        "unsubscribe" => false,
+        _ => {
+            replies.push(format!(
+                r#"{{"error":"Method not found","method":"{method}","success":false{req_id}}}"#
+            ));
+            return;
+        }
+    };
+    for symbol in symbols {
+        let clean: String = symbol.chars().filter(|c| *c != '"' && *c != '\\').collect();
+        if !matches!(channel, "book" | "trade") {
+            replies.push(format!(
+                r#"{{"error":"Channel not supported","method":"{method}","success":false{req_id}}}"#
+            ));
+            continue;
+        }
+        let key = sub_name(channel, &clean);
+        if subscribe {
+            if !subscriptions.contains(&key) {
+                subscriptions.push(key);
+            }
+        } else {
+            subscriptions.retain(|s| *s != key);
+        }
+        replies.push(format!(
+            r#"{{"method":"{method}","result":{{"channel":"{channel}","symbol":"{clean}"}},"success":true{req_id}}}"#
+        ));
+    }
+}
+
+/// A WebSocket v2 frame: routed by its `channel` and `data[0].symbol`.
+fn v2_route(frame: &str) -> Routed {
+    let mut bytes = frame.as_bytes().to_vec();
+    let Ok(v) = simd_json::to_borrowed_value(&mut bytes) else {
+        return Routed::Other;
+    };
+    let kind = match v.get_str("channel") {
+        Some("book") => StreamKind::Depth,
+        Some("trade") => StreamKind::Trade,
+        _ => return Routed::Other,
+    };
+    let Some(symbol) = v
+        .get_array("data")
+        .and_then(|d| d.first())
+        .and_then(|e| e.get_str("symbol"))
+    else {
+        return Routed::Other;
+    };
+    Routed::Stream {
+        key: StreamKey {
+            kind,
+            symbol: symbol.to_ascii_lowercase(),
+        },
+        payload: 0..frame.len(),
+        wrapper_stream: None,
     }
 }
 
