@@ -296,6 +296,72 @@ impl NumberTexts {
     }
 }
 
+/// The header of a book frame whose levels have been pushed after a
+/// placeholder at `out[header]` (stream-started venues: Kraken, OKX).
+pub(crate) struct BookFrame {
+    /// Instrument.
+    pub inst: crate::event::InstrumentId,
+    /// A snapshot (else an update).
+    pub snapshot: bool,
+    /// The venue's sequence number of this frame and of the previous one (0: none).
+    pub seq: u64,
+    /// See [`crate::event::DepthHeader::prev_last_id`].
+    pub prev_seq: u64,
+    /// Exchange time, ns.
+    pub ts_ns: i64,
+    /// Receive time, ns.
+    pub recv_ns: i64,
+    /// The venue's checksum.
+    pub checksum: Option<u32>,
+    /// Subscribed depth (snapshots).
+    pub max_depth: u32,
+    /// Decimals of the snapshot's strings.
+    pub wire: crate::event::Scale,
+    /// A REST answer.
+    pub from_rest: bool,
+}
+
+/// Writes the header of a book frame over its placeholder at `out[header]`
+/// (its levels follow it) and returns the frame's kind.
+pub(crate) fn close_book(
+    out: &mut [crate::event::Event],
+    header: usize,
+    f: &BookFrame,
+) -> Result<crate::venue::FrameKind, ParseError> {
+    use crate::event::{DepthHeader, Event, SnapshotHeader};
+    use crate::venue::FrameKind;
+    let levels =
+        u32::try_from(out.len() - header - 1).map_err(|_| ParseError::too_many_levels())?;
+    out[header] = if f.snapshot {
+        Event::Snapshot(SnapshotHeader {
+            inst: f.inst,
+            last_update_id: f.seq,
+            recv_ns: f.recv_ns,
+            levels,
+            checksum: f.checksum,
+            max_depth: f.max_depth,
+            wire: f.wire,
+            from_rest: f.from_rest,
+        })
+    } else {
+        Event::Depth(DepthHeader {
+            inst: f.inst,
+            first_id: f.seq,
+            last_id: f.seq,
+            prev_last_id: f.prev_seq,
+            ts_ns: f.ts_ns,
+            recv_ns: f.recv_ns,
+            levels,
+            checksum: f.checksum,
+        })
+    };
+    Ok(if f.snapshot {
+        FrameKind::Snapshot
+    } else {
+        FrameKind::Depth
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,12 +4,11 @@ use simd_json::Node;
 
 use super::Kraken;
 use crate::event::{
-    BookSide, DepthHeader, Event, InstrumentId, Level, QuoteEvent, Scale, Side, SnapshotHeader,
-    TradeEvent, TradeKind,
+    BookSide, Event, InstrumentId, Level, QuoteEvent, Scale, Side, TradeEvent, TradeKind,
 };
 use crate::fixed;
 use crate::instruments::{InstrumentSpec, NO_WIRE};
-use crate::tape::{as_str, as_u64, elements, entries, learn_levels, Raw};
+use crate::tape::{as_str, as_u64, close_book, elements, entries, learn_levels, BookFrame, Raw};
 use crate::venue::{FrameKind, ParseError};
 
 /// Kraken timestamps: decimal seconds (`"1618678123.481570"`) → ns, exactly.
@@ -167,36 +166,19 @@ impl Kraken {
                 }
             }
         }
-        let levels =
-            u32::try_from(out.len() - header - 1).map_err(|_| ParseError::too_many_levels())?;
-        out[header] = if snapshot {
-            Event::Snapshot(SnapshotHeader {
-                inst,
-                last_update_id: 0,
-                recv_ns,
-                levels,
-                checksum,
-                max_depth: depth,
-                wire: book_wire(items),
-                from_rest: false,
-            })
-        } else {
-            Event::Depth(DepthHeader {
-                inst,
-                first_id: 0,
-                last_id: 0,
-                prev_last_id: 0,
-                ts_ns: if ts_ns > 0 { ts_ns } else { recv_ns },
-                recv_ns,
-                levels,
-                checksum,
-            })
+        let frame = BookFrame {
+            inst,
+            snapshot,
+            seq: 0,
+            prev_seq: 0,
+            ts_ns: if ts_ns > 0 { ts_ns } else { recv_ns },
+            recv_ns,
+            checksum,
+            max_depth: depth,
+            wire: if snapshot { book_wire(items) } else { NO_WIRE },
+            from_rest: false,
         };
-        Ok(if snapshot {
-            FrameKind::Snapshot
-        } else {
-            FrameKind::Depth
-        })
+        close_book(out, header, &frame)
     }
 
     fn trades(

@@ -11,12 +11,10 @@ use simd_json::{Node, StaticNode};
 
 use super::subscription::BOOK_DEPTH;
 use super::Kraken;
-use crate::event::{
-    BookSide, DepthHeader, Event, Level, Scale, Side, SnapshotHeader, TradeEvent, TradeKind,
-};
+use crate::event::{BookSide, Event, Level, Scale, Side, TradeEvent, TradeKind};
 use crate::fixed;
 use crate::instruments::NO_WIRE;
-use crate::tape::{as_str, as_u64, elements, entries, Raw};
+use crate::tape::{as_str, as_u64, close_book, elements, entries, BookFrame, Raw};
 use crate::venue::{FrameKind, ParseError};
 
 /// The fields of one `data` entry.
@@ -199,37 +197,20 @@ impl Kraken {
                 out.push(Event::Level(Level { side, px, qty }));
             }
         }
-        let levels =
-            u32::try_from(out.len() - header - 1).map_err(|_| ParseError::too_many_levels())?;
-        out[header] = if snapshot {
-            Event::Snapshot(SnapshotHeader {
-                inst,
-                last_update_id: 0,
-                recv_ns,
-                levels,
-                checksum,
-                // v2 frames do not name the depth: the one this adapter subscribes.
-                max_depth: BOOK_DEPTH,
-                wire,
-                from_rest: false,
-            })
-        } else {
-            Event::Depth(DepthHeader {
-                inst,
-                first_id: 0,
-                last_id: 0,
-                prev_last_id: 0,
-                ts_ns,
-                recv_ns,
-                levels,
-                checksum,
-            })
+        let frame = BookFrame {
+            inst,
+            snapshot,
+            seq: 0,
+            prev_seq: 0,
+            ts_ns,
+            recv_ns,
+            checksum,
+            // v2 frames do not name the depth: the one this adapter subscribes.
+            max_depth: BOOK_DEPTH,
+            wire,
+            from_rest: false,
         };
-        Ok(if snapshot {
-            FrameKind::Snapshot
-        } else {
-            FrameKind::Depth
-        })
+        close_book(out, header, &frame)
     }
 
     fn trade_v2(

@@ -4,12 +4,11 @@ use simd_json::{Node, StaticNode};
 
 use super::Okx;
 use crate::event::{
-    BookSide, DepthHeader, Event, InstrumentId, Level, QuoteEvent, Scale, Side, SnapshotHeader,
-    TradeEvent, TradeKind,
+    BookSide, Event, InstrumentId, Level, QuoteEvent, Scale, Side, TradeEvent, TradeKind,
 };
 use crate::fixed;
 use crate::instruments::{InstrumentSpec, NO_WIRE};
-use crate::tape::{as_str, elements, entries, learn_levels, Raw};
+use crate::tape::{as_str, close_book, elements, entries, learn_levels, BookFrame, Raw};
 use crate::venue::{exchange_ts_ns, FrameKind, ParseError};
 
 /// The fields of one `data` entry (books, trades, tickers, bbo).
@@ -258,36 +257,19 @@ impl Okx {
                 out.push(Event::Level(Level { side, px, qty }));
             }
         }
-        let levels =
-            u32::try_from(out.len() - header - 1).map_err(|_| ParseError::too_many_levels())?;
-        out[header] = if snapshot {
-            Event::Snapshot(SnapshotHeader {
-                inst,
-                last_update_id: seq_id,
-                recv_ns,
-                levels,
-                checksum,
-                max_depth: 0,
-                wire: levels_wire(e),
-                from_rest: false,
-            })
-        } else {
-            Event::Depth(DepthHeader {
-                inst,
-                first_id: seq_id,
-                last_id: seq_id,
-                prev_last_id: prev,
-                ts_ns,
-                recv_ns,
-                levels,
-                checksum,
-            })
+        let frame = BookFrame {
+            inst,
+            snapshot,
+            seq: seq_id,
+            prev_seq: prev,
+            ts_ns,
+            recv_ns,
+            checksum,
+            max_depth: 0,
+            wire: if snapshot { levels_wire(e) } else { NO_WIRE },
+            from_rest: false,
         };
-        Ok(if snapshot {
-            FrameKind::Snapshot
-        } else {
-            FrameKind::Depth
-        })
+        close_book(out, header, &frame)
     }
 
     fn trade(
