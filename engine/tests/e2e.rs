@@ -594,6 +594,46 @@ fn okx_over_loopback_verifies_checksums_and_resubscribes_one_instrument() {
     checksummed_venue_over_loopback("okx");
 }
 
+/// The OKX capture with `seqId`/`prevSeqId` chains added to its book frames
+/// (per instrument from `start`, in steps of `step`; snapshots `prevSeqId
+/// -1`), and with every checksum set to 0 (the 2026 form) when `zero`.
+fn okx_with_seq_ids(cap: &Path, start: i64, step: i64, zero: bool) -> String {
+    let mut seqs: HashMap<String, i64> = HashMap::new();
+    let mut text = String::new();
+    for line in read_lines(cap) {
+        let mut l = line.clone();
+        let book = l.contains("\"channel\":\"books\"") && l.contains("\"action\"");
+        if let (Some(i), true) = (l.find("\"instId\":\""), book) {
+            let inst = l[i + 10..].split('"').next().unwrap().to_owned();
+            let prev = if l.contains("\"action\":\"snapshot\"") {
+                -1
+            } else {
+                seqs[&inst]
+            };
+            let seq = seqs.get(&inst).copied().unwrap_or(start) + step;
+            seqs.insert(inst, seq);
+            let at = l.find("\"checksum\":").unwrap();
+            let end = at
+                + 11
+                + l[at + 11..]
+                    .find(|c: char| c != '-' && !c.is_ascii_digit())
+                    .unwrap();
+            let checksum = if zero {
+                "0".to_owned()
+            } else {
+                l[at + 11..end].to_owned()
+            };
+            l.replace_range(
+                at..end,
+                &format!("\"prevSeqId\":{prev},\"seqId\":{seq},\"checksum\":{checksum}"),
+            );
+        }
+        text.push_str(&l);
+        text.push('\n');
+    }
+    text
+}
+
 /// OKX with `seqId`/`prevSeqId` chains (added to the shared capture's book
 /// frames, steps of 3): a dropped update breaks the chain, that instrument
 /// alone resubscribes, the simulator's snapshot (at its book's `seqId`)
@@ -604,28 +644,7 @@ fn okx_sequence_gap_resubscribes_one_instrument() {
         return;
     };
     let dir = temp_dir("e2e-okx-seq");
-    let mut seqs: HashMap<String, i64> = HashMap::new();
-    let mut text = String::new();
-    for line in read_lines(&cap) {
-        let mut l = line.clone();
-        if let (Some(i), true) = (
-            l.find("\"instId\":\""),
-            l.contains("\"channel\":\"books\"") && l.contains("\"action\""),
-        ) {
-            let inst = l[i + 10..].split('"').next().unwrap().to_owned();
-            let prev = if l.contains("\"action\":\"snapshot\"") {
-                -1
-            } else {
-                seqs[&inst]
-            };
-            let seq = seqs.get(&inst).copied().unwrap_or(1_000) + 3;
-            seqs.insert(inst, seq);
-            let at = l.find("\"checksum\":").unwrap();
-            l.insert_str(at, &format!("\"prevSeqId\":{prev},\"seqId\":{seq},"));
-        }
-        text.push_str(&l);
-        text.push('\n');
-    }
+    let text = okx_with_seq_ids(&cap, 1_000, 3, false);
     let seq_cap = dir.join("okx-seq.txt");
     std::fs::write(&seq_cap, text).unwrap();
     let replay_stats = replay(&seq_cap, &dir.join("replay.jsonl"));
@@ -676,36 +695,7 @@ fn okx_2026_flow_bootstraps_books_from_rest() {
         return;
     };
     let dir = temp_dir("e2e-okx-2026");
-    let mut seqs: HashMap<String, i64> = HashMap::new();
-    let mut text = String::new();
-    for line in read_lines(&cap) {
-        let mut l = line.clone();
-        if let (Some(i), true) = (
-            l.find("\"instId\":\""),
-            l.contains("\"channel\":\"books\"") && l.contains("\"action\""),
-        ) {
-            let inst = l[i + 10..].split('"').next().unwrap().to_owned();
-            let prev = if l.contains("\"action\":\"snapshot\"") {
-                -1
-            } else {
-                seqs[&inst]
-            };
-            let seq = seqs.get(&inst).copied().unwrap_or(5_000) + 2;
-            seqs.insert(inst, seq);
-            let at = l.find("\"checksum\":").unwrap();
-            let end = at
-                + 11
-                + l[at + 11..]
-                    .find(|c: char| c != '-' && !c.is_ascii_digit())
-                    .unwrap();
-            l.replace_range(
-                at..end,
-                &format!("\"prevSeqId\":{prev},\"seqId\":{seq},\"checksum\":0"),
-            );
-        }
-        text.push_str(&l);
-        text.push('\n');
-    }
+    let text = okx_with_seq_ids(&cap, 5_000, 2, true);
     let cap26 = dir.join("okx-2026.txt");
     std::fs::write(&cap26, text).unwrap();
     let legacy = replay(&cap, &dir.join("legacy.jsonl"));
