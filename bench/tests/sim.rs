@@ -458,3 +458,36 @@ async fn generator_source_serves_live_snapshots() {
     .expect("timed out");
     sim.shutdown().unwrap();
 }
+
+/// `min_subscribed = 2`: one subscribed client gets nothing (playback holds at
+/// the first record); once a second subscribes, both get the stream from its
+/// first frame.
+#[tokio::test]
+async fn playback_waits_for_min_subscribed_clients() {
+    let Some((sim, fx)) = start(|c| c.min_subscribed = 2) else {
+        return;
+    };
+    timeout(LIMIT, async {
+        let path = format!("/stream?streams={STREAMS}");
+        let mut a = connect(sim.local_addr(), &path).await;
+        assert!(
+            timeout(Duration::from_millis(300), next_text(&mut a))
+                .await
+                .is_err(),
+            "no frame while only one client is subscribed"
+        );
+        assert_eq!(sim.records_played(), 0);
+        let mut b = connect(sim.local_addr(), &path).await;
+        for ws in [&mut a, &mut b] {
+            for (i, want) in fx.ws_frames.iter().take(50).enumerate() {
+                let got = next_text(ws)
+                    .await
+                    .unwrap_or_else(|| panic!("closed at {i}"));
+                assert_eq!(&got, want, "frame {i}");
+            }
+        }
+    })
+    .await
+    .unwrap();
+    sim.shutdown().unwrap();
+}

@@ -51,6 +51,7 @@ usage:
              [--stall-after <frames> --stall-ms <ms>] [--corrupt-checksum <n>]...
                                         (no capture: serve the built-in generator)
              [--venue <name>]   (protocol spoken; default: the capture's venue= header, else binance-spot)
+             [--min-subscribed <n>]   (play only while n connections are subscribed; USD-M clients open 2)
   engine run --config <file> [--out <file|->] [--stats <file>] [--duration <s>] [--metrics-addr <ip:port>]
   engine record --config <file> --out <dir> [--duration <s>]
   engine generate --out <capture.txt.gz> [--seed <n>] [--duration <s>] [--symbols A,B]";
@@ -296,6 +297,7 @@ fn cmd_sim(args: &Args) -> Result<(), String> {
         "generate-seconds",
         "seed",
         "venue",
+        "min-subscribed",
     ])?;
     let venue = args.get("venue").map(str::to_owned);
     if let Some(v) = &venue {
@@ -330,6 +332,7 @@ fn cmd_sim(args: &Args) -> Result<(), String> {
         Speed::Max => bench::sim::Speed::Max,
         Speed::Factor(f) => bench::sim::Speed::Factor(f),
     };
+    sc.min_subscribed = args.parse_opt("min-subscribed")?.unwrap_or(1);
     sc.faults.drop_after_frames = args.parse_opt("drop-after")?;
     for v in args.all("skip-depth") {
         sc.faults.skip_depth_at.push(

@@ -286,13 +286,18 @@ fn venue_capture(venue: &str) -> Option<(PathBuf, String)> {
 /// (futures bookTickers carry exchange time, so even the quote-clock
 /// signals match), and the final book is the replay's. USD-M opens two
 /// connections (book streams on `/public`, trades on `/market`), so rows of
-/// trade and book signals may interleave differently: compared per signal.
+/// trade and book signals may interleave differently: compared per signal;
+/// the simulator plays only once both are subscribed.
 fn futures_run_matches_replay(venue: &str, connections: u64) {
     let Some((cap, symbol)) = venue_capture(venue) else {
         return;
     };
     let dir = temp_dir(&format!("e2e-{venue}"));
-    let sim = start_sim(&cap, bench::sim::Faults::default());
+    // Playback waits for every planned connection, so none misses the start.
+    let mut sc = SimConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+    sc.speed = SimSpeed::Max;
+    sc.min_subscribed = connections as usize;
+    let sim = Simulator::start(sc, Box::new(CaptureSource::new(vec![cap.clone()]))).unwrap();
     let live_stats = run_venue(&sim, &dir.join("live.jsonl"), "", venue, &symbol);
     let replay_stats = replay(&cap, &dir.join("replay.jsonl"));
     sim.shutdown().unwrap();

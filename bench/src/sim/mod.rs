@@ -21,8 +21,10 @@
 //! # Playback clock
 //!
 //! One playback position is shared by all connections. Playback starts when a
-//! WebSocket client has a subscription and **stops while no subscribed client
-//! is connected** (the simulator clock stops while nobody listens), while a
+//! WebSocket client has a subscription ([`SimConfig::min_subscribed`]
+//! clients, for venues spread over several connections) and **stops while no
+//! subscribed client is connected** (the simulator clock stops while nobody
+//! listens), while a
 //! depth response is being served and during a stall fault. Records are paced
 //! by their original receive-time gaps divided by the speed factor, measured
 //! on that clock, so pauses never cause bursts. At the end of the source the
@@ -137,6 +139,11 @@ pub struct SimConfig {
     /// recorded, and on subscribe). `false` plays them into the simulator's
     /// books only, so clients must bootstrap from REST (OKX since 2026).
     pub stream_snapshots: bool,
+    /// Playback runs only while at least this many connections hold a
+    /// subscription (at least 1). Venues whose clients open several
+    /// connections (Binance USD-M: book streams on `/public`, trades on
+    /// `/market`) set it to that number so no connection misses the start.
+    pub min_subscribed: usize,
 }
 
 impl SimConfig {
@@ -153,6 +160,7 @@ impl SimConfig {
             snapshot_rendezvous: Duration::from_secs(2),
             venue: None,
             stream_snapshots: true,
+            min_subscribed: 1,
         }
     }
 }
@@ -578,7 +586,8 @@ impl Actor {
         !self.exhausted
             && self.serving == 0
             && self.stall_until.is_none_or(|t| t <= now)
-            && self.conns.iter().any(|c| !c.subs.is_empty())
+            && self.conns.iter().filter(|c| !c.subs.is_empty()).count()
+                >= self.cfg.min_subscribed.max(1)
     }
 
     /// True while playback should wait at the pending snapshot record for a

@@ -35,12 +35,38 @@ pub fn read_lines(path: &std::path::Path) -> Vec<String> {
     BufReader::new(text).lines().map(|l| l.unwrap()).collect()
 }
 
-/// A fresh temporary directory for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
+/// A fresh temporary directory for one test, removed when the test passes
+/// (kept for inspection when it panics). Tests write hundreds of megabytes
+/// of signal rows; a suite run must not leave them behind.
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// See [`TempDir`].
+pub fn temp_dir(name: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("wiresignal-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 /// Tolerance of SIGNALS.md section 8.
