@@ -224,19 +224,6 @@ fn futures_reference(paths: &[PathBuf]) -> BTreeMap<String, RefBook> {
         .collect()
 }
 
-/// The engine's decimal string equals the wire's (`61800.20` vs `61800.20000000`).
-fn same_decimal(engine: &Value, wire: Option<&str>) -> bool {
-    let norm = |s: &str| {
-        let s = if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.')
-        } else {
-            s
-        };
-        s.to_owned()
-    };
-    engine.as_str().map(norm) == wire.map(norm)
-}
-
 #[test]
 fn futures_captures_replay_without_config_and_match_the_reference() {
     let Some(shared) = shared_dir() else { return };
@@ -259,23 +246,12 @@ fn futures_captures_replay_without_config_and_match_the_reference() {
             for (sym, want) in &reference {
                 let got = &stats["instruments"][format!("{venue}:{sym}")];
                 assert!(got.is_object(), "{name}: no {venue}:{sym} in {stats}");
-                assert!(
-                    same_decimal(&got["best_bid"], want.best_bid.as_deref()),
-                    "{name} {sym} bid {got} vs {want:?}"
-                );
-                assert!(
-                    same_decimal(&got["best_ask"], want.best_ask.as_deref()),
-                    "{name} {sym} ask {got} vs {want:?}"
-                );
-                assert_eq!(
-                    got["bid_levels"].as_u64(),
-                    Some(want.bid_levels as u64),
-                    "{name} {sym}"
-                );
-                assert_eq!(
-                    got["ask_levels"].as_u64(),
-                    Some(want.ask_levels as u64),
-                    "{name} {sym}"
+                common::assert_book(
+                    got,
+                    want.best_bid.as_deref(),
+                    want.best_ask.as_deref(),
+                    (want.bid_levels, want.ask_levels),
+                    &format!("{name} {sym}"),
                 );
                 assert_eq!(got["gaps"].as_u64(), Some(want.gaps), "{name} {sym}");
                 assert_eq!(got["crosscheck_failed"], 0, "{name} {sym}");

@@ -69,6 +69,41 @@ pub fn temp_dir(name: &str) -> TempDir {
     TempDir(d)
 }
 
+/// The engine's decimal string equals the wire's (`61800.20` vs
+/// `61800.20000000`; trailing zeros are cut only after a decimal point).
+pub fn same_decimal(engine: &serde_json::Value, wire: Option<&str>) -> bool {
+    let norm = |s: &str| {
+        let s = if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.')
+        } else {
+            s
+        };
+        s.to_owned()
+    };
+    engine.as_str().map(norm) == wire.map(norm)
+}
+
+/// A `stats.instruments` entry has this reference book: top (as wire
+/// decimals) and depth on each side. `ctx` names the book in failures.
+pub fn assert_book(
+    got: &serde_json::Value,
+    best_bid: Option<&str>,
+    best_ask: Option<&str>,
+    levels: (usize, usize),
+    ctx: &str,
+) {
+    assert!(
+        same_decimal(&got["best_bid"], best_bid),
+        "{ctx} bid {got} vs {best_bid:?}"
+    );
+    assert!(
+        same_decimal(&got["best_ask"], best_ask),
+        "{ctx} ask {got} vs {best_ask:?}"
+    );
+    assert_eq!(got["bid_levels"].as_u64(), Some(levels.0 as u64), "{ctx}");
+    assert_eq!(got["ask_levels"].as_u64(), Some(levels.1 as u64), "{ctx}");
+}
+
 /// Tolerance of SIGNALS.md section 8.
 pub fn close(got: f64, want: f64) -> bool {
     (got - want).abs() <= f64::max(1e-12, 1e-9 * want.abs())
