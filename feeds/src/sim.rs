@@ -185,11 +185,17 @@ pub trait VenueServer: Sync {
     fn route(&self, frame: &str) -> Routed;
 
     /// Appends the frame a subscriber of `stream` gets for `payload` on a
-    /// combined-stream connection.
-    fn wrap(&self, stream: &str, payload: &str, out: &mut String);
+    /// combined-stream connection. Default: the payload as is (venues whose
+    /// frames name their channel themselves).
+    fn wrap(&self, _stream: &str, payload: &str, out: &mut String) {
+        out.push_str(payload);
+    }
 
     /// Reads an HTTP `GET` (`None`: not a route of this venue, 404).
-    fn rest(&self, path: &str, query: &str) -> Option<RestRequest>;
+    /// Default: no REST routes.
+    fn rest(&self, _path: &str, _query: &str) -> Option<RestRequest> {
+        None
+    }
 
     /// Reply to a depth request for a symbol the source never mentions.
     fn unknown_symbol(&self) -> (&'static str, String);

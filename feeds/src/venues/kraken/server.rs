@@ -10,7 +10,7 @@ use simd_json::prelude::*;
 
 use crate::event::Scale;
 use crate::fixed;
-use crate::sim::{MarketOp, RestRequest, Routed, StreamKey, StreamKind, VenueServer, WsRoute};
+use crate::sim::{MarketOp, Routed, StreamKey, StreamKind, VenueServer, WsRoute};
 
 /// Kraken's server.
 #[derive(Debug)]
@@ -169,14 +169,6 @@ impl VenueServer for KrakenServer {
             payload: 0..frame.len(),
             wrapper_stream: None,
         }
-    }
-
-    fn wrap(&self, _stream: &str, payload: &str, out: &mut String) {
-        out.push_str(payload);
-    }
-
-    fn rest(&self, _path: &str, _query: &str) -> Option<RestRequest> {
-        None
     }
 
     fn unknown_symbol(&self) -> (&'static str, String) {

@@ -132,10 +132,6 @@ impl VenueServer for OkxServer {
         }
     }
 
-    fn wrap(&self, _stream: &str, payload: &str, out: &mut String) {
-        out.push_str(payload);
-    }
-
     fn rest(&self, path: &str, query: &str) -> Option<RestRequest> {
         if path != "/api/v5/market/books" {
             return None;
