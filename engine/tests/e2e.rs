@@ -31,6 +31,19 @@ const QUOTE_TRIGGERED: [&str; 5] = [
     "zscore_mid_100",
 ];
 
+/// Per-instrument stats a loopback run must share with the replay of the
+/// same capture.
+const SAME_AS_REPLAY: [&str; 8] = [
+    "best_bid",
+    "best_ask",
+    "bid_levels",
+    "ask_levels",
+    "gaps",
+    "trades",
+    "book_updates",
+    "crosscheck_ok",
+];
+
 fn start_sim(capture: &Path, faults: bench::sim::Faults) -> SimHandle {
     let mut sc = SimConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
     sc.speed = SimSpeed::Max;
@@ -162,16 +175,7 @@ fn run_matches_replay(name: &str, engine_extra: &str) {
     sim.shutdown().unwrap();
 
     let inst = "binance-spot:BTCUSDT";
-    for key in [
-        "best_bid",
-        "best_ask",
-        "bid_levels",
-        "ask_levels",
-        "gaps",
-        "trades",
-        "book_updates",
-        "crosscheck_ok",
-    ] {
+    for key in SAME_AS_REPLAY {
         assert_eq!(
             live_stats["instruments"][inst][key], replay_stats["instruments"][inst][key],
             "{key}"
@@ -302,16 +306,7 @@ fn futures_run_matches_replay(venue: &str, connections: u64) {
     let replay_stats = replay(&cap, &dir.join("replay.jsonl"));
     sim.shutdown().unwrap();
     let inst = format!("{venue}:{symbol}");
-    for key in [
-        "best_bid",
-        "best_ask",
-        "bid_levels",
-        "ask_levels",
-        "gaps",
-        "trades",
-        "book_updates",
-        "crosscheck_ok",
-    ] {
+    for key in SAME_AS_REPLAY {
         assert_eq!(
             live_stats["instruments"][&inst][key], replay_stats["instruments"][&inst][key],
             "{inst}.{key}"
