@@ -217,4 +217,9 @@ pub enum Event {
     Level(Level),
     /// The feed of this instrument lost continuity (reconnect): the book must resync.
     Reset(InstrumentId),
+    /// The venue's own numbering revealed lost data for this instrument (a
+    /// connection-wide message counter skipped, trades went missing): its
+    /// book is out of sync and recovers as after a sequence gap (counted
+    /// as a gap, recovery requested).
+    Gap(InstrumentId),
 }

@@ -213,6 +213,20 @@ pub trait VenueServer: Sync {
         false
     }
 
+    /// Levels per side of the snapshot sent on subscribe (venues whose
+    /// stream books are full depth send every level).
+    fn snapshot_levels(&self) -> usize {
+        1000
+    }
+
+    /// Venues that number every message on a connection (Coinbase Advanced
+    /// Trade `sequence_num`): `frame` numbered `seq`. `None` (the default):
+    /// frames go as they are. The simulator numbers each connection's
+    /// messages from 0, and a frame it skips (a fault) consumes a number.
+    fn stamp(&self, _frame: &str, _seq: u64) -> Option<String> {
+        None
+    }
+
     /// `frame` with its book checksum altered (a fault); `None`: it carries none.
     fn corrupt_checksum(&self, _frame: &str) -> Option<String> {
         None

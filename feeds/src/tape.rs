@@ -143,6 +143,43 @@ pub(crate) fn learn_levels(wire: &mut crate::event::Scale, levels: Raw<'_, '_>) 
     }
 }
 
+/// A trade id sent as text: its decimal value, or (an id that is not a
+/// number, such as a UUID) the 64-bit FNV-1a hash of the text, stable across
+/// runs. Ids from hashes carry no order.
+#[inline]
+pub(crate) fn text_id(s: &str) -> u64 {
+    if let Ok(n) = s.parse::<u64>() {
+        return n;
+    }
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A decimal string field at `decimals`.
+#[inline]
+pub(crate) fn decimal_str(
+    v: Option<&str>,
+    field: &'static str,
+    decimals: u8,
+) -> Result<i64, ParseError> {
+    let s = v.ok_or_else(|| ParseError::missing(field))?;
+    crate::fixed::parse(s.as_bytes(), decimals).map_err(|e| ParseError::fixed(field, e))
+}
+
+/// Raises `wire` to the decimals of a price and a size string.
+#[inline]
+pub(crate) fn learn_pair(wire: &mut crate::event::Scale, px: Option<&str>, qty: Option<&str>) {
+    if let Some(p) = px {
+        wire.price_decimals = wire
+            .price_decimals
+            .max(crate::fixed::decimals(p.as_bytes()));
+    }
+    if let Some(q) = qty {
+        wire.qty_decimals = wire.qty_decimals.max(crate::fixed::decimals(q.as_bytes()));
+    }
+}
+
 /// A reusable simd-json tape: parse frames in place without allocating once
 /// its buffers have grown (one per adapter).
 pub(crate) struct TapeParser {

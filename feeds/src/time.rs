@@ -103,9 +103,73 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The proleptic Gregorian date of a day count since 1970-01-01 (H.
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+/// Appends `ns` since the epoch as RFC 3339 UTC with `digits` (0-9)
+/// fractional digits (`2021-04-17T16:43:37.075687Z` for 6): the inverse of
+/// [`parse_rfc3339_ns`] at that precision (the fraction is truncated).
+pub fn push_rfc3339(out: &mut String, ns: i64, digits: u32) {
+    use std::fmt::Write as _;
+    let (secs, nanos) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    );
+    let digits = digits.min(9);
+    if digits > 0 {
+        let frac = nanos / 10i64.pow(9 - digits);
+        let _ = write!(out, ".{frac:0w$}", w = digits as usize);
+    }
+    out.push('Z');
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_rfc3339_ns;
+    use super::{parse_rfc3339_ns, push_rfc3339};
+
+    #[test]
+    fn formats_what_it_parses() {
+        for (ns, digits, text) in [
+            (1_618_677_817_075_687_000, 6, "2021-04-17T16:43:37.075687Z"),
+            (0, 0, "1970-01-01T00:00:00Z"),
+            (-500_000_000, 3, "1969-12-31T23:59:59.500Z"),
+            (
+                1_709_251_199_123_456_789,
+                9,
+                "2024-02-29T23:59:59.123456789Z",
+            ),
+        ] {
+            let mut s = String::new();
+            push_rfc3339(&mut s, ns, digits);
+            assert_eq!(s, text);
+            assert_eq!(parse_rfc3339_ns(s.as_bytes()), Some(ns));
+        }
+    }
 
     #[test]
     fn tardis_and_rfc3339_forms() {

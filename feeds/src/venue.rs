@@ -300,6 +300,8 @@ pub static VENUES: &[VenueDef] = &[
     venues::binance::COINM,
     venues::kraken::KRAKEN,
     venues::okx::OKX,
+    venues::coinbase::ADVANCED,
+    venues::coinbase::EXCHANGE,
 ];
 
 /// Looks a venue up by name; returns its index and definition.
@@ -318,21 +320,19 @@ pub fn venue_at(index: u16) -> Option<&'static VenueDef> {
     VENUES.get(usize::from(index))
 }
 
-/// The venue of a capture from its header's `venue=` and `url=` tokens: a
-/// registry name, or a capture venue token that, with `url`, names exactly
-/// one entry (`venue=bybit` + a `/v5/public/linear` URL).
+/// The venue of a capture from its header's `venue=` and `url=` tokens:
+/// the one entry whose capture venue token is `venue` and whose
+/// `capture_url` the URL contains (`venue=bybit` + a `/v5/public/linear`
+/// URL, `venue=coinbase` + `ws-feed`), else a registry name.
 #[must_use]
 pub fn venue_for_capture(venue: &str, url: Option<&str>) -> Option<(u16, &'static VenueDef)> {
-    if let Some(hit) = venue_by_name(venue) {
-        return Some(hit);
-    }
     let url = url.unwrap_or("");
     let mut hits = VENUES.iter().enumerate().filter(|(_, v)| {
         v.capture_venue == venue && (v.capture_url.is_empty() || url.contains(v.capture_url))
     });
     match (hits.next(), hits.next()) {
         (Some((i, v)), None) => Some((u16::try_from(i).ok()?, v)),
-        _ => None,
+        _ => venue_by_name(venue),
     }
 }
 
@@ -387,5 +387,19 @@ mod tests {
         let (_, d) = venue_for_capture("binance-usdm", Some("wss://fstream.binance.com")).unwrap();
         assert_eq!(d.name, "binance-usdm");
         assert!(venue_for_capture("mars", None).is_none());
+        let ws_feed = Some("wss://ws-feed.pro.coinbase.com");
+        assert_eq!(
+            venue_for_capture("coinbase", ws_feed).unwrap().1.name,
+            "coinbase-exchange"
+        );
+        let at = Some("wss://advanced-trade-ws.coinbase.com");
+        assert_eq!(
+            venue_for_capture("coinbase", at).unwrap().1.name,
+            "coinbase"
+        );
+        assert_eq!(
+            venue_for_capture("coinbase", None).unwrap().1.name,
+            "coinbase"
+        );
     }
 }

@@ -84,7 +84,8 @@ pub struct Faults {
     /// on the next connection.
     pub drop_after_frames: Option<u64>,
     /// Do not send the Nth (1-based) depth diff due on the connection,
-    /// producing a U/u gap.
+    /// producing a U/u gap (and a hole in the message numbers of venues
+    /// that number a connection's messages).
     pub skip_depth_at: Vec<u64>,
     /// Alter the book checksum of the Nth (1-based) depth frame due on the
     /// connection (venues that send one: Kraken, OKX).
@@ -514,6 +515,9 @@ struct Conn {
     subs: Vec<Sub>,
     frames: u64,
     depth_seen: u64,
+    /// Messages numbered on this connection (venues that number them, see
+    /// `VenueServer::stamp`), including skipped ones.
+    seq: u64,
     faulty: bool,
     dirty: bool,
     dead: bool,
@@ -755,6 +759,7 @@ impl Actor {
                     subs,
                     frames: 0,
                     depth_seen: 0,
+                    seq: 0,
                     faulty,
                     dirty: false,
                     dead: false,
@@ -798,14 +803,19 @@ impl Actor {
                             if !self.cfg.stream_snapshots {
                                 break;
                             }
+                            let levels = self.server.snapshot_levels();
                             if let Some(snap) =
-                                self.books.snapshot(self.server, &k.symbol, 1000, false)
+                                self.books.snapshot(self.server, &k.symbol, levels, false)
                             {
                                 replies.push(snap);
                             }
                         }
                     }
-                    for reply in replies {
+                    for mut reply in replies {
+                        if let Some(stamped) = self.server.stamp(&reply, conn.seq) {
+                            reply = stamped;
+                        }
+                        conn.seq += 1;
                         if conn.sink.send(Message::text(reply)).await.is_err() {
                             conn.dead = true;
                             self.reap();
@@ -998,6 +1008,9 @@ impl Actor {
                     depth_counted = true;
                     c.depth_seen += 1;
                     if c.faulty && self.cfg.faults.skip_depth_at.contains(&c.depth_seen) {
+                        // A lost message: where messages are numbered, the
+                        // next one shows the hole.
+                        c.seq += 1;
                         break;
                     }
                     corrupt =
@@ -1011,8 +1024,12 @@ impl Actor {
                 } else {
                     None
                 };
+                let numbered = self.server.stamp(&frame[payload.clone()], c.seq);
+                c.seq += 1;
                 let msg = if let Some(bad) = corrupted {
-                    Utf8Bytes::from(bad)
+                    Utf8Bytes::from(self.server.stamp(&bad, c.seq - 1).unwrap_or(bad))
+                } else if let Some(stamped) = numbered {
+                    Utf8Bytes::from(stamped)
                 } else if c.combined {
                     if wrapper == Some(s.name.as_str()) {
                         Utf8Bytes::from(frame)

@@ -88,7 +88,8 @@ impl fmt::Debug for FeedOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FeedOptions")
             .field("ws_url", &self.ws_url)
-            .field("subscribe", &self.subscribe)
+            // Requests may carry credentials (a Coinbase JWT): never printed.
+            .field("subscribe", &self.subscribe.len())
             .field("send_interval", &self.send_interval)
             .field("rest_base", &self.rest_base)
             .field("snapshot_symbols", &self.snapshot_symbols)

@@ -299,6 +299,15 @@ impl<O: Emit> Processor<O> {
                     publish_book(st);
                 }
             }
+            Event::Gap(inst) => {
+                if let Some(st) = lookup(&mut self.states, inst) {
+                    st.stats.gaps.inc();
+                    st.sync.reset();
+                    st.tickers.clear();
+                    Self::desync(st, self.resync.as_mut());
+                    publish_book(st);
+                }
+            }
         }
     }
 

@@ -274,7 +274,7 @@ impl EventTx {
                 Event::Quote(q) => Some(q.inst),
                 Event::Depth(d) => Some(d.inst),
                 Event::Snapshot(s) => Some(s.inst),
-                Event::Reset(i) => Some(*i),
+                Event::Reset(i) | Event::Gap(i) => Some(*i),
                 Event::Level(_) => None,
             };
             if let Some(i) = inst {
