@@ -54,10 +54,21 @@ pub trait FrameSource {
 pub trait CaptureRecords {
     /// `venue=` header value.
     fn venue(&self) -> Option<&str>;
+    /// `url=` header value (tells apart venues sharing a `venue=` token).
+    fn url(&self) -> Option<&str> {
+        None
+    }
     /// `symbols=` header value, split on commas.
     fn symbols(&self) -> &[String];
     /// Next record into `rec`; `Ok(false)` at end of file.
     fn next_into(&mut self, rec: &mut SourceRecord) -> io::Result<bool>;
+}
+
+/// The registry name of a capture's venue (its `venue=` and `url=` tokens).
+fn registry_venue(r: &dyn CaptureRecords) -> Option<String> {
+    let v = r.venue()?;
+    let name = feeds::venue::venue_for_capture(v, r.url()).map_or(v, |(_, d)| d.name);
+    Some(name.to_owned())
 }
 
 /// Plays one or more capture files in order as one stream (consecutive
@@ -75,6 +86,10 @@ pub struct CaptureSource {
 impl CaptureRecords for feeds::capture::CaptureReader {
     fn venue(&self) -> Option<&str> {
         self.header().venue.as_deref()
+    }
+
+    fn url(&self) -> Option<&str> {
+        self.header().get("url")
     }
 
     fn symbols(&self) -> &[String] {
@@ -170,10 +185,10 @@ impl FrameSource for CaptureSource {
 
     fn venue(&mut self) -> Option<String> {
         if let Some(r) = &self.current {
-            return r.venue().map(str::to_owned);
+            return registry_venue(r.as_ref());
         }
         let first = self.paths.get(self.next.saturating_sub(1))?;
-        (self.open)(first).ok()?.venue().map(str::to_owned)
+        registry_venue((self.open)(first).ok()?.as_ref())
     }
 }
 

@@ -145,6 +145,10 @@ pub struct SimConfig {
     /// connections (Binance USD-M: book streams on `/public`, trades on
     /// `/market`) set it to that number so no connection misses the start.
     pub min_subscribed: usize,
+    /// Playback waits until the connected clients hold at least this many
+    /// streams in all (0: any): venues that subscribe one channel per
+    /// request (Coinbase Advanced Trade) set it so no channel misses the start.
+    pub min_streams: usize,
 }
 
 impl SimConfig {
@@ -162,6 +166,7 @@ impl SimConfig {
             venue: None,
             stream_snapshots: true,
             min_subscribed: 1,
+            min_streams: 0,
         }
     }
 }
@@ -592,6 +597,7 @@ impl Actor {
             && self.stall_until.is_none_or(|t| t <= now)
             && self.conns.iter().filter(|c| !c.subs.is_empty()).count()
                 >= self.cfg.min_subscribed.max(1)
+            && self.conns.iter().map(|c| c.subs.len()).sum::<usize>() >= self.cfg.min_streams
     }
 
     /// True while playback should wait at the pending snapshot record for a
