@@ -1,6 +1,7 @@
 //! Helpers shared by the feeds integration tests.
 #![allow(dead_code)]
 
+pub mod coinbase_at;
 pub mod venues;
 
 use std::path::{Path, PathBuf};

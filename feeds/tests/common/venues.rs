@@ -51,7 +51,51 @@ pub fn venue_captures(shared: &Path) -> Vec<VenueCapture> {
             records,
         });
     }
+    derive_missing(&mut out);
     out
+}
+
+/// Venues with no shared capture get one derived from another venue's:
+/// Coinbase Advanced Trade from the Exchange feed's (the same books and
+/// trades in Advanced Trade's shapes).
+fn derive_missing(caps: &mut Vec<VenueCapture>) {
+    let index = |name: &str| VENUES.iter().position(|v| v.name == name).map(|i| i as u16);
+    let (Some(at), Some(ex)) = (index("coinbase"), index("coinbase-exchange")) else {
+        return;
+    };
+    if caps.iter().any(|c| c.venue == at) {
+        return;
+    }
+    let derived: Vec<VenueCapture> = caps
+        .iter()
+        .filter(|c| c.venue == ex)
+        .map(|c| {
+            let header = format!("# symbols={}", c.symbols.join(","));
+            let lines: Vec<String> = std::iter::once(header)
+                .chain(
+                    c.records
+                        .iter()
+                        .map(|(t, f)| format!("{t} {}", String::from_utf8_lossy(f))),
+                )
+                .collect();
+            let text = super::coinbase_at::exchange_to_advanced(&lines, 0);
+            let records = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| {
+                    let (t, f) = l.split_once(' ')?;
+                    Some((t.parse().ok()?, f.as_bytes().to_vec()))
+                })
+                .collect();
+            VenueCapture {
+                path: c.path.with_extension("advanced-trade"),
+                venue: at,
+                symbols: c.symbols.clone(),
+                records,
+            }
+        })
+        .collect();
+    caps.extend(derived);
 }
 
 /// A fresh adapter of registry entry `venue`, accepting every symbol.
