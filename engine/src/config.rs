@@ -693,6 +693,8 @@ mod tests {
             "binance-coinm-live.toml",
             "kraken-live.toml",
             "okx-live.toml",
+            "coinbase-live.toml",
+            "coinbase-exchange-live.toml",
             "replay.toml",
         ] {
             Config::load(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
