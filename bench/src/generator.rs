@@ -450,7 +450,17 @@ impl Generator {
     pub fn snapshot(&self, symbol: &str, limit: usize) -> Option<String> {
         let s = self.sym(symbol)?;
         let mut out = String::with_capacity(64 + 2 * limit.min(s.bids.len()) * 36);
-        render_snapshot(self.venue, &mut out, s, limit, false);
+        render_snapshot(self.venue, &mut out, s, limit, false, true);
+        Some(out)
+    }
+
+    /// The frame the venue sends on the stream with a snapshot of `symbol`
+    /// (venues that start books on the stream), at most `limit` levels per side.
+    #[must_use]
+    pub fn stream_snapshot(&self, symbol: &str, limit: usize) -> Option<String> {
+        let s = self.sym(symbol)?;
+        let mut out = String::with_capacity(64 + 2 * limit.min(s.bids.len()) * 36);
+        render_snapshot(self.venue, &mut out, s, limit, false, false);
         Some(out)
     }
 
@@ -521,6 +531,7 @@ impl Generator {
                 &self.syms[i],
                 self.inline_limit,
                 with_symbol,
+                true,
             );
             self.push_frame(t, frame);
         }
@@ -872,6 +883,7 @@ fn render_snapshot(
     s: &SymState,
     limit: usize,
     with_symbol: bool,
+    rest: bool,
 ) {
     let (tick, lot) = (s.spec.tick, s.spec.lot);
     let bids: Vec<(i64, i64)> = s
@@ -889,7 +901,7 @@ fn render_snapshot(
         .collect();
     let op = MarketOp::Snapshot {
         symbol: &s.spec.name,
-        rest: true,
+        rest,
         name_symbol: with_symbol,
         last_update_id: s.update_id,
         bids: &bids,

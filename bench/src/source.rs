@@ -37,6 +37,13 @@ pub trait FrameSource {
         None
     }
 
+    /// The stream frame of a snapshot of `symbol` from the source's live book
+    /// (venues that start books on the stream send it on subscribe); `None`:
+    /// the simulator's own books answer.
+    fn synthesize_stream_snapshot(&mut self, _symbol: &str, _limit: usize) -> Option<String> {
+        None
+    }
+
     /// True when [`FrameSource::synthesize_snapshot`] answers for every
     /// symbol it knows (so `None` means an unknown symbol).
     fn has_live_book(&self) -> bool {
@@ -219,6 +226,10 @@ impl FrameSource for GeneratorSource {
 
     fn synthesize_snapshot(&mut self, symbol: &str, limit: usize) -> Option<String> {
         self.generator.snapshot(symbol, limit)
+    }
+
+    fn synthesize_stream_snapshot(&mut self, symbol: &str, limit: usize) -> Option<String> {
+        self.generator.stream_snapshot(symbol, limit)
     }
 
     fn has_live_book(&self) -> bool {

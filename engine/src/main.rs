@@ -52,6 +52,8 @@ usage:
                                         (no capture: serve the built-in generator)
              [--venue <name>]   (protocol spoken; default: the capture's venue= header, else binance-spot)
              [--min-subscribed <n>]   (play only while n connections are subscribed; USD-M clients open 2)
+             [--min-streams <n>]   (play only once the clients hold n streams; Coinbase Advanced Trade
+                                    subscribes channel by channel: 1 + 3 × products)
   engine run --config <file> [--out <file|->] [--stats <file>] [--duration <s>] [--metrics-addr <ip:port>]
   engine record --config <file> --out <dir> [--duration <s>]
   engine generate --out <capture.txt.gz> [--seed <n>] [--duration <s>] [--symbols A,B]";
@@ -298,6 +300,7 @@ fn cmd_sim(args: &Args) -> Result<(), String> {
         "seed",
         "venue",
         "min-subscribed",
+        "min-streams",
     ])?;
     let venue = args.get("venue").map(str::to_owned);
     if let Some(v) = &venue {
@@ -333,6 +336,7 @@ fn cmd_sim(args: &Args) -> Result<(), String> {
         Speed::Factor(f) => bench::sim::Speed::Factor(f),
     };
     sc.min_subscribed = args.parse_opt("min-subscribed")?.unwrap_or(1);
+    sc.min_streams = args.parse_opt("min-streams")?.unwrap_or(0);
     sc.faults.drop_after_frames = args.parse_opt("drop-after")?;
     for v in args.all("skip-depth") {
         sc.faults.skip_depth_at.push(

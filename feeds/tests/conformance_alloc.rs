@@ -96,7 +96,10 @@ fn every_venue_parses_its_captures_cleanly_without_allocating() {
         // Venues that drop trades already seen (Coinbase, by trade id)
         // find fewer data frames in the same frames a second time.
         assert_eq!((again.0, again.1), (errors, unknown), "{name}");
-        assert!(again.2 <= data && again.2 * 10 >= data * 9, "{name}: {again:?}");
+        assert!(
+            again.2 <= data && again.2 * 10 >= data * 9,
+            "{name}: {again:?}"
+        );
         assert_eq!(
             ALLOCS.swap(0, Ordering::SeqCst),
             0,

@@ -810,9 +810,13 @@ impl Actor {
                                 break;
                             }
                             let levels = self.server.snapshot_levels();
-                            if let Some(snap) =
-                                self.books.snapshot(self.server, &k.symbol, levels, false)
-                            {
+                            let snap = self
+                                .books
+                                .snapshot(self.server, &k.symbol, levels, false)
+                                .or_else(|| {
+                                    self.source.synthesize_stream_snapshot(&k.symbol, levels)
+                                });
+                            if let Some(snap) = snap {
                                 replies.push(snap);
                             }
                         }

@@ -127,8 +127,10 @@ pub struct Coinbase {
     next_seq: Option<u64>,
     /// `sequence_num` of the frame being parsed.
     frame_seq: Option<u64>,
-    /// Instruments whose books this connection carries.
+    /// Instruments whose books this connection carries, and by instrument
+    /// index whether it is one of them.
     books: Vec<InstrumentId>,
+    carried: Vec<bool>,
     /// Per instrument index (Exchange).
     trades: Vec<TradeWatch>,
     /// Instruments found to have lost data, announced with the next frame
@@ -160,6 +162,7 @@ impl Coinbase {
             next_seq: None,
             frame_seq: None,
             books: Vec::with_capacity(64),
+            carried: Vec::new(),
             trades: Vec::new(),
             lost: Vec::with_capacity(64),
             current: None,
@@ -169,9 +172,19 @@ impl Coinbase {
     /// Notes that `inst`'s book rides on this connection.
     #[inline]
     fn carries(&mut self, inst: InstrumentId) {
-        if !self.books.contains(&inst) {
-            self.books.push(inst);
+        if !self.carried.get(inst.index()).copied().unwrap_or(false) {
+            self.note_book(inst);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn note_book(&mut self, inst: InstrumentId) {
+        if inst.index() >= self.carried.len() {
+            self.carried.resize(inst.index() + 1, false);
+        }
+        self.carried[inst.index()] = true;
+        self.books.push(inst);
     }
 
     #[inline]

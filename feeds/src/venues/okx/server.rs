@@ -255,7 +255,7 @@ impl VenueServer for OkxServer {
             }
             MarketOp::Depth {
                 symbol,
-                first_id,
+                last_id,
                 prev_last_id,
                 event_ms,
                 bids,
@@ -271,7 +271,7 @@ impl VenueServer for OkxServer {
                 levels(out, bids);
                 let _ = write!(
                     out,
-                    r#"],"ts":"{event_ms}","checksum":0,"prevSeqId":{prev_last_id},"seqId":{first_id}}}]}}"#
+                    r#"],"ts":"{event_ms}","checksum":0,"prevSeqId":{prev_last_id},"seqId":{last_id}}}]}}"#
                 );
             }
             MarketOp::Snapshot {
