@@ -300,6 +300,9 @@ pub static VENUES: &[VenueDef] = &[
     venues::binance::COINM,
     venues::kraken::KRAKEN,
     venues::okx::OKX,
+    venues::bybit::SPOT,
+    venues::bybit::LINEAR,
+    venues::bybit::INVERSE,
 ];
 
 /// Looks a venue up by name; returns its index and definition.
@@ -387,5 +390,8 @@ mod tests {
         let (_, d) = venue_for_capture("binance-usdm", Some("wss://fstream.binance.com")).unwrap();
         assert_eq!(d.name, "binance-usdm");
         assert!(venue_for_capture("mars", None).is_none());
+        let url = Some("wss://stream.bybit.com/v5/public/linear");
+        assert_eq!(venue_for_capture("bybit", url).unwrap().1.name, "bybit-linear");
+        assert!(venue_for_capture("bybit", None).is_none(), "ambiguous");
     }
 }

@@ -4,5 +4,6 @@
 //! is one folder with one registry line per venue.
 
 pub mod binance;
+pub mod bybit;
 pub mod kraken;
 pub mod okx;
