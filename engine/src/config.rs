@@ -693,6 +693,8 @@ mod tests {
             "binance-coinm-live.toml",
             "kraken-live.toml",
             "okx-live.toml",
+            "bybit-spot-live.toml",
+            "bybit-linear-live.toml",
             "replay.toml",
         ] {
             Config::load(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));

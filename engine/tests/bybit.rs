@@ -169,7 +169,10 @@ fn bybit_captures_replay_without_config_and_match_the_reference() {
                 .filter(|row| row["symbol"] == sym.as_str() && row["signal"] == "mid")
                 .map(|row| row["ts_ns"].as_i64().unwrap())
                 .collect();
-            assert_eq!(mids, r.times, "{sym}: a mid row per orderbook.1 push at cts");
+            assert_eq!(
+                mids, r.times,
+                "{sym}: a mid row per orderbook.1 push at cts"
+            );
         }
     }
     venues.sort_unstable();
@@ -395,7 +398,11 @@ fn run_venue(sim: &SimHandle, out: &Path, venue: &str, symbols: &[String]) -> Va
         },
     )
     .unwrap();
-    assert!(sim.is_exhausted(), "simulator did not finish: {}", report.stats);
+    assert!(
+        sim.is_exhausted(),
+        "simulator did not finish: {}",
+        report.stats
+    );
     report.stats
 }
 
@@ -419,7 +426,13 @@ fn by_signal(rows: &[Value]) -> BTreeMap<(String, String), Vec<(i64, f64)>> {
 
 /// Signals of the book alone (no history): a run that skipped some book
 /// updates still emits only rows of the replay.
-const BOOK_TOP: [&str; 5] = ["mid", "spread_bps", "microprice", "imbalance_l1", "imbalance_l5"];
+const BOOK_TOP: [&str; 5] = [
+    "mid",
+    "spread_bps",
+    "microprice",
+    "imbalance_l1",
+    "imbalance_l5",
+];
 
 /// Every book-top row of `got` is a row of `want` (same exchange time and value).
 fn rows_within(
@@ -427,7 +440,10 @@ fn rows_within(
     want: &BTreeMap<(String, String), Vec<(i64, f64)>>,
 ) {
     let mut n = 0;
-    for (k, rows) in got.iter().filter(|((s, _), _)| BOOK_TOP.contains(&s.as_str())) {
+    for (k, rows) in got
+        .iter()
+        .filter(|((s, _), _)| BOOK_TOP.contains(&s.as_str()))
+    {
         n += rows.len();
         let w = &want[k];
         for (ts, v) in rows {
@@ -485,11 +501,17 @@ fn shared_spot_capture_over_loopback_equals_the_replay() {
     assert_eq!(live["parse_errors"], 0, "{live}");
     assert_eq!(live["unknown_messages"], 0, "{live}");
     assert_eq!(live["rejected_requests"], 0, "{live}");
-    assert!(live["control_messages"].as_u64().unwrap() > 0, "acks: {live}");
+    assert!(
+        live["control_messages"].as_u64().unwrap() > 0,
+        "acks: {live}"
+    );
     for sym in symbols {
         let k = format!("bybit-spot:{sym}");
         for f in SAME_AS_REPLAY {
-            assert_eq!(live["instruments"][&k][f], want["instruments"][&k][f], "{k}.{f}");
+            assert_eq!(
+                live["instruments"][&k][f], want["instruments"][&k][f],
+                "{k}.{f}"
+            );
         }
     }
     let mut want = by_signal(&rows(&dir.join("replay.jsonl")));
@@ -514,7 +536,11 @@ fn linear_over_loopback_equals_the_replay_and_a_u_gap_resubscribes_one_instrumen
     }
     let want_rows = by_signal(&rows(&dir.join("replay.jsonl")));
     assert!(
-        want_rows.keys().filter(|(s, _)| s == "imbalance_l5").count() == 3,
+        want_rows
+            .keys()
+            .filter(|(s, _)| s == "imbalance_l5")
+            .count()
+            == 3,
         "L2 rows for every instrument"
     );
 
@@ -552,7 +578,10 @@ fn linear_over_loopback_equals_the_replay_and_a_u_gap_resubscribes_one_instrumen
     assert_eq!(bad["gaps"], 1, "{bad}");
     assert!(bad["resyncs"].as_u64().unwrap() >= 1, "resubscribed: {bad}");
     assert_eq!(bad["synced"], true, "{bad}");
-    assert_eq!(live["connects"], 1, "no reconnect for one instrument: {live}");
+    assert_eq!(
+        live["connects"], 1,
+        "no reconnect for one instrument: {live}"
+    );
     for (k, w) in &insts {
         for f in ["best_bid", "best_ask", "bid_levels", "ask_levels"] {
             assert_eq!(got[k][f], w[f], "{k}.{f}: back in sync with the venue");

@@ -391,7 +391,10 @@ mod tests {
         assert_eq!(d.name, "binance-usdm");
         assert!(venue_for_capture("mars", None).is_none());
         let url = Some("wss://stream.bybit.com/v5/public/linear");
-        assert_eq!(venue_for_capture("bybit", url).unwrap().1.name, "bybit-linear");
+        assert_eq!(
+            venue_for_capture("bybit", url).unwrap().1.name,
+            "bybit-linear"
+        );
         assert!(venue_for_capture("bybit", None).is_none(), "ambiguous");
     }
 }

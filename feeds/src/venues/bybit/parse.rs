@@ -143,11 +143,11 @@ impl Bybit {
             // Acks and pongs: `{"success":..,"ret_msg":..,"op":..}`, linear
             // pongs `{"op":"pong","args":[..]}`.
             return Ok(match (op, success) {
-                (_, Some(false)) => {
-                    FrameKind::Rejected(req_id.and_then(|v| int(v, "req_id").ok()).map_or(0, |n| {
-                        u64::try_from(n).unwrap_or(0)
-                    }))
-                }
+                (_, Some(false)) => FrameKind::Rejected(
+                    req_id
+                        .and_then(|v| int(v, "req_id").ok())
+                        .map_or(0, |n| u64::try_from(n).unwrap_or(0)),
+                ),
                 (Some(_), _) => FrameKind::Control,
                 (None, _) => FrameKind::Unknown,
             });
@@ -256,7 +256,11 @@ impl Bybit {
             snapshot: kind.snapshot,
             seq: u,
             // "u must be the previous u + 1" as a linked chain.
-            prev_seq: if kind.snapshot { 0 } else { u.saturating_sub(1) },
+            prev_seq: if kind.snapshot {
+                0
+            } else {
+                u.saturating_sub(1)
+            },
             ts_ns,
             recv_ns,
             checksum: None,
@@ -291,7 +295,8 @@ impl Bybit {
     ) -> Result<FrameKind, ParseError> {
         let mut n = 0usize;
         for e in elements(data).ok_or_else(|| ParseError::wrong_type("data"))? {
-            let (mut t, mut s, mut side, mut v, mut p, mut i) = (None, None, None, None, None, None);
+            let (mut t, mut s, mut side, mut v, mut p, mut i) =
+                (None, None, None, None, None, None);
             for (k, val) in entries(e).ok_or_else(|| ParseError::wrong_type("data"))? {
                 match k {
                     "T" => t = Some(val),
@@ -312,9 +317,9 @@ impl Bybit {
                 qty_decimals: fixed::decimals(qty.as_bytes()),
             };
             let symbol = s.unwrap_or(topic_symbol);
-            let Some((inst, spec)) = self
-                .instruments
-                .resolve_learning(symbol.as_bytes(), out, wire)
+            let Some((inst, spec)) =
+                self.instruments
+                    .resolve_learning(symbol.as_bytes(), out, wire)
             else {
                 return Ok(FrameKind::Ignored);
             };

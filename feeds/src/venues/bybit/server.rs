@@ -412,7 +412,10 @@ mod tests {
         let eleven: Vec<String> = (0..11).map(|i| format!("\"publicTrade.S{i}\"")).collect();
         SPOT_SERVER.on_client_text(
             &mut subs,
-            &format!(r#"{{"req_id":"8","op":"subscribe","args":[{}]}}"#, eleven.join(",")),
+            &format!(
+                r#"{{"req_id":"8","op":"subscribe","args":[{}]}}"#,
+                eleven.join(",")
+            ),
             &mut r,
         );
         assert!(r[0].starts_with(r#"{"success":false"#), "{}", r[0]);
