@@ -73,8 +73,12 @@ pub struct CaptureSource {
 /// The workspace's capture reader: bad lines (no timestamp, not UTF-8) are
 /// skipped; truncated or corrupt input is an error.
 impl CaptureRecords for feeds::capture::CaptureReader {
+    /// The registry name: a family token (`venue=bybit`) names its entry
+    /// through the capture's `url=`.
     fn venue(&self) -> Option<&str> {
-        self.header().venue.as_deref()
+        let h = self.header();
+        let v = h.venue.as_deref()?;
+        Some(feeds::venue::venue_for_capture(v, h.get("url")).map_or(v, |(_, d)| d.name))
     }
 
     fn symbols(&self) -> &[String] {

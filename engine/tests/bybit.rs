@@ -349,13 +349,13 @@ fn okx_as_bybit(cap: &Path) -> (String, Vec<String>) {
     (out, symbols)
 }
 
-fn start_sim(capture: &Path, venue: &str, faults: Faults) -> SimHandle {
+/// The simulator serving `capture` at max speed; its protocol is the
+/// capture's market (`venue=bybit` and the header's `url=`).
+fn start_sim(capture: &Path, faults: Faults) -> SimHandle {
     let mut sc = SimConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
     sc.speed = SimSpeed::Max;
     sc.faults = faults;
     sc.fault_connections = Some(1);
-    // A capture names the family (`venue=bybit`); the market is the URL's.
-    sc.venue = Some(venue.to_owned());
     Simulator::start(
         sc,
         Box::new(CaptureSource::new(vec![capture.to_path_buf()])),
@@ -495,7 +495,7 @@ fn shared_spot_capture_over_loopback_equals_the_replay() {
     // Five instruments: their ten topics fit one spot request (at most 10
     // args), so none misses the start of a max-speed playback.
     let symbols = &symbols[..5];
-    let sim = start_sim(&cap, "bybit-spot", Faults::default());
+    let sim = start_sim(&cap, Faults::default());
     let live = run_venue(&sim, &dir.join("live.jsonl"), "bybit-spot", symbols);
     sim.shutdown().unwrap();
     assert_eq!(live["parse_errors"], 0, "{live}");
@@ -544,7 +544,7 @@ fn linear_over_loopback_equals_the_replay_and_a_u_gap_resubscribes_one_instrumen
         "L2 rows for every instrument"
     );
 
-    let sim = start_sim(&cap, "bybit-linear", Faults::default());
+    let sim = start_sim(&cap, Faults::default());
     let live = run_venue(&sim, &dir.join("live.jsonl"), "bybit-linear", &symbols);
     sim.shutdown().unwrap();
     assert_eq!(live["parse_errors"], 0, "{live}");
@@ -565,7 +565,7 @@ fn linear_over_loopback_equals_the_replay_and_a_u_gap_resubscribes_one_instrumen
         skip_depth_at: vec![30],
         ..Default::default()
     };
-    let sim = start_sim(&cap, "bybit-linear", faults);
+    let sim = start_sim(&cap, faults);
     let live = run_venue(&sim, &dir.join("gap.jsonl"), "bybit-linear", &symbols);
     sim.shutdown().unwrap();
     let got = live["instruments"].as_object().unwrap();
@@ -608,7 +608,7 @@ fn linear_service_restart_snapshot_overwrites_one_book_over_loopback() {
         restart_at: vec![40],
         ..Default::default()
     };
-    let sim = start_sim(&cap, "bybit-linear", faults);
+    let sim = start_sim(&cap, faults);
     let live = run_venue(&sim, &dir.join("restart.jsonl"), "bybit-linear", &symbols);
     sim.shutdown().unwrap();
     assert_eq!(live["parse_errors"], 0, "{live}");
