@@ -822,6 +822,11 @@ impl Generator {
         s.changed_bids.dedup();
         s.changed_asks.sort_unstable();
         s.changed_asks.dedup();
+        // Venues that start books on the stream number their book messages
+        // (Bybit `u`: previous + 1): one id per diff there.
+        if self.venue.book.start == feeds::book::BookStart::StreamSnapshot {
+            s.update_id = s.last_diff_u + 1;
+        }
         let (tick, lot) = (s.spec.tick, s.spec.lot);
         for (changed, book, out) in [
             (&s.changed_bids, &s.bids, &mut self.bids_buf),

@@ -695,6 +695,8 @@ mod tests {
             "okx-live.toml",
             "coinbase-live.toml",
             "coinbase-exchange-live.toml",
+            "bybit-spot-live.toml",
+            "bybit-linear-live.toml",
             "replay.toml",
         ] {
             Config::load(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));

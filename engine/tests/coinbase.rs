@@ -123,7 +123,7 @@ fn exchange_capture_replays_without_config_and_matches_the_reference() {
     let dir = temp_dir("coinbase");
     let stats = common::replay_no_config(std::slice::from_ref(&cap), &dir.join("o.jsonl"));
     check_books(&stats, "coinbase-exchange", &want, "exchange");
-    for (product, _) in &want {
+    for product in want.keys() {
         let got = &stats["instruments"][format!("coinbase-exchange:{product}")];
         assert_eq!(got["gaps"], 0, "{product}: consecutive trade ids");
     }
@@ -154,7 +154,7 @@ fn advanced_trade_form_of_the_capture_replays_to_the_same_books() {
     let stats = common::replay_no_config(std::slice::from_ref(&at), &dir.join("o.jsonl"));
     check_books(&stats, "coinbase", &want, "advanced trade");
     assert_eq!(stats["control_messages"], 3, "the subscriptions acks");
-    for (product, _) in &want {
+    for product in want.keys() {
         let got = &stats["instruments"][format!("coinbase:{product}")];
         assert_eq!(got["gaps"], 0, "{product}");
     }
@@ -175,7 +175,7 @@ fn advanced_trade_sequence_hole_resyncs_every_book_of_the_connection() {
     std::fs::write(&at, common::coinbase_exchange_to_advanced(&cap, 4000)).unwrap();
     let stats = common::replay_no_config(std::slice::from_ref(&at), &dir.join("o.jsonl"));
     check_books(&stats, "coinbase", &want, "hole");
-    for (product, _) in &want {
+    for product in want.keys() {
         let got = &stats["instruments"][format!("coinbase:{product}")];
         assert_eq!(got["gaps"], 1, "{product}: {got}");
         assert_eq!(got["resyncs"], 1, "{product}: {got}");

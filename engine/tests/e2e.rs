@@ -215,6 +215,7 @@ fn disconnect_and_gap_faults_reconnect_resync_and_never_emit_from_a_broken_book(
     let faults = bench::sim::Faults {
         corrupt_checksum_at: Vec::new(),
         reorder_levels_at: Vec::new(),
+        restart_at: Vec::new(),
         drop_after_frames: Some(20_000),
         skip_depth_at: vec![500],
         stall: None,
@@ -356,6 +357,7 @@ fn futures_faults_recover(venue: &str) {
     let faults = bench::sim::Faults {
         corrupt_checksum_at: Vec::new(),
         reorder_levels_at: Vec::new(),
+        restart_at: Vec::new(),
         drop_after_frames: Some(15_000),
         skip_depth_at: vec![500],
         stall: None,

@@ -238,6 +238,23 @@ pub trait VenueServer: Sync {
     fn reorder_levels(&self, _frame: &str) -> Option<String> {
         None
     }
+
+    /// A restart of the venue's book service (a fault): the frame the venue
+    /// sends for `snapshot` (the simulator's book rendered as a stream
+    /// snapshot) after restarting, and the amount by which the update ids
+    /// of that book's later frames on the connection drop ([`renumber`]).
+    /// `None`: the venue has no restart signal (Bybit: a `u = 1` snapshot).
+    ///
+    /// [`renumber`]: VenueServer::renumber
+    fn restart(&self, _snapshot: &str) -> Option<(String, u64)> {
+        None
+    }
+
+    /// `frame` (a book frame) with its update ids lowered by `shift`, after
+    /// a [`restart`](VenueServer::restart); `None`: sent unchanged.
+    fn renumber(&self, _frame: &str, _shift: u64) -> Option<String> {
+        None
+    }
 }
 
 /// The simulator's books: the venue's own adapter parses every played

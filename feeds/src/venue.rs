@@ -302,6 +302,9 @@ pub static VENUES: &[VenueDef] = &[
     venues::okx::OKX,
     venues::coinbase::ADVANCED,
     venues::coinbase::EXCHANGE,
+    venues::bybit::SPOT,
+    venues::bybit::LINEAR,
+    venues::bybit::INVERSE,
 ];
 
 /// Looks a venue up by name; returns its index and definition.
@@ -401,5 +404,11 @@ mod tests {
             venue_for_capture("coinbase", None).unwrap().1.name,
             "coinbase"
         );
+        let url = Some("wss://stream.bybit.com/v5/public/linear");
+        assert_eq!(
+            venue_for_capture("bybit", url).unwrap().1.name,
+            "bybit-linear"
+        );
+        assert!(venue_for_capture("bybit", None).is_none(), "ambiguous");
     }
 }

@@ -93,6 +93,13 @@ pub struct Faults {
     /// Reverse the levels of the first book side of the Nth (1-based) depth
     /// frame due on the connection (OKX).
     pub reorder_levels_at: Vec<u64>,
+    /// At the Nth (1-based) depth frame due on the connection, the venue's
+    /// book service restarts (venues with a restart signal,
+    /// [`VenueServer::restart`]: Bybit's `u = 1` snapshot): instead of the
+    /// frame the connection gets the venue's restart snapshot of that
+    /// frame's book, and its later frames of that book are renumbered from
+    /// it ([`VenueServer::renumber`]).
+    pub restart_at: Vec<u64>,
     /// After this many frames on the connection, stop sending for the given
     /// time (the socket stays open; the playback clock stops meanwhile).
     pub stall: Option<(u64, Duration)>,
@@ -523,6 +530,9 @@ struct Conn {
     /// Messages numbered on this connection (venues that number them, see
     /// `VenueServer::stamp`), including skipped ones.
     seq: u64,
+    /// Update-id shift of each book restarted on this connection (a
+    /// restart fault), applied to its later frames.
+    shifts: Vec<(StreamKey, u64)>,
     faulty: bool,
     dirty: bool,
     dead: bool,
@@ -766,6 +776,7 @@ impl Actor {
                     frames: 0,
                     depth_seen: 0,
                     seq: 0,
+                    shifts: Vec::new(),
                     faulty,
                     dirty: false,
                     dead: false,
@@ -817,7 +828,13 @@ impl Actor {
                                     self.source.synthesize_stream_snapshot(&k.symbol, levels)
                                 });
                             if let Some(snap) = snap {
-                                replies.push(snap);
+                                // In the numbering of a restarted book.
+                                let shift = conn.shifts.iter().find(|(sk, _)| sk == k);
+                                replies.push(
+                                    shift
+                                        .and_then(|(_, n)| self.server.renumber(&snap, *n))
+                                        .unwrap_or(snap),
+                                );
                             }
                         }
                     }
@@ -1010,6 +1027,7 @@ impl Actor {
             let mut depth_counted = false;
             let mut corrupt = false;
             let mut reorder = false;
+            let mut restart = false;
             for s in &c.subs {
                 if s.key.as_ref() != Some(key) {
                     continue;
@@ -1026,11 +1044,25 @@ impl Actor {
                     corrupt =
                         c.faulty && self.cfg.faults.corrupt_checksum_at.contains(&c.depth_seen);
                     reorder = c.faulty && self.cfg.faults.reorder_levels_at.contains(&c.depth_seen);
+                    restart = c.faulty && self.cfg.faults.restart_at.contains(&c.depth_seen);
                 }
-                let corrupted = if corrupt {
+                let shift = c.shifts.iter().find(|(k, _)| k == key).map(|(_, n)| *n);
+                let corrupted = if restart {
+                    let restarted = self
+                        .books
+                        .snapshot(self.server, &key.symbol, 1000, false)
+                        .and_then(|snap| self.server.restart(&snap));
+                    restarted.map(|(frame, n)| {
+                        c.shifts.retain(|(k, _)| k != key);
+                        c.shifts.push((key.clone(), n));
+                        frame
+                    })
+                } else if corrupt {
                     self.server.corrupt_checksum(&frame[payload.clone()])
                 } else if reorder {
                     self.server.reorder_levels(&frame[payload.clone()])
+                } else if let Some(n) = shift {
+                    self.server.renumber(&frame[payload.clone()], n)
                 } else {
                     None
                 };

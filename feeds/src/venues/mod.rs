@@ -4,6 +4,7 @@
 //! is one folder with one registry line per venue.
 
 pub mod binance;
+pub mod bybit;
 pub mod coinbase;
 pub mod kraken;
 pub mod okx;

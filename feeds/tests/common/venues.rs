@@ -57,9 +57,25 @@ pub fn venue_captures(shared: &Path) -> Vec<VenueCapture> {
 
 /// Venues with no shared capture get one derived from another venue's:
 /// Coinbase Advanced Trade from the Exchange feed's (the same books and
-/// trades in Advanced Trade's shapes).
+/// trades in Advanced Trade's shapes), Bybit inverse from linear's frames
+/// (the same v5 contract shapes).
 fn derive_missing(caps: &mut Vec<VenueCapture>) {
     let index = |name: &str| VENUES.iter().position(|v| v.name == name).map(|i| i as u16);
+    if let (Some(inverse), Some(linear)) = (index("bybit-inverse"), index("bybit-linear")) {
+        if !caps.iter().any(|c| c.venue == inverse) {
+            let derived: Vec<VenueCapture> = caps
+                .iter()
+                .filter(|c| c.venue == linear)
+                .map(|c| VenueCapture {
+                    path: c.path.with_extension("inverse"),
+                    venue: inverse,
+                    symbols: c.symbols.clone(),
+                    records: c.records.clone(),
+                })
+                .collect();
+            caps.extend(derived);
+        }
+    }
     let (Some(at), Some(ex)) = (index("coinbase"), index("coinbase-exchange")) else {
         return;
     };

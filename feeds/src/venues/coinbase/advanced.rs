@@ -23,10 +23,11 @@ fn events<'t, 'i>(v: Option<Raw<'t, 'i>>) -> Result<impl Iterator<Item = Raw<'t,
     elements(req(v, "events")?).ok_or_else(|| ParseError::wrong_type("events"))
 }
 
+/// `side`, `price_level` and `new_quantity` of a level update.
+type Update<'i> = (Option<&'i str>, Option<&'i str>, Option<&'i str>);
+
 /// One level update of an `l2_data` event.
-fn update<'i>(
-    u: Raw<'_, 'i>,
-) -> Result<(Option<&'i str>, Option<&'i str>, Option<&'i str>), ParseError> {
+fn update<'i>(u: Raw<'_, 'i>) -> Result<Update<'i>, ParseError> {
     let (mut side, mut px, mut qty) = (None, None, None);
     for (k, v) in entries(u).ok_or_else(|| ParseError::wrong_type("updates"))? {
         match k {
