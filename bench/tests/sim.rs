@@ -22,7 +22,13 @@ const LIMIT: Duration = Duration::from_secs(90);
 fn capture() -> Option<PathBuf> {
     let shared = std::env::var_os("WIRESIGNAL_SHARED")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR")
+                    .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join("../../shared")
+        });
     let p = shared.join("data/binance-spot/btcusdt_20240808.txt.gz");
     if p.exists() {
         return Some(p);

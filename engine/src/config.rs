@@ -685,7 +685,11 @@ mod tests {
 
     #[test]
     fn shipped_configs_validate() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let dir = std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../config");
         for name in [
             "default.toml",
             "binance-live.toml",

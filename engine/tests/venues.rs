@@ -497,7 +497,10 @@ fn coinm_live_config_scales_replay_the_capture_exactly() {
     let Some(shared) = shared_dir() else { return };
     let cap = &captures(&shared, "binance-coinm")[0];
     let dir = temp_dir("coinm-scales");
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/binance-coinm-live.toml");
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../config/binance-coinm-live.toml");
     let mut scaled = Config::load(&path).unwrap();
     scaled.engine.pin_cores = false;
     let stats = app::replay(

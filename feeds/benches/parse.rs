@@ -373,7 +373,13 @@ type Records = Vec<(i64, Vec<u8>)>;
 
 fn capture() -> Option<(Vec<String>, Records)> {
     let dir = std::env::var_os("WIRESIGNAL_SHARED").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+        || {
+            std::path::PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR")
+                    .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join("../../shared")
+        },
         PathBuf::from,
     );
     let path = dir.join("data/binance-spot/btcusdt_20240808.txt.gz");

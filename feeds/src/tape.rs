@@ -143,17 +143,23 @@ pub(crate) fn learn_levels(wire: &mut crate::event::Scale, levels: Raw<'_, '_>) 
     }
 }
 
-/// A trade id sent as text: its decimal value, or (an id that is not a
-/// number, such as a UUID) the 64-bit FNV-1a hash of the text, stable across
-/// runs. Ids from hashes carry no order.
+/// A trade id sent as text: its decimal value; anything else (a UUID, as
+/// Bybit linear and inverse send) is 0, "not numbered": the engine then
+/// deduplicates nothing by id (hashes would carry no order).
 #[inline]
 pub(crate) fn text_id(s: &str) -> u64 {
-    if let Ok(n) = s.parse::<u64>() {
-        return n;
+    s.parse().unwrap_or(0)
+}
+
+/// A trade id sent as a JSON number or as text (see [`text_id`]).
+#[inline]
+pub(crate) fn trade_id(v: Option<Raw<'_, '_>>) -> u64 {
+    match v.and_then(<[Node<'_>]>::first) {
+        Some(Node::Static(StaticNode::U64(n))) => *n,
+        Some(Node::Static(StaticNode::I64(n))) => u64::try_from(*n).unwrap_or(0),
+        Some(Node::String(s)) => text_id(s),
+        _ => 0,
     }
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// A decimal string field at `decimals`.

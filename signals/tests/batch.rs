@@ -25,7 +25,13 @@ use signals::{
 fn shared_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("WIRESIGNAL_SHARED")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR")
+                    .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join("../../shared")
+        });
     if dir.join("vectors").is_dir() {
         return Some(dir);
     }

@@ -4,13 +4,19 @@
 pub mod coinbase_at;
 pub mod venues;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// `shared/` dir: env `WIRESIGNAL_SHARED`, else `$CARGO_MANIFEST_DIR/../../shared`.
 /// Missing: panic under `CI=true`, else print a skip and return `None`.
 pub fn shared_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("WIRESIGNAL_SHARED").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+        || {
+            std::path::PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR")
+                    .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join("../../shared")
+        },
         PathBuf::from,
     );
     if dir.join("data").is_dir() {

@@ -12,7 +12,13 @@ pub fn close(got: f64, want: f64) -> bool {
 /// missing and `CI` is not `true`.
 pub fn shared_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("WIRESIGNAL_SHARED").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+        || {
+            std::path::PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR")
+                    .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join("../../shared")
+        },
         PathBuf::from,
     );
     if dir.join("vectors/expected.json").is_file() {

@@ -9,7 +9,8 @@ use crate::event::{
 use crate::fixed;
 use crate::instruments::NO_WIRE;
 use crate::tape::{
-    as_bool, as_str, close_book, elements, entries, for_each_level, learn_levels, BookFrame, Raw,
+    as_bool, as_str, close_book, elements, entries, for_each_level, learn_levels, trade_id,
+    BookFrame, Raw,
 };
 use crate::venue::{exchange_ts_ns, FrameKind, ParseError};
 
@@ -100,17 +101,6 @@ fn opt_str<'i>(v: Option<Raw<'_, 'i>>, field: &'static str) -> Result<Option<&'i
     match v {
         None => Ok(None),
         Some(v) => as_str(v, field).map(|s| (!s.is_empty()).then_some(s)),
-    }
-}
-
-/// A trade id: a decimal id as is; anything else (linear's UUIDs) 0 — not
-/// numbered, see the module docs of `bybit`.
-fn trade_id(v: Option<Raw<'_, '_>>) -> u64 {
-    match v.and_then(<[Node<'_>]>::first) {
-        Some(Node::Static(StaticNode::U64(n))) => *n,
-        Some(Node::Static(StaticNode::I64(n))) => u64::try_from(*n).unwrap_or(0),
-        Some(Node::String(s)) => s.parse().unwrap_or(0),
-        _ => 0,
     }
 }
 

@@ -24,7 +24,7 @@
 //! (the product's latest trade, sent on subscribe) is a trade like `match`;
 //! a trade id at or below the last one seen is a duplicate (after a
 //! resubscribe or reconnect) and is dropped. Advanced Trade trade ids are
-//! decimal strings (an id that is not a number gets a stable 64-bit hash).
+//! decimal strings (an id that is not a number counts as not numbered, 0).
 //! Timestamps are RFC 3339 with up to nanosecond digits. L1 quotes come from
 //! the book's top by default; `ticker` frames are parsed as quotes (when
 //! they carry sizes) for instruments configured with
