@@ -100,6 +100,7 @@ struct RawFeed {
     rest_url: String,
     symbols: Vec<String>,
     snapshot_limit: Option<i64>,
+    data_timeout_ms: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -236,6 +237,10 @@ pub enum ReceiverMode {
     BusyPoll,
 }
 
+/// Default of `[[feeds]] data_timeout_ms`: no market data for 10 s on an
+/// open connection replaces it.
+pub const DEFAULT_DATA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One live feed (`[[feeds]]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FeedConfig {
@@ -249,6 +254,10 @@ pub struct FeedConfig {
     pub symbols: Vec<String>,
     /// Depth snapshot size.
     pub snapshot_limit: u32,
+    /// The data watchdog (`data_timeout_ms`, default 10 000; 0 disables): a
+    /// connection that delivers no market data for this long — heartbeats,
+    /// pings and acks do not count — is replaced.
+    pub data_timeout: std::time::Duration,
 }
 
 /// Output files (`[output]`).
@@ -545,12 +554,22 @@ impl Config {
                 }
             }
             let limit = positive(&format!("{p}.snapshot_limit"), rf.snapshot_limit, 1000)?;
+            let data_timeout = match rf.data_timeout_ms {
+                None => DEFAULT_DATA_TIMEOUT,
+                Some(0) => std::time::Duration::ZERO,
+                Some(n) => std::time::Duration::from_millis(positive(
+                    &format!("{p}.data_timeout_ms"),
+                    Some(n),
+                    0,
+                )? as u64),
+            };
             feeds_out.push(FeedConfig {
                 venue,
                 ws_url: rf.ws_url.trim_end_matches('/').to_owned(),
                 rest_url: rf.rest_url.trim_end_matches('/').to_owned(),
                 symbols: rf.symbols.iter().map(|s| s.to_ascii_uppercase()).collect(),
                 snapshot_limit: u32::try_from(limit).unwrap_or(5000),
+                data_timeout,
             });
         }
 

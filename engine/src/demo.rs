@@ -90,6 +90,7 @@ pub fn run(
         rest_url: format!("http://{addr}"),
         symbols,
         snapshot_limit: 1000,
+        data_timeout: crate::config::DEFAULT_DATA_TIMEOUT,
     }];
     let tty = std::io::stdout().is_terminal();
     let mut view = LiveRender::new(tty);

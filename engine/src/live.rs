@@ -16,6 +16,7 @@ use feeds::venue::{ConnectionPlan, FrameKind, Heartbeat, Recovery, VenueAdapter}
 
 use crate::app::{make_adapter, start_pipeline, Output, RunReport};
 use crate::config::{Config, FeedConfig};
+use crate::net::budget::Budget;
 use crate::net::feed::{run_feeds, FeedHandler, FeedOptions, SnapshotRequests};
 use crate::pipeline::clock::mono_ns;
 use crate::pipeline::ingest::Ingest;
@@ -50,6 +51,10 @@ struct Shared {
 struct Handler {
     shared: Rc<RefCell<Shared>>,
     plan: ConnectionPlan,
+    /// The last frame was market data (for the data watchdog).
+    data: bool,
+    /// The last snapshot was a book.
+    usable: bool,
 }
 
 impl FeedHandler for Handler {
@@ -64,6 +69,9 @@ impl FeedHandler for Handler {
         let s = &sh.ingest.stats;
         s.disconnects.inc();
         s.connected.set((s.connected.get() - 1).max(0));
+        if reason.starts_with("data watchdog") {
+            s.watchdog_reconnects.inc();
+        }
         if sh.stop.load(Ordering::Relaxed) {
             // Shutting down: keep the final books for the report.
             return;
@@ -85,17 +93,30 @@ impl FeedHandler for Handler {
             .borrow_mut()
             .ingest
             .on_frame(recv_ns, frame, t, &|| "live frame".to_owned());
+        self.data = matches!(
+            kind,
+            Some(FrameKind::Trade | FrameKind::Quote | FrameKind::Depth | FrameKind::Snapshot)
+        );
         if let Some(FrameKind::Rejected(id)) = kind {
             self.rejected(id);
         }
     }
 
+    fn frame_was_data(&self) -> bool {
+        self.data
+    }
+
     fn on_snapshot(&mut self, symbol: &str, recv_ns: i64, body: &mut [u8]) {
         let t = mono_ns();
-        self.shared
+        self.usable = self
+            .shared
             .borrow_mut()
             .ingest
             .on_snapshot(symbol, recv_ns, body, t);
+    }
+
+    fn snapshot_was_usable(&self) -> bool {
+        self.usable
     }
 
     fn on_snapshot_error(&mut self, symbol: &str, err: &str) {
@@ -166,14 +187,42 @@ impl ResyncHook for FeedResync {
     }
 }
 
-/// The connections of `feed` with their options (venue protocol applied).
+/// The request budgets of each venue of one run, shared by all its feeds
+/// and connections: connection attempts at 80 % of the venue's limit, REST
+/// weight at half of it.
+#[derive(Debug, Default)]
+pub(crate) struct Budgets(HashMap<&'static str, (Arc<Budget>, Arc<Budget>)>);
+
+impl Budgets {
+    fn of(&mut self, def: &'static feeds::venue::VenueDef) -> (Arc<Budget>, Arc<Budget>) {
+        let p = &def.protocol;
+        self.0
+            .entry(def.name)
+            .or_insert_with(|| {
+                (
+                    Arc::new(Budget::share_of(p.max_connects, 0.8, p.connect_window)),
+                    Arc::new(Budget::share_of(
+                        p.rest_weight_per_min,
+                        0.5,
+                        Duration::from_secs(60),
+                    )),
+                )
+            })
+            .clone()
+    }
+}
+
+/// The connections of `feed` with their options (venue protocol applied,
+/// the venue's budgets from `budgets`).
 pub(crate) fn feed_connections(
     feed: &FeedConfig,
     adapter: &dyn VenueAdapter,
+    budgets: &mut Budgets,
 ) -> std::io::Result<Vec<(ConnectionPlan, FeedOptions)>> {
     let (_, def) = feeds::venue::venue_by_name(&feed.venue)
         .ok_or_else(|| std::io::Error::other(format!("unknown venue {:?}", feed.venue)))?;
     let p = def.protocol;
+    let (connect_budget, rest_budget) = budgets.of(def);
     let plans = adapter.connections(&feed.ws_url, &feed.symbols);
     if plans.is_empty() {
         return Err(std::io::Error::other(format!(
@@ -192,6 +241,10 @@ pub(crate) fn feed_connections(
         .map(|plan| {
             let mut o = FeedOptions::new(&plan.url, &feed.rest_url);
             o.subscribe = plan.subscribe.iter().map(|s| s.message.clone()).collect();
+            o.data_timeout = feed.data_timeout;
+            o.connect_budget = Some(connect_budget.clone());
+            o.rest_budget = Some(rest_budget.clone());
+            o.snapshot_weight = adapter.snapshot_weight(feed.snapshot_limit);
             // 20 % under the venue's message rate.
             o.send_interval =
                 Duration::from_secs_f64(1.25 / f64::from(p.max_client_messages_per_s.max(1)));
@@ -255,12 +308,13 @@ pub fn run(cfg: &Config, output: Output, mut when: StopWhen<'_>) -> std::io::Res
     // carries its book.
     let mut planned = Vec::new();
     let mut routes = Vec::new();
+    let mut budgets = Budgets::default();
     for feed in &cfg.feeds {
         let adapter = make_adapter(cfg, &feed.venue, &ids)?;
         let (venue, _) = feeds::venue::venue_by_name(&feed.venue)
             .ok_or_else(|| std::io::Error::other(format!("unknown venue {:?}", feed.venue)))?;
         let conns: Vec<(ConnectionPlan, FeedOptions, Arc<SnapshotRequests>)> =
-            feed_connections(feed, adapter.as_ref())?
+            feed_connections(feed, adapter.as_ref(), &mut budgets)?
                 .into_iter()
                 .map(|(plan, opts)| (plan, opts, Arc::new(SnapshotRequests::new())))
                 .collect();
@@ -310,7 +364,13 @@ pub fn run(cfg: &Config, output: Output, mut when: StopWhen<'_>) -> std::io::Res
                         .into_iter()
                         .map(|(plan, opts, req)| {
                             let shared = shared.clone();
-                            (opts, req, Handler { shared, plan })
+                            let handler = Handler {
+                                shared,
+                                plan,
+                                data: false,
+                                usable: false,
+                            };
+                            (opts, req, handler)
                         })
                         .collect();
                     if busy {

@@ -126,9 +126,10 @@ pub fn record(
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let ids = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let mut threads = Vec::new();
+    let mut budgets = crate::live::Budgets::default();
     for (i, feed) in cfg.feeds.iter().enumerate() {
         let adapter = make_adapter(cfg, &feed.venue, &ids)?;
-        let conns = crate::live::feed_connections(feed, adapter.as_ref())?;
+        let conns = crate::live::feed_connections(feed, adapter.as_ref(), &mut budgets)?;
         let urls: Vec<&str> = conns.iter().map(|(_, o)| o.ws_url.as_str()).collect();
         let url = urls.join(" ");
         let symbols = feed.symbols.join(",");

@@ -100,6 +100,7 @@ pub fn stats_json(registry: &Registry, elapsed: Duration, rows: u64) -> Value {
         "disconnects": sum(&|s| s.disconnects.get()),
         "snapshots": sum(&|s| s.snapshots.get()),
         "snapshot_errors": sum(&|s| s.snapshot_errors.get()),
+        "watchdog_reconnects": sum(&|s| s.watchdog_reconnects.get()),
         "signal_rows": rows,
         "ring_full_waits": registry.ring_full_waits.load(std::sync::atomic::Ordering::Relaxed),
         "elapsed_s": secs,

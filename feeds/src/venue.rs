@@ -180,6 +180,12 @@ pub trait VenueAdapter: Send {
     /// Messages that restart the book of `symbol` on the connection of
     /// `plan` (unsubscribe, then subscribe; [`Recovery::Resubscribe`]).
     fn resubscribe(&self, plan: &ConnectionPlan, symbol: &str) -> Vec<String>;
+
+    /// The request weight of one depth snapshot of `limit` levels against
+    /// [`Protocol::rest_weight_per_min`]. Default 1.
+    fn snapshot_weight(&self, _limit: u32) -> u32 {
+        1
+    }
 }
 
 /// One subscribe request sent after connecting.
@@ -256,6 +262,15 @@ pub struct Protocol {
     pub max_client_messages_per_s: u32,
     /// The venue closes every connection after this long (zero: never).
     pub connection_lifetime: std::time::Duration,
+    /// Connection attempts the venue allows per `connect_window` (per IP):
+    /// the engine's attempts for the venue, across all its connections,
+    /// stay under this.
+    pub max_connects: u32,
+    /// The window of `max_connects`.
+    pub connect_window: std::time::Duration,
+    /// REST request weight the venue allows per minute (per IP); the engine
+    /// spends at most half of it (snapshot weights: [`VenueAdapter::snapshot_weight`]).
+    pub rest_weight_per_min: u32,
 }
 
 /// A registry entry: what the engine needs to know of a venue without

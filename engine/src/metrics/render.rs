@@ -71,8 +71,13 @@ const FEED_COUNTERS: &[FeedCounter] = &[
     ),
     (
         "wiresignal_feed_snapshot_errors_total",
-        "Depth snapshot fetch failures (live).",
+        "Depth snapshot fetch failures (live; each retried after its backoff).",
         |s| s.snapshot_errors.get(),
+    ),
+    (
+        "wiresignal_feed_watchdog_reconnects_total",
+        "Connections replaced because no market data arrived for data_timeout.",
+        |s| s.watchdog_reconnects.get(),
     ),
 ];
 

@@ -128,21 +128,17 @@ fn session(
             return SessionEnd::Stop;
         }
         if inflight.is_none() {
-            if let Some(symbol) = m.take_request(requests) {
+            if let Some(symbol) = m.take_request(Instant::now(), requests) {
                 match InFlight::start(opts, &symbol) {
                     Ok(f) => inflight = Some(f),
-                    Err(e) => {
-                        m.stats.snapshot_errors += 1;
-                        handler.on_snapshot_error(&symbol, &e.to_string());
-                    }
+                    Err(e) => super::feed::snapshot_error(m, handler, &symbol, &e),
                 }
             }
         }
         // The request goes out ahead of the WebSocket, even during a burst.
         if let Some(Err(e)) = inflight.as_mut().map(InFlight::send) {
             if let Some(f) = inflight.take() {
-                m.stats.snapshot_errors += 1;
-                handler.on_snapshot_error(&f.symbol, &e.to_string());
+                super::feed::snapshot_error(m, handler, &f.symbol, &e);
             }
         }
 
@@ -153,12 +149,12 @@ fn session(
                 empty_polls = 0;
                 match msg {
                     Message::Text(t) => {
-                        m.received(now, true);
                         deliver(handler, &mut m.stats, frame_buf, recv_ns, t.as_bytes());
+                        m.received(now, handler.frame_was_data());
                     }
                     Message::Binary(b) => {
-                        m.received(now, true);
                         deliver(handler, &mut m.stats, frame_buf, recv_ns, &b);
+                        m.received(now, handler.frame_was_data());
                     }
                     // tungstenite queued the Pong; the next read flushes it.
                     Message::Ping(_) | Message::Frame(_) => m.received(now, false),
@@ -190,14 +186,16 @@ fn session(
                     } = f;
                     drop(conn);
                     match done {
-                        Some(Ok(mut body)) => {
-                            m.stats.snapshots += 1;
-                            handler.on_snapshot(&symbol, recv_ns, &mut body);
-                        }
-                        Some(Err(e)) => {
-                            m.stats.snapshot_errors += 1;
-                            handler.on_snapshot_error(&symbol, &e.to_string());
-                        }
+                        Some(Ok(mut body)) => super::feed::snapshot_arrived(
+                            m,
+                            opts,
+                            handler,
+                            &symbol,
+                            recv_ns,
+                            &mut body,
+                            http::RateHeaders::default(),
+                        ),
+                        Some(Err(e)) => super::feed::snapshot_error(m, handler, &symbol, &e),
                         None => {}
                     }
                 }
@@ -317,7 +315,7 @@ struct InFlight {
     /// Response bytes received so far.
     buf: Vec<u8>,
     /// Parsed head: status, framing, offset of the body in `buf`.
-    head: Option<(u16, Framing, usize)>,
+    head: Option<(u16, Framing, usize, http::RateHeaders)>,
     /// The outcome, once complete (delivered after the WebSocket is drained).
     done: Option<Result<Vec<u8>, HttpError>>,
 }
@@ -391,7 +389,7 @@ impl InFlight {
 /// caches the parsed head between calls.
 fn parse_response(
     data: &[u8],
-    head: &mut Option<(u16, Framing, usize)>,
+    head: &mut Option<(u16, Framing, usize, http::RateHeaders)>,
     eof: bool,
     max_body: usize,
 ) -> Option<Result<Vec<u8>, HttpError>> {
@@ -409,7 +407,7 @@ fn parse_response(
                 start += used;
                 // Skip interim responses (100 Continue, 103 Early Hints).
                 if !(100..200).contains(&status) || status == 101 {
-                    *head = Some((status, framing, start));
+                    *head = Some((status, framing, start, http::rate_headers(resp.headers)));
                 }
             }
             Ok(httparse::Status::Partial) => {
@@ -428,7 +426,7 @@ fn parse_response(
             Err(_) => return Some(Err(HttpError::Malformed("invalid status line or header"))),
         }
     }
-    let (status, framing, start) = (*head)?;
+    let (status, framing, start, rate) = (*head)?;
     let rest = &data[start..];
     let body = match framing {
         Framing::Empty => Ok(Vec::new()),
@@ -454,7 +452,7 @@ fn parse_response(
         if (200..300).contains(&status) {
             Ok(b)
         } else {
-            Err(http::status_error(status, &b))
+            Err(http::status_error(status, &b, rate))
         }
     }))
 }
@@ -533,7 +531,7 @@ mod tests {
             100,
         );
         assert!(
-            matches!(r, Some(Err(HttpError::Status { status: 404, ref body })) if body == "nah")
+            matches!(r, Some(Err(HttpError::Status { status: 404, ref body, .. })) if body == "nah")
         );
         let r = parse_all(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n", 100);
         assert!(matches!(r, Some(Err(HttpError::TooLarge { limit: 100 }))));

@@ -32,11 +32,41 @@
 use std::time::{Duration, Instant};
 
 use super::backoff::Backoff;
+use super::budget::full_jitter;
 use super::feed::{FeedOptions, FeedStats, SnapshotRequests};
 
-/// A connection that stayed up at least this long (or delivered a frame)
-/// resets the backoff.
-pub const HEALTHY_UPTIME: Duration = Duration::from_secs(5);
+/// A connection that stayed up at least this long resets the backoff (the
+/// default of [`FeedOptions::healthy_after`]); frames alone do not, so a
+/// server that drops every connection after a few hundred frames sees the
+/// backoff grow.
+pub const HEALTHY_UPTIME: Duration = Duration::from_secs(30);
+
+/// Pause of a venue that answered 429 or 418 without a `Retry-After`.
+pub const DEFAULT_PAUSE: Duration = Duration::from_secs(30);
+
+/// How a snapshot request failed ([`ConnMachine::snapshot_failed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotFailure {
+    /// The venue answered this status, with its `Retry-After` if sent.
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// Timeout, connection error, malformed or unusable answer.
+    Transport,
+}
+
+/// A failed snapshot waiting out its backoff.
+#[derive(Debug)]
+struct Retry {
+    symbol: String,
+    due: Instant,
+    attempts: u32,
+    /// Queued again once due.
+    requeued: bool,
+}
 
 /// What to do while disconnected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +100,8 @@ pub enum Up {
 struct Session {
     started: Instant,
     last_rx: Instant,
+    /// Last market-data frame (the data watchdog's clock).
+    last_data: Instant,
     frames: u64,
     next_request: usize,
     next_send: Instant,
@@ -92,6 +124,10 @@ pub struct ConnMachine<'a> {
     backoff: Backoff,
     first_attempt: bool,
     phase: Phase,
+    /// Failed snapshots waiting out their backoff (one entry per symbol).
+    retries: Vec<Retry>,
+    /// REST requests wait for the venue's budget until then.
+    rest_wait: Option<Instant>,
     /// Counters.
     pub stats: FeedStats,
 }
@@ -108,6 +144,8 @@ impl<'a> ConnMachine<'a> {
             phase: Phase::Down {
                 retry_at: Instant::now(),
             },
+            retries: Vec::new(),
+            rest_wait: None,
             stats: FeedStats::default(),
         }
     }
@@ -117,6 +155,14 @@ impl<'a> ConnMachine<'a> {
     pub fn poll_down(&mut self, now: Instant) -> Down {
         match self.phase {
             Phase::Down { retry_at } if now >= retry_at => {
+                // Attempts per venue stay under its connection limit.
+                if let Some(b) = &self.opts.connect_budget {
+                    if let Err(t) = b.take(now, 1) {
+                        self.stats.connect_waits += 1;
+                        self.phase = Phase::Down { retry_at: t };
+                        return Down::Wait(t);
+                    }
+                }
                 if !self.first_attempt {
                     self.stats.reconnects += 1;
                 }
@@ -136,6 +182,7 @@ impl<'a> ConnMachine<'a> {
         self.phase = Phase::Up(Session {
             started: now,
             last_rx: now,
+            last_data: now,
             frames: 0,
             next_request: 0,
             next_send: now,
@@ -150,12 +197,16 @@ impl<'a> ConnMachine<'a> {
         self.retry_after(now);
     }
 
-    /// A message arrived (`data`: a text or binary frame, not a control frame).
+    /// A message arrived (`data`: market data — not a WebSocket control
+    /// frame, nor a venue heartbeat, ack or pong).
     #[inline]
     pub fn received(&mut self, now: Instant, data: bool) {
         if let Phase::Up(s) = &mut self.phase {
             s.last_rx = now;
-            s.frames += u64::from(data);
+            if data {
+                s.frames += 1;
+                s.last_data = now;
+            }
         }
     }
 
@@ -189,30 +240,155 @@ impl<'a> ConnMachine<'a> {
         if idle_at.is_some_and(|t| now >= t) {
             return Up::Drop(format!("idle: no message for {:?}", o.idle_timeout));
         }
+        let data_at = (!o.data_timeout.is_zero()).then(|| s.last_data + o.data_timeout);
+        if data_at.is_some_and(|t| now >= t) {
+            self.stats.watchdog_drops += 1;
+            return Up::Drop(format!(
+                "data watchdog: no market data for {:?}",
+                o.data_timeout
+            ));
+        }
         let far = now + Duration::from_secs(3600);
-        let next = [pending_request.then_some(s.next_send), s.next_ping, idle_at]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(far);
+        let retry_at = self
+            .retries
+            .iter()
+            .filter(|r| !r.requeued)
+            .map(|r| r.due)
+            .min();
+        let next = [
+            pending_request.then_some(s.next_send),
+            s.next_ping,
+            idle_at,
+            data_at,
+            self.rest_wait,
+            retry_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(far);
         Up::Wait(next)
     }
 
-    /// The next recovery request to serve with a REST snapshot. Requests for
-    /// symbols that recover by resubscribing queue their messages instead
-    /// (sent paced by [`poll_up`](Self::poll_up)).
-    pub fn take_request(&mut self, requests: &SnapshotRequests) -> Option<String> {
+    /// The next recovery request to serve with a REST snapshot, within the
+    /// venue's REST budget. Requests for symbols that recover by
+    /// resubscribing queue their messages instead (sent paced by
+    /// [`poll_up`](Self::poll_up)). A symbol whose last snapshot failed waits
+    /// out its backoff (requests meanwhile are coalesced into its retry).
+    pub fn take_request(&mut self, now: Instant, requests: &SnapshotRequests) -> Option<String> {
+        for r in self
+            .retries
+            .iter_mut()
+            .filter(|r| !r.requeued && r.due <= now)
+        {
+            r.requeued = true;
+            requests.request(&r.symbol);
+        }
+        if self.rest_wait.is_some_and(|t| now < t) {
+            return None;
+        }
+        self.rest_wait = None;
         loop {
             let symbol = requests.pop()?;
-            if requests.take_fetch(&symbol) {
-                return Some(symbol);
+            let fetch = requests.take_fetch(&symbol);
+            if !fetch {
+                match (self.opts.resubscribe.get(&symbol), &mut self.phase) {
+                    (Some(msgs), Phase::Up(s)) => {
+                        s.queued.extend(msgs.iter().cloned());
+                        continue;
+                    }
+                    (Some(_), _) => continue,
+                    (None, _) => {}
+                }
             }
-            match (self.opts.resubscribe.get(&symbol), &mut self.phase) {
-                (Some(msgs), Phase::Up(s)) => s.queued.extend(msgs.iter().cloned()),
-                (Some(_), _) => {}
-                (None, _) => return Some(symbol),
+            if let Some(r) = self.retries.iter_mut().find(|r| r.symbol == symbol) {
+                if r.due > now {
+                    // Coalesced: asked again while waiting out its backoff.
+                    r.requeued = false;
+                    continue;
+                }
             }
+            if let Some(b) = &self.opts.rest_budget {
+                if let Err(t) = b.take(now, self.opts.snapshot_weight) {
+                    self.stats.rest_waits += 1;
+                    if fetch {
+                        requests.request_fetch(&symbol);
+                    }
+                    requests.prepend(std::iter::once(symbol.as_str()));
+                    self.rest_wait = Some(t);
+                    return None;
+                }
+            }
+            return Some(symbol);
         }
+    }
+
+    /// When the recovery queue next needs a look (a retry falls due, the
+    /// venue's budget or pause ends), if before anything else.
+    #[must_use]
+    pub fn recovery_due(&self) -> Option<Instant> {
+        let retry = self
+            .retries
+            .iter()
+            .filter(|r| !r.requeued)
+            .map(|r| r.due)
+            .min();
+        [retry, self.rest_wait].into_iter().flatten().min()
+    }
+
+    /// The snapshot of `symbol` arrived: its backoff starts over.
+    pub fn snapshot_ok(&mut self, symbol: &str) {
+        self.retries.retain(|r| r.symbol != symbol);
+    }
+
+    /// The snapshot of `symbol` failed: it is retried after its backoff
+    /// (full jitter, growing per attempt), or after the venue's
+    /// `Retry-After`; a 429 or 418 also pauses every REST request of the
+    /// venue for that long. Returns the delay.
+    pub fn snapshot_failed(
+        &mut self,
+        now: Instant,
+        symbol: &str,
+        failure: SnapshotFailure,
+    ) -> Duration {
+        self.stats.snapshot_retries += 1;
+        let at = match self.retries.iter().position(|r| r.symbol == symbol) {
+            Some(i) => i,
+            None => {
+                self.retries.push(Retry {
+                    symbol: symbol.to_owned(),
+                    due: now,
+                    attempts: 0,
+                    requeued: false,
+                });
+                self.retries.len() - 1
+            }
+        };
+        let r = &mut self.retries[at];
+        r.attempts = r.attempts.saturating_add(1);
+        let (base, max) = self.opts.retry_backoff;
+        let jitter = full_jitter(r.attempts, base, max, Duration::from_millis(10));
+        let delay = match failure {
+            SnapshotFailure::Status {
+                status: 429 | 418,
+                retry_after,
+            } => {
+                let pause = retry_after.unwrap_or(DEFAULT_PAUSE);
+                if let Some(b) = &self.opts.rest_budget {
+                    b.pause_until(now + pause);
+                }
+                self.rest_wait = Some(self.rest_wait.map_or(now + pause, |t| t.max(now + pause)));
+                pause
+            }
+            SnapshotFailure::Status {
+                retry_after: Some(ra),
+                ..
+            } => ra.max(jitter),
+            _ => jitter,
+        };
+        r.due = now + delay;
+        r.requeued = false;
+        delay
     }
 
     /// Messages are queued and may be due now.
@@ -230,7 +406,7 @@ impl<'a> ConnMachine<'a> {
             requests.prepend(std::iter::once(sym));
         }
         if let Phase::Up(s) = &self.phase {
-            if s.frames > 0 || now.duration_since(s.started) >= HEALTHY_UPTIME {
+            if now.duration_since(s.started) >= self.opts.healthy_after {
                 self.backoff.reset();
             }
         }
@@ -307,7 +483,7 @@ mod tests {
         r.request("XBT/USD");
         r.request("ETH/USD");
         // The resubscribing symbol queues its messages; the other is a snapshot.
-        assert_eq!(m.take_request(&r).as_deref(), Some("ETH/USD"));
+        assert_eq!(m.take_request(t, &r).as_deref(), Some("ETH/USD"));
         assert!(m.wants_send());
         assert_eq!(m.poll_up(t), Up::Text("unsub".into()));
         assert_eq!(m.poll_up(t), Up::Wait(t + Duration::from_millis(200)));
@@ -325,7 +501,7 @@ mod tests {
     #[test]
     fn backoff_grows_until_a_healthy_session_and_max_reconnects_stops() {
         let mut o = opts();
-        o.max_reconnects = Some(3);
+        o.max_reconnects = Some(4);
         let r = SnapshotRequests::new();
         let mut m = ConnMachine::new(&o);
         let mut t = Instant::now();
@@ -340,19 +516,168 @@ mod tests {
         assert_eq!(m.poll_down(t), Down::Connect);
         m.connected(t, &r);
         m.received(t, true);
-        m.lost(t, Some("ETH"), &r);
+        m.lost(t + Duration::from_secs(1), Some("ETH"), &r);
         assert_eq!(
             r.pending(),
             ["ETH"],
             "the in-flight snapshot is queued again"
         );
-        // A session that delivered a frame resets the backoff.
+        // Frames do not make a session healthy: the backoff keeps growing.
+        t += Duration::from_secs(1);
+        assert_eq!(m.poll_down(t), Down::Wait(t + Duration::from_millis(400)));
+        t += Duration::from_millis(400);
+        assert_eq!(m.poll_down(t), Down::Connect);
+        assert_eq!(m.stats.reconnects, 3);
+        // A session that stayed up `healthy_after` resets it.
+        m.connected(t, &r);
+        t += o.healthy_after;
+        m.lost(t, None, &r);
         assert_eq!(m.poll_down(t), Down::Wait(t + Duration::from_millis(100)));
         t += Duration::from_millis(100);
         assert_eq!(m.poll_down(t), Down::Connect);
-        assert_eq!(m.stats.reconnects, 3);
+        assert_eq!(m.stats.reconnects, 4);
         m.connect_failed(t);
         assert_eq!(m.poll_down(t + Duration::from_secs(9)), Down::Stop);
-        assert_eq!(m.stats.connects, 1);
+        assert_eq!(m.stats.connects, 2);
+    }
+
+    #[test]
+    fn the_data_watchdog_ignores_pings_and_heartbeats() {
+        let mut o = opts();
+        o.data_timeout = Duration::from_secs(3);
+        o.ping_interval = Duration::ZERO;
+        let r = SnapshotRequests::new();
+        let mut m = ConnMachine::new(&o);
+        let t = Instant::now();
+        assert_eq!(m.poll_down(t), Down::Connect);
+        m.connected(t, &r);
+        m.received(t + Duration::from_secs(2), true);
+        // Pongs, pings and heartbeats keep the idle timer quiet, not this one.
+        for s in 3..5 {
+            m.received(t + Duration::from_secs(s), false);
+        }
+        assert_eq!(
+            m.poll_up(t + Duration::from_secs(4)),
+            Up::Wait(t + Duration::from_secs(5))
+        );
+        assert!(matches!(
+            m.poll_up(t + Duration::from_secs(5)),
+            Up::Drop(r) if r.starts_with("data watchdog")
+        ));
+        assert_eq!(m.stats.watchdog_drops, 1);
+    }
+
+    #[test]
+    fn connection_attempts_stay_within_the_venue_budget() {
+        let mut o = opts();
+        o.backoff = (Duration::from_millis(1), Duration::from_millis(1), 0.0);
+        o.connect_budget = Some(std::sync::Arc::new(super::super::budget::Budget::new(
+            3,
+            Duration::from_secs(60),
+        )));
+        let r = SnapshotRequests::new();
+        let mut m = ConnMachine::new(&o);
+        let mut t = Instant::now();
+        let mut attempts = 0;
+        // Two minutes of a server refusing every connection.
+        let end = t + Duration::from_secs(120);
+        while t < end {
+            match m.poll_down(t) {
+                Down::Connect => {
+                    attempts += 1;
+                    m.connect_failed(t);
+                }
+                Down::Wait(w) => t = w.max(t + Duration::from_millis(1)),
+                Down::Stop => break,
+            }
+        }
+        // 3 at once, then one per 20 s.
+        assert!((8..=9).contains(&attempts), "{attempts}");
+        assert!(m.stats.connect_waits > 0);
+    }
+
+    #[test]
+    fn failed_snapshots_retry_with_backoff_and_respect_retry_after() {
+        let mut o = opts();
+        o.retry_backoff = (Duration::from_millis(200), Duration::from_secs(2));
+        let budget = std::sync::Arc::new(super::super::budget::Budget::new(
+            1000,
+            Duration::from_secs(60),
+        ));
+        o.rest_budget = Some(budget.clone());
+        o.snapshot_weight = 50;
+        let r = SnapshotRequests::new();
+        let mut m = ConnMachine::new(&o);
+        let t = Instant::now();
+        assert_eq!(m.poll_down(t), Down::Connect);
+        m.connected(t, &r);
+        r.request("BTCUSDT");
+        assert_eq!(m.take_request(t, &r).as_deref(), Some("BTCUSDT"));
+        // 429 with Retry-After: 2 s: the symbol and every REST request wait.
+        let failure = SnapshotFailure::Status {
+            status: 429,
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(
+            m.snapshot_failed(t, "BTCUSDT", failure),
+            Duration::from_secs(2)
+        );
+        r.request("ETHUSDT");
+        r.request("BTCUSDT"); // coalesced into the pending retry
+        assert_eq!(m.take_request(t + Duration::from_secs(1), &r), None);
+        assert_eq!(m.recovery_due(), Some(t + Duration::from_secs(2)));
+        let t2 = t + Duration::from_secs(2);
+        assert_eq!(m.take_request(t2, &r).as_deref(), Some("ETHUSDT"));
+        assert_eq!(m.take_request(t2, &r).as_deref(), Some("BTCUSDT"));
+        assert_eq!(m.take_request(t2, &r), None, "one request per symbol");
+        // A 500 then a timeout: growing, jittered delays within the bounds.
+        let d1 = m.snapshot_failed(
+            t2,
+            "BTCUSDT",
+            SnapshotFailure::Status {
+                status: 500,
+                retry_after: None,
+            },
+        );
+        let d2 = m.snapshot_failed(t2, "BTCUSDT", SnapshotFailure::Transport);
+        assert!(d1 <= Duration::from_millis(400) && d2 <= Duration::from_millis(800));
+        assert_eq!(m.take_request(t2, &r), None);
+        assert_eq!(
+            m.take_request(t2 + d2, &r).as_deref(),
+            Some("BTCUSDT"),
+            "due again"
+        );
+        m.snapshot_ok("BTCUSDT");
+        assert_eq!(m.recovery_due(), None);
+        assert_eq!(budget.used(), 200, "four requests of weight 50");
+        assert_eq!(m.stats.snapshot_retries, 3);
+    }
+
+    #[test]
+    fn the_rest_budget_spaces_requests() {
+        let mut o = opts();
+        o.rest_budget = Some(std::sync::Arc::new(super::super::budget::Budget::new(
+            100,
+            Duration::from_secs(60),
+        )));
+        o.snapshot_weight = 50;
+        let r = SnapshotRequests::new();
+        let mut m = ConnMachine::new(&o);
+        let t = Instant::now();
+        assert_eq!(m.poll_down(t), Down::Connect);
+        m.connected(t, &r);
+        for s in ["A", "B", "C"] {
+            r.request(s);
+        }
+        assert_eq!(m.take_request(t, &r).as_deref(), Some("A"));
+        assert_eq!(m.take_request(t, &r).as_deref(), Some("B"));
+        assert_eq!(m.take_request(t, &r), None);
+        assert_eq!(r.pending(), ["C"], "kept, in order");
+        assert_eq!(m.recovery_due(), Some(t + Duration::from_secs(30)));
+        assert_eq!(
+            m.take_request(t + Duration::from_secs(30), &r).as_deref(),
+            Some("C")
+        );
+        assert_eq!(m.stats.rest_waits, 1);
     }
 }

@@ -24,8 +24,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use super::conn::{ConnMachine, Down, Up};
-use super::http::{self, HttpError, HttpResponse, SentRequest, Target};
+use super::conn::{ConnMachine, Down, SnapshotFailure, Up};
+use super::http::{self, HttpError, HttpResponse, RateHeaders, SentRequest, Target};
 /// Upper bound on sending our Close frame at shutdown.
 pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
 /// Initial capacity of the reused frame buffer (grows to the largest frame seen).
@@ -78,6 +78,24 @@ pub struct FeedOptions {
     pub resubscribe: std::collections::HashMap<String, Vec<String>>,
     /// Reconnect when no message (of any kind) arrived for this long; zero disables.
     pub idle_timeout: Duration,
+    /// The data watchdog: reconnect when no market data arrived for this
+    /// long — heartbeats, pings, pongs and acks do not count (a connection
+    /// that stays open but sends nothing is replaced); zero disables.
+    pub data_timeout: Duration,
+    /// A session counts as healthy, and the reconnect backoff starts over,
+    /// only after it stayed up this long (a server dropping every few
+    /// hundred frames cannot reset it).
+    pub healthy_after: Duration,
+    /// Connection attempts of the venue, shared by all its connections in
+    /// the process (`None`: unlimited).
+    pub connect_budget: Option<Arc<crate::net::budget::Budget>>,
+    /// REST weight of the venue, shared likewise (`None`: unlimited).
+    pub rest_budget: Option<Arc<crate::net::budget::Budget>>,
+    /// Weight of one snapshot request against `rest_budget`.
+    pub snapshot_weight: u32,
+    /// Backoff of one instrument's failed snapshot requests: full jitter
+    /// over `(base, max)`, or the venue's `Retry-After` when it sent one.
+    pub retry_backoff: (Duration, Duration),
     /// Bound on one snapshot GET.
     pub http_timeout: Duration,
     /// Stop after this many reconnect attempts (`Some(0)`: never reconnect).
@@ -98,6 +116,10 @@ impl fmt::Debug for FeedOptions {
             .field("ping_interval", &self.ping_interval)
             .field("ping_text", &self.ping_text)
             .field("idle_timeout", &self.idle_timeout)
+            .field("data_timeout", &self.data_timeout)
+            .field("healthy_after", &self.healthy_after)
+            .field("snapshot_weight", &self.snapshot_weight)
+            .field("retry_backoff", &self.retry_backoff)
             .field("http_timeout", &self.http_timeout)
             .field("max_reconnects", &self.max_reconnects)
             .finish_non_exhaustive()
@@ -123,6 +145,12 @@ impl FeedOptions {
             ping_text: None,
             resubscribe: std::collections::HashMap::new(),
             idle_timeout: Duration::from_secs(60),
+            data_timeout: Duration::ZERO,
+            healthy_after: super::conn::HEALTHY_UPTIME,
+            connect_budget: None,
+            rest_budget: None,
+            snapshot_weight: 1,
+            retry_backoff: (Duration::from_millis(250), Duration::from_secs(30)),
             http_timeout: Duration::from_secs(10),
             max_reconnects: None,
         }
@@ -141,9 +169,20 @@ pub trait FeedHandler {
     /// A text or binary message payload, in a buffer reused across frames.
     /// `recv_ns` is `CLOCK_REALTIME` in ns when the message was taken off the socket.
     fn on_frame(&mut self, recv_ns: i64, frame: &mut [u8]);
+    /// Whether the frame just delivered was market data (the data watchdog
+    /// ignores heartbeats, acks and pongs). Default: every frame is.
+    fn frame_was_data(&self) -> bool {
+        true
+    }
     /// A snapshot body (2xx) for `symbol`; its HTTP connection is already closed.
     fn on_snapshot(&mut self, symbol: &str, recv_ns: i64, body: &mut [u8]);
-    /// A snapshot request failed; it is not retried unless requested again.
+    /// Whether the snapshot just delivered was a book (a 2xx error body is
+    /// retried like a failed request). Default: it was.
+    fn snapshot_was_usable(&self) -> bool {
+        true
+    }
+    /// A snapshot request failed; the connection machine retries it after
+    /// its backoff (`err` names the delay).
     fn on_snapshot_error(&mut self, symbol: &str, err: &str);
     /// A connect attempt (TCP, TLS, handshake or subscribe) failed; a retry follows
     /// after the backoff unless `max_reconnects` is exhausted.
@@ -273,6 +312,14 @@ pub struct FeedStats {
     pub pings_sent: u64,
     /// Pongs received.
     pub pongs: u64,
+    /// Snapshot failures scheduled for a retry.
+    pub snapshot_retries: u64,
+    /// Connect attempts deferred by the venue's connection budget.
+    pub connect_waits: u64,
+    /// Snapshot requests deferred by the venue's REST budget or pause.
+    pub rest_waits: u64,
+    /// Connections replaced by the data watchdog.
+    pub watchdog_drops: u64,
 }
 
 /// How one connected session ended.
@@ -380,12 +427,15 @@ async fn session(
     let end = 'session: loop {
         // Everything the machine wants done now, then its next deadline.
         if inflight.is_none() {
-            if let Some(symbol) = m.take_request(requests) {
+            if let Some(symbol) = m.take_request(now, requests) {
                 inflight = Some(start_snapshot(opts, symbol));
             }
         }
         if m.wants_send() {
             wake = now;
+        }
+        if let Some(t) = m.recovery_due() {
+            wake = wake.min(t);
         }
         while now >= wake {
             match m.poll_up(now) {
@@ -433,8 +483,7 @@ async fn session(
                 }
                 Err(e) => {
                     if let Some(f) = inflight.take() {
-                        m.stats.snapshot_errors += 1;
-                        handler.on_snapshot_error(&f.symbol, &e.to_string());
+                        snapshot_error(m, handler, &f.symbol, &e);
                     }
                 }
             },
@@ -443,12 +492,12 @@ async fn session(
                 now = Instant::now();
                 match msg {
                     Some(Ok(Message::Text(t))) => {
-                        m.received(now, true);
                         deliver(handler, &mut m.stats, frame_buf, recv_ns, t.as_bytes());
+                        m.received(now, handler.frame_was_data());
                     }
                     Some(Ok(Message::Binary(b))) => {
-                        m.received(now, true);
                         deliver(handler, &mut m.stats, frame_buf, recv_ns, &b);
+                        m.received(now, handler.frame_was_data());
                     }
                     // tungstenite queued the Pong; the next read (polled right away) flushes it.
                     Some(Ok(Message::Ping(_) | Message::Frame(_))) => m.received(now, false),
@@ -466,13 +515,10 @@ async fn session(
                 if let Some(f) = inflight.take() {
                     match r {
                         Ok(mut resp) => {
-                            m.stats.snapshots += 1;
-                            handler.on_snapshot(&f.symbol, recv_ns, &mut resp.body);
+                            let rate = resp.rate;
+                            snapshot_arrived(m, opts, handler, &f.symbol, recv_ns, &mut resp.body, rate);
                         }
-                        Err(e) => {
-                            m.stats.snapshot_errors += 1;
-                            handler.on_snapshot_error(&f.symbol, &e.to_string());
-                        }
+                        Err(e) => snapshot_error(m, handler, &f.symbol, &e),
                     }
                 }
             }
@@ -491,6 +537,54 @@ async fn session(
     m.lost(Instant::now(), symbol, requests);
     handler.on_disconnected(&end);
     SessionEnd::Lost
+}
+
+/// A snapshot answer (2xx): delivered; the venue's reported weight tightens
+/// its budget; an unusable body is retried like a failure.
+pub(super) fn snapshot_arrived(
+    m: &mut ConnMachine<'_>,
+    opts: &FeedOptions,
+    handler: &mut impl FeedHandler,
+    symbol: &str,
+    recv_ns: i64,
+    body: &mut [u8],
+    rate: RateHeaders,
+) {
+    m.stats.snapshots += 1;
+    let now = Instant::now();
+    if let (Some(b), Some(used)) = (&opts.rest_budget, rate.used_weight) {
+        b.observe_used(now, used);
+    }
+    handler.on_snapshot(symbol, recv_ns, body);
+    if handler.snapshot_was_usable() {
+        m.snapshot_ok(symbol);
+    } else {
+        let d = m.snapshot_failed(now, symbol, SnapshotFailure::Transport);
+        handler.on_snapshot_error(symbol, &format!("not a book; retry in {d:.1?}"));
+    }
+}
+
+/// A failed snapshot request: scheduled for a retry (its delay is logged).
+pub(super) fn snapshot_error(
+    m: &mut ConnMachine<'_>,
+    handler: &mut impl FeedHandler,
+    symbol: &str,
+    e: &HttpError,
+) {
+    m.stats.snapshot_errors += 1;
+    let failure = match e {
+        HttpError::Status {
+            status,
+            retry_after,
+            ..
+        } => SnapshotFailure::Status {
+            status: *status,
+            retry_after: *retry_after,
+        },
+        _ => SnapshotFailure::Transport,
+    };
+    let d = m.snapshot_failed(Instant::now(), symbol, failure);
+    handler.on_snapshot_error(symbol, &format!("{e}; retry in {d:.1?}"));
 }
 
 pub(super) fn deliver(

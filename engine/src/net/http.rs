@@ -37,6 +37,31 @@ pub struct HttpResponse {
     pub status: u16,
     /// Decoded body (chunked framing removed).
     pub body: Vec<u8>,
+    /// The venue's rate-limit headers.
+    pub rate: RateHeaders,
+}
+
+/// The rate-limit headers of an answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateHeaders {
+    /// `Retry-After` (its seconds form; an HTTP date counts as absent).
+    pub retry_after: Option<Duration>,
+    /// Binance `x-mbx-used-weight-1m`: REST weight used in the current minute.
+    pub used_weight: Option<u32>,
+}
+
+/// Reads the rate-limit headers.
+pub(crate) fn rate_headers(headers: &[httparse::Header<'_>]) -> RateHeaders {
+    let num = |v: &[u8]| std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok();
+    let mut r = RateHeaders::default();
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("retry-after") {
+            r.retry_after = num(h.value).map(|s| Duration::from_secs(u64::from(s)));
+        } else if h.name.eq_ignore_ascii_case("x-mbx-used-weight-1m") {
+            r.used_weight = num(h.value);
+        }
+    }
+    r
 }
 
 /// Why a [`get`] failed.
@@ -52,7 +77,14 @@ pub enum HttpError {
     Timeout(Duration),
     /// The server answered with a non-2xx status; `body` is the start of its body
     /// (lossy UTF-8, at most 512 bytes).
-    Status { status: u16, body: String },
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Start of the body.
+        body: String,
+        /// `Retry-After`, if sent.
+        retry_after: Option<Duration>,
+    },
     /// The response violates HTTP/1.1 framing.
     Malformed(&'static str),
     /// The body (or the head) exceeds the configured limit.
@@ -68,7 +100,7 @@ impl fmt::Display for HttpError {
             Self::Connect(e) => write!(f, "connect failed: {e}"),
             Self::Tls(e) => write!(f, "tls: {e}"),
             Self::Timeout(t) => write!(f, "timed out after {t:?}"),
-            Self::Status { status, body } => write!(f, "http status {status}: {body}"),
+            Self::Status { status, body, .. } => write!(f, "http status {status}: {body}"),
             Self::Malformed(why) => write!(f, "malformed response: {why}"),
             Self::TooLarge { limit } => write!(f, "response exceeds {limit} bytes"),
             Self::Io(e) => write!(f, "i/o: {e}"),
@@ -284,18 +316,20 @@ where
         Ok(HttpResponse {
             status: head.status,
             body,
+            rate: head.rate,
         })
     } else {
-        Err(status_error(head.status, &body))
+        Err(status_error(head.status, &body, head.rate))
     }
 }
 
 #[cold]
-pub(crate) fn status_error(status: u16, body: &[u8]) -> HttpError {
+pub(crate) fn status_error(status: u16, body: &[u8], rate: RateHeaders) -> HttpError {
     let snippet = &body[..body.len().min(STATUS_BODY_SNIPPET)];
     HttpError::Status {
         status,
         body: String::from_utf8_lossy(snippet).into_owned(),
+        retry_after: rate.retry_after,
     }
 }
 
@@ -310,6 +344,7 @@ pub(crate) enum Framing {
 struct Head {
     status: u16,
     framing: Framing,
+    rate: RateHeaders,
 }
 
 /// A stream plus its read buffer; `buf[pos..]` is received but not yet consumed.
@@ -345,12 +380,17 @@ impl<S: AsyncRead + Unpin> Conn<S> {
                 Ok(httparse::Status::Complete(used)) => {
                     let status = resp.code.unwrap_or(0);
                     let framing = framing(status, resp.headers)?;
+                    let rate = rate_headers(resp.headers);
                     self.pos += used;
                     // Skip interim responses (100 Continue, 103 Early Hints).
                     if (100..200).contains(&status) && status != 101 {
                         continue;
                     }
-                    return Ok(Head { status, framing });
+                    return Ok(Head {
+                        status,
+                        framing,
+                        rate,
+                    });
                 }
                 Ok(httparse::Status::Partial) => {
                     if self.pending().len() > MAX_HEAD {
@@ -687,7 +727,7 @@ mod tests {
             100,
         )
         .await;
-        assert!(matches!(r, Err(HttpError::Status { status: 404, ref body }) if body == "nah"));
+        assert!(matches!(r, Err(HttpError::Status { status: 404, ref body, .. }) if body == "nah"));
         let r = run(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n", 100).await;
         assert!(matches!(r, Err(HttpError::TooLarge { limit: 100 })));
         let r = run(

@@ -2,6 +2,7 @@
 //!
 //! - [`http`]: a minimal async HTTP/1.1 `GET` client (plain and TLS) for REST snapshots.
 //! - [`backoff`]: exponential reconnect backoff with jitter.
+//! - [`budget`]: per-venue request budgets (connection attempts, REST weight) and venue pauses.
 //! - [`feed`]: the per-connection WebSocket feed loop run by the pinned receiver thread.
 //! - [`busy`]: the same loop busy-polling a non-blocking socket (`receiver_mode = "busy_poll"`).
 //! - [`conn`]: the connection state machine both loops follow (no socket in it).
@@ -10,6 +11,7 @@
 //! [`feed::FeedHandler`] as `&mut [u8]`, and parsing stays in sans-IO code elsewhere.
 
 pub mod backoff;
+pub mod budget;
 pub mod busy;
 pub mod conn;
 pub mod feed;

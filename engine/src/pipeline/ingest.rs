@@ -98,14 +98,22 @@ impl Ingest {
         kind
     }
 
-    /// A REST depth snapshot for `symbol`.
-    pub fn on_snapshot(&mut self, symbol: &str, recv_ns: i64, body: &mut [u8], t_frame: u64) {
+    /// A REST depth snapshot for `symbol`; whether it was a book.
+    pub fn on_snapshot(
+        &mut self,
+        symbol: &str,
+        recv_ns: i64,
+        body: &mut [u8],
+        t_frame: u64,
+    ) -> bool {
         self.stats.bytes.add(body.len() as u64);
         self.stats.snapshots.inc();
         self.events.clear();
         let res =
             self.adapters[self.active].parse_snapshot(symbol, recv_ns, body, &mut self.events);
+        let book = matches!(res, Ok(FrameKind::Snapshot));
         self.after_parse(res, t_frame, &|| format!("snapshot {symbol}"));
+        book
     }
 
     #[inline]

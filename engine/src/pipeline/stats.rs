@@ -132,8 +132,10 @@ pub struct FeedStats {
     pub disconnects: Counter,
     /// Snapshots fetched (live).
     pub snapshots: Counter,
-    /// Snapshot fetch failures (live).
+    /// Snapshot fetch failures (live; each is retried after its backoff).
     pub snapshot_errors: Counter,
+    /// Connections replaced by the data watchdog (open, but no market data).
+    pub watchdog_reconnects: Counter,
     /// Open connections (live; a feed may open several).
     pub connected: Gauge,
     /// Connections the feed keeps open when healthy (live).

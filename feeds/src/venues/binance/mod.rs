@@ -70,6 +70,8 @@ pub struct Market {
     pub split: Option<Split>,
     /// Connection rules.
     pub protocol: Protocol,
+    /// Weight of a depth snapshot: `(up to this limit, weight)`, ascending.
+    pub snapshot_weights: &'static [(u32, u32)],
 }
 
 /// A market whose WebSocket streams are served on separate routes.
@@ -85,11 +87,12 @@ pub struct Split {
     pub trade_label: &'static str,
 }
 
-/// Binance's rules (spot: 5 client messages/s; futures: 10), 1024 streams
-/// per connection, 24 h lifetime. The server pings (spot every 20 s,
-/// futures every 3 minutes) and the WebSocket layer pongs; the client also
-/// pings every 20 s so a dead link is noticed.
-const fn protocol(messages_per_s: u32) -> Protocol {
+/// Binance's rules (spot: 5 client messages/s and 6000 REST weight per
+/// minute; futures: 10 and 2400), 1024 streams per connection, 300
+/// connection attempts per 5 minutes, 24 h lifetime. The server pings (spot
+/// every 20 s, futures every 3 minutes) and the WebSocket layer pongs; the
+/// client also pings every 20 s so a dead link is noticed.
+const fn protocol(messages_per_s: u32, rest_weight_per_min: u32) -> Protocol {
     Protocol {
         heartbeat: Heartbeat::WsPing {
             every: std::time::Duration::from_secs(20),
@@ -98,6 +101,9 @@ const fn protocol(messages_per_s: u32) -> Protocol {
         max_streams_per_connection: 1024,
         max_client_messages_per_s: messages_per_s,
         connection_lifetime: std::time::Duration::from_secs(24 * 3600),
+        max_connects: 300,
+        connect_window: std::time::Duration::from_secs(300),
+        rest_weight_per_min,
     }
 }
 
@@ -107,7 +113,8 @@ pub static SPOT_MARKET: Market = Market {
     depth_path: "/api/v3/depth",
     sequence: SyncRule::Spot,
     split: None,
-    protocol: protocol(5),
+    protocol: protocol(5, 6000),
+    snapshot_weights: &[(100, 5), (500, 25), (1000, 50), (5000, 250)],
 };
 
 /// Binance USD-M futures. Since 2026 `fstream.binance.com` routes streams
@@ -122,7 +129,8 @@ pub static USDM_MARKET: Market = Market {
         trade_route: "/market",
         trade_label: "market",
     }),
-    protocol: protocol(10),
+    protocol: protocol(10, 2400),
+    snapshot_weights: FUTURES_WEIGHTS,
 };
 
 /// Binance COIN-M futures.
@@ -131,8 +139,12 @@ pub static COINM_MARKET: Market = Market {
     depth_path: "/dapi/v1/depth",
     sequence: SyncRule::Futures,
     split: None,
-    protocol: protocol(10),
+    protocol: protocol(10, 2400),
+    snapshot_weights: FUTURES_WEIGHTS,
 };
+
+/// Futures depth weights (`/fapi/v1/depth`, `/dapi/v1/depth`).
+const FUTURES_WEIGHTS: &[(u32, u32)] = &[(50, 2), (100, 5), (500, 10), (1000, 20)];
 
 /// Registry entry of a Binance market.
 const fn def(
@@ -274,5 +286,13 @@ impl VenueAdapter for Binance {
 
     fn resubscribe(&self, _plan: &ConnectionPlan, symbol: &str) -> Vec<String> {
         subscription::resubscribe(symbol)
+    }
+
+    fn snapshot_weight(&self, limit: u32) -> u32 {
+        let w = self.market.snapshot_weights;
+        w.iter()
+            .find(|(upto, _)| limit <= *upto)
+            .or(w.last())
+            .map_or(1, |&(_, weight)| weight)
     }
 }

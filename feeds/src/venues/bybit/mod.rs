@@ -122,6 +122,11 @@ const PROTOCOL: Protocol = Protocol {
     max_streams_per_connection: MAX_TOPICS,
     max_client_messages_per_s: 5,
     connection_lifetime: std::time::Duration::ZERO,
+    // 500 connections per 5 minutes per IP; public REST 600 per 5 s (a
+    // tenth kept).
+    max_connects: 500,
+    connect_window: std::time::Duration::from_secs(300),
+    rest_weight_per_min: 600,
 };
 
 /// Registry entry of a Bybit market.

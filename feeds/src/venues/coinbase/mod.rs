@@ -70,6 +70,11 @@ pub const ADVANCED: VenueDef = VenueDef {
         // Unauthenticated clients: 8 messages per second per IP.
         max_client_messages_per_s: 8,
         connection_lifetime: std::time::Duration::ZERO,
+        // Connection attempts per IP (8 per second documented; a minute's
+        // worth kept far lower); public REST 10 requests per second.
+        max_connects: 60,
+        connect_window: std::time::Duration::from_secs(60),
+        rest_weight_per_min: 600,
     },
     quote_source: signals::QuoteSource::Depth,
     new: |_, i| Box::new(Coinbase::new(Api::AdvancedTrade, i)),
@@ -92,6 +97,11 @@ pub const EXCHANGE: VenueDef = VenueDef {
         max_streams_per_connection: 1000,
         max_client_messages_per_s: 8,
         connection_lifetime: std::time::Duration::ZERO,
+        // Connection attempts per IP (8 per second documented; a minute's
+        // worth kept far lower); public REST 10 requests per second.
+        max_connects: 60,
+        connect_window: std::time::Duration::from_secs(60),
+        rest_weight_per_min: 600,
     },
     quote_source: signals::QuoteSource::Depth,
     new: |_, i| Box::new(Coinbase::new(Api::Exchange, i)),

@@ -58,6 +58,10 @@ pub const KRAKEN: VenueDef = VenueDef {
         max_streams_per_connection: 1000,
         max_client_messages_per_s: 5,
         connection_lifetime: std::time::Duration::ZERO,
+        // About 150 connection attempts per 10 minutes; public REST about 1/s.
+        max_connects: 150,
+        connect_window: std::time::Duration::from_secs(600),
+        rest_weight_per_min: 60,
     },
     quote_source: signals::QuoteSource::Depth,
     new: |_, i| Box::new(Kraken::new(i)),

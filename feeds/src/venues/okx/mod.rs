@@ -54,6 +54,10 @@ pub const OKX: VenueDef = VenueDef {
         max_streams_per_connection: 1000,
         max_client_messages_per_s: 3,
         connection_lifetime: std::time::Duration::ZERO,
+        // 3 connection requests per second; books REST 40 per 2 s.
+        max_connects: 3,
+        connect_window: std::time::Duration::from_secs(1),
+        rest_weight_per_min: 1200,
     },
     quote_source: signals::QuoteSource::Depth,
     new: |_, i| Box::new(Okx::new(i)),
