@@ -66,10 +66,15 @@ pub struct RunReport {
 }
 
 /// Builds a venue adapter for `venue` with the configured instruments.
+///
+/// State from the wire stays bounded: a live feed's adapter accepts only
+/// its `requested` symbols (when no `[[instruments]]` are configured), a
+/// replay's at most `[engine] max_instruments` of them.
 pub fn make_adapter(
     cfg: &Config,
     venue: &str,
     ids: &Arc<AtomicU32>,
+    requested: Option<&[String]>,
 ) -> std::io::Result<Box<dyn VenueAdapter>> {
     let (index, def) = venue_by_name(venue)
         .ok_or_else(|| std::io::Error::other(format!("unknown venue {venue:?}")))?;
@@ -83,7 +88,11 @@ pub fn make_adapter(
             trade_source: i.trade_source,
         })
         .collect();
-    let instruments = Instruments::new(index, configured, Scale::default(), ids.clone());
+    let mut instruments = Instruments::new(index, configured, Scale::default(), ids.clone());
+    instruments.limit(cfg.engine.max_instruments);
+    if let Some(symbols) = requested {
+        instruments.restrict(symbols);
+    }
     Ok((def.new)(index, instruments))
 }
 
@@ -203,7 +212,7 @@ pub fn replay_with(
         .iter()
         .map(|&v| {
             let name = feeds::venue::venue_at(v).map_or("", |d| d.name);
-            make_adapter(cfg, name, &ids)
+            make_adapter(cfg, name, &ids, None)
         })
         .collect::<std::io::Result<Vec<_>>>()?;
     let feed_name = venues

@@ -310,7 +310,7 @@ pub fn run(cfg: &Config, output: Output, mut when: StopWhen<'_>) -> std::io::Res
     let mut routes = Vec::new();
     let mut budgets = Budgets::default();
     for feed in &cfg.feeds {
-        let adapter = make_adapter(cfg, &feed.venue, &ids)?;
+        let adapter = make_adapter(cfg, &feed.venue, &ids, Some(&feed.symbols))?;
         let (venue, _) = feeds::venue::venue_by_name(&feed.venue)
             .ok_or_else(|| std::io::Error::other(format!("unknown venue {:?}", feed.venue)))?;
         let conns: Vec<(ConnectionPlan, FeedOptions, Arc<SnapshotRequests>)> =

@@ -128,7 +128,7 @@ pub fn record(
     let mut threads = Vec::new();
     let mut budgets = crate::live::Budgets::default();
     for (i, feed) in cfg.feeds.iter().enumerate() {
-        let adapter = make_adapter(cfg, &feed.venue, &ids)?;
+        let adapter = make_adapter(cfg, &feed.venue, &ids, Some(&feed.symbols))?;
         let conns = crate::live::feed_connections(feed, adapter.as_ref(), &mut budgets)?;
         let urls: Vec<&str> = conns.iter().map(|(_, o)| o.ws_url.as_str()).collect();
         let url = urls.join(" ");

@@ -65,9 +65,23 @@ fn run_against_with(sim: &SimHandle, out: &Path, engine_extra: &str) -> Value {
 }
 
 fn run_venue(sim: &SimHandle, out: &Path, engine_extra: &str, venue: &str, symbol: &str) -> Value {
+    run_feed(sim, out, engine_extra, "", venue, symbol, false)
+}
+
+/// A live run against `sim` until it is exhausted and idle and every book
+/// that lost sync recovered (`all_synced`: every book is in sync).
+fn run_feed(
+    sim: &SimHandle,
+    out: &Path,
+    engine_extra: &str,
+    feed_extra: &str,
+    venue: &str,
+    symbol: &str,
+    all_synced: bool,
+) -> Value {
     let addr = sim.local_addr();
     let toml = format!(
-        "[engine]\npin_cores = false\n{engine_extra}\n[[feeds]]\nvenue = \"{venue}\"\nws_url = \"ws://{addr}\"\nrest_url = \"http://{addr}\"\nsymbols = [\"{symbol}\"]\n"
+        "[engine]\npin_cores = false\n{engine_extra}\n[[feeds]]\nvenue = \"{venue}\"\nws_url = \"ws://{addr}\"\nrest_url = \"http://{addr}\"\nsymbols = [\"{symbol}\"]\n{feed_extra}\n"
     );
     let cfg = Config::from_toml_str(&toml, "e2e").unwrap();
     let stop = AtomicBool::new(false);
@@ -88,7 +102,8 @@ fn run_venue(sim: &SimHandle, out: &Path, engine_extra: &str, venue: &str, symbo
                 // Every book that lost sync (gap, failed check) has recovered.
                 let recovered = p.registry.instruments().iter().all(|(_, s)| {
                     s.synced.get() == 1
-                        || (s.gaps.get() == 0
+                        || (!all_synced
+                            && s.gaps.get() == 0
                             && s.checksum_failed.get() == 0
                             && s.crosscheck_failed.get() == 0)
                 });
@@ -219,6 +234,7 @@ fn disconnect_and_gap_faults_reconnect_resync_and_never_emit_from_a_broken_book(
         drop_after_frames: Some(20_000),
         skip_depth_at: vec![500],
         stall: None,
+        ..Default::default()
     };
     let sim = start_sim(&cap, faults);
     let stats = run_against(&sim, &dir.join("live.jsonl"));
@@ -363,6 +379,7 @@ fn futures_faults_recover(venue: &str, connections: u64) {
         drop_after_frames: Some(15_000),
         skip_depth_at: vec![500],
         stall: None,
+        ..Default::default()
     };
     let mut sc = SimConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
     sc.speed = SimSpeed::Max;
@@ -1143,6 +1160,157 @@ fn generated_data_syncs_on_every_stream_started_venue() {
                 def.name
             );
             assert_eq!(inst["gaps"], 0, "{} {s}: {inst}", def.name);
+        }
+    }
+}
+
+/// The spot capture and the simulator with `faults` on its first connection.
+fn spot_sim(
+    faults: bench::sim::Faults,
+    tune: impl FnOnce(&mut SimConfig),
+) -> Option<(SimHandle, PathBuf)> {
+    let shared = shared_dir()?;
+    let cap = spot_captures(&shared).into_iter().next()?;
+    let mut sc = SimConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+    sc.speed = SimSpeed::Max;
+    sc.faults = faults;
+    sc.fault_connections = Some(1);
+    tune(&mut sc);
+    let sim = Simulator::start(sc, Box::new(CaptureSource::new(vec![cap.clone()]))).unwrap();
+    Some((sim, cap))
+}
+
+/// A snapshot answered 429 with `Retry-After: 1`, then 500, then not at
+/// all: the book recovers by itself once the venue allows, with one request
+/// per attempt (no more), the second only after the `Retry-After`.
+#[test]
+fn failed_snapshots_are_retried_within_the_venues_limits() {
+    use bench::sim::RestFault;
+    let faults = bench::sim::Faults {
+        rest_failures: vec![
+            RestFault::Status {
+                status: 429,
+                retry_after_s: Some(1),
+            },
+            RestFault::Status {
+                status: 500,
+                retry_after_s: None,
+            },
+            RestFault::Hang(Duration::from_secs(2)),
+        ],
+        ..Default::default()
+    };
+    let Some((sim, cap)) = spot_sim(faults, |_| {}) else {
+        return;
+    };
+    let dir = temp_dir("e2e-rest-retry");
+    let live = run_feed(
+        &sim,
+        &dir.join("live.jsonl"),
+        "",
+        "",
+        "binance-spot",
+        "BTCUSDT",
+        true,
+    );
+    let times = sim.depth_requests();
+    sim.shutdown().unwrap();
+    let replay_stats = replay(&cap, &dir.join("replay.jsonl"));
+    let inst = &live["instruments"]["binance-spot:BTCUSDT"];
+    assert_eq!(inst["synced"], true, "{live}");
+    assert_eq!(live["snapshot_errors"], 3, "{live}");
+    assert_eq!(times.len(), 4, "one request per attempt: {times:?}");
+    assert!(
+        times[1] - times[0] >= Duration::from_secs(1),
+        "the 429's Retry-After was respected: {times:?}"
+    );
+    assert_eq!(live["connects"], 1, "no reconnect for a REST failure");
+    // The top equals the replay's (a later snapshot of 1000 levels holds
+    // fewer deep levels than the capture's own).
+    let want = &replay_stats["instruments"]["binance-spot:BTCUSDT"];
+    for f in ["best_bid", "best_ask"] {
+        assert_eq!(inst[f], want[f], "{f}");
+    }
+}
+
+/// The connection stays open and the simulator keeps pinging, but no data
+/// comes: the data watchdog replaces the connection, the book resyncs, and
+/// the final book equals the replay's.
+#[test]
+fn a_silent_connection_is_replaced_by_the_data_watchdog() {
+    let faults = bench::sim::Faults {
+        stall: Some((3000, Duration::from_secs(3))),
+        ..Default::default()
+    };
+    let Some((sim, cap)) = spot_sim(faults, |sc| sc.ping_interval = Duration::from_millis(200))
+    else {
+        return;
+    };
+    let dir = temp_dir("e2e-watchdog");
+    let live = run_feed(
+        &sim,
+        &dir.join("live.jsonl"),
+        "",
+        "data_timeout_ms = 1000",
+        "binance-spot",
+        "BTCUSDT",
+        true,
+    );
+    sim.shutdown().unwrap();
+    let replay_stats = replay(&cap, &dir.join("replay.jsonl"));
+    assert!(live["watchdog_reconnects"].as_u64() >= Some(1), "{live}");
+    assert!(live["connects"].as_u64() >= Some(2), "{live}");
+    let inst = &live["instruments"]["binance-spot:BTCUSDT"];
+    assert_eq!(inst["synced"], true, "{inst}");
+    // The top equals the replay's (a later snapshot of 1000 levels holds
+    // fewer deep levels than the capture's own).
+    let want = &replay_stats["instruments"]["binance-spot:BTCUSDT"];
+    for f in ["best_bid", "best_ask"] {
+        assert_eq!(inst[f], want[f], "{f}");
+    }
+}
+
+/// A misbehaving server sends every product to the connection, with a
+/// malformed frame after every 100th: only the two requested products get
+/// state (the rest is counted as ignored), the errors are counted, and the
+/// two books equal the replay's.
+#[test]
+fn symbols_nobody_asked_for_get_no_state() {
+    let Some((cap, _)) = venue_capture("coinbase") else {
+        return;
+    };
+    let faults = bench::sim::Faults {
+        broadcast: true,
+        garbage_every: Some(100),
+        ..Default::default()
+    };
+    let sim = start_sim(&cap, faults);
+    let dir = temp_dir("e2e-unrequested");
+    let live = run_feed(
+        &sim,
+        &dir.join("live.jsonl"),
+        "",
+        "",
+        "coinbase-exchange",
+        "BAND-BTC\", \"SKL-USD",
+        true,
+    );
+    sim.shutdown().unwrap();
+    let replay_stats = replay(&cap, &dir.join("replay.jsonl"));
+    let insts = live["instruments"].as_object().unwrap();
+    let mut names: Vec<&String> = insts.keys().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["coinbase-exchange:BAND-BTC", "coinbase-exchange:SKL-USD"],
+        "{live}"
+    );
+    assert!(live["parse_errors"].as_u64() > Some(10), "{live}");
+    assert!(live["ignored_messages"].as_u64() > Some(1000), "{live}");
+    for k in names {
+        let want = &replay_stats["instruments"][k];
+        for f in ["best_bid", "best_ask", "bid_levels", "ask_levels", "trades"] {
+            assert_eq!(insts[k][f], want[f], "{k}.{f}");
         }
     }
 }

@@ -42,11 +42,20 @@ struct Entry {
     announced: bool,
 }
 
+/// Symbols remembered as refused at most (beyond, a refused symbol is not
+/// remembered: state from the wire stays bounded).
+const MAX_REFUSED: usize = 4096;
+
 /// Symbol registry of one feed.
 #[derive(Debug)]
 pub struct Instruments {
     venue: u16,
     configured: Vec<InstrumentSpec>,
+    /// With no configured instruments: only these symbols are accepted
+    /// (a live feed's requested symbols); `None`: any, up to `max_accepted`.
+    requested: Option<Vec<Symbol>>,
+    max_accepted: usize,
+    accepted: usize,
     default_scale: Scale,
     ids: Arc<AtomicU32>,
     seen: HashMap<Symbol, Entry>,
@@ -70,11 +79,28 @@ impl Instruments {
         Self {
             venue,
             configured,
+            requested: None,
+            max_accepted: usize::MAX,
+            accepted: 0,
             default_scale,
             ids,
             seen: HashMap::new(),
             last: None,
         }
+    }
+
+    /// Accept only `symbols` (a live feed's requested symbols) when no
+    /// instrument is configured: anything else on the wire gets no state
+    /// (its frames are ignored and counted).
+    pub fn restrict(&mut self, symbols: &[String]) {
+        self.requested = Some(symbols.iter().filter_map(|s| Symbol::new(s)).collect());
+    }
+
+    /// Accept at most `max` instruments when no instrument is configured
+    /// and none requested (a replay of a capture of many symbols); later
+    /// symbols are ignored.
+    pub fn limit(&mut self, max: usize) {
+        self.max_accepted = max;
     }
 
     /// The configured instruments (empty: every symbol accepted).
@@ -95,9 +121,13 @@ impl Instruments {
     pub fn spec_for(&self, symbol: &str) -> Option<InstrumentSpec> {
         let sym = Symbol::new(symbol)?;
         if self.configured.is_empty() {
-            return Some(self.default_spec(sym));
+            return self.is_requested(sym).then(|| self.default_spec(sym));
         }
         self.configured.iter().find(|c| c.symbol == sym).copied()
+    }
+
+    fn is_requested(&self, sym: Symbol) -> bool {
+        self.requested.as_ref().is_none_or(|r| r.contains(&sym))
     }
 
     fn default_spec(&self, symbol: Symbol) -> InstrumentSpec {
@@ -151,15 +181,22 @@ impl Instruments {
         let entry = match self.seen.get_mut(&sym) {
             Some(e) => e,
             None => {
-                let spec = if self.configured.is_empty() {
+                let spec = if !self.configured.is_empty() {
+                    self.configured.iter().find(|c| c.symbol == sym).copied()
+                } else if self.is_requested(sym) && self.accepted < self.max_accepted {
                     let mut s = self.default_spec(sym);
                     let w = learned();
                     s.scale.price_decimals = s.scale.price_decimals.max(w.price_decimals);
                     s.scale.qty_decimals = s.scale.qty_decimals.max(w.qty_decimals);
                     Some(s)
                 } else {
-                    self.configured.iter().find(|c| c.symbol == sym).copied()
+                    None
                 };
+                if spec.is_none() && self.seen.len() >= MAX_REFUSED {
+                    // Not remembered: refused again on next sight.
+                    return None;
+                }
+                self.accepted += usize::from(spec.is_some());
                 let known =
                     spec.map(|s| (InstrumentId(self.ids.fetch_add(1, Ordering::Relaxed)), s));
                 self.seen.entry(sym).or_insert(Entry {
@@ -267,5 +304,30 @@ mod tests {
         assert_eq!(r.resolve(b"ETHUSDT", &mut out).unwrap().0, id);
         assert_eq!(out.len(), 1);
         assert!(r.resolve(&[b'X'; 40], &mut out).is_none());
+    }
+
+    #[test]
+    fn only_requested_symbols_get_state_and_the_rest_is_bounded() {
+        let ids = Arc::new(AtomicU32::new(0));
+        let mut r = Instruments::new(0, vec![], Scale::default(), ids.clone());
+        r.restrict(&["BTCUSDT".to_owned()]);
+        let mut out = Vec::new();
+        assert!(r.resolve(b"btcusdt", &mut out).is_some());
+        for i in 0..10_000 {
+            assert!(r
+                .resolve(format!("X{i}USDT").as_bytes(), &mut out)
+                .is_none());
+        }
+        assert_eq!(out.len(), 1, "one announcement");
+        assert!(r.seen.len() <= MAX_REFUSED, "refused symbols stay bounded");
+        assert!(r.spec_for("ETHUSDT").is_none());
+        assert!(r.spec_for("BTCUSDT").is_some());
+        let mut open = Instruments::new(0, vec![], Scale::default(), ids);
+        open.limit(2);
+        let accepted = ["A", "B", "C"]
+            .iter()
+            .filter(|s| open.resolve(s.as_bytes(), &mut out).is_some())
+            .count();
+        assert_eq!(accepted, 2, "at most max_instruments");
     }
 }

@@ -103,6 +103,28 @@ pub struct Faults {
     /// After this many frames on the connection, stop sending for the given
     /// time (the socket stays open; the playback clock stops meanwhile).
     pub stall: Option<(u64, Duration)>,
+    /// The first depth requests (of any connection) get these answers, in
+    /// order, instead of a snapshot.
+    pub rest_failures: Vec<RestFault>,
+    /// A misbehaving server: every stream frame goes to every connection,
+    /// subscribed or not (symbols nobody asked for on the wire).
+    pub broadcast: bool,
+    /// After every Nth frame on the connection, a malformed text frame.
+    pub garbage_every: Option<u64>,
+}
+
+/// A failed answer to a depth request (fault injection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestFault {
+    /// An HTTP error status, with `Retry-After: <seconds>` when given.
+    Status {
+        /// 429, 418, 500, 503, ...
+        status: u16,
+        /// `Retry-After` in seconds.
+        retry_after_s: Option<u64>,
+    },
+    /// No answer: the connection is held open this long, then closed.
+    Hang(Duration),
 }
 
 /// What happens when the source is exhausted.
@@ -186,6 +208,8 @@ struct Stats {
     connections: AtomicU64,
     accepted: AtomicU64,
     depth_served: AtomicU64,
+    /// When each depth request arrived.
+    depth_requests: std::sync::Mutex<Vec<Instant>>,
     error: std::sync::Mutex<Option<String>>,
 }
 
@@ -272,6 +296,15 @@ impl SimHandle {
     /// Depth responses written so far.
     pub fn depth_served(&self) -> u64 {
         self.stats.depth_served.load(Ordering::Acquire)
+    }
+
+    /// When each depth request arrived (faulted ones included), in order.
+    pub fn depth_requests(&self) -> Vec<Instant> {
+        self.stats
+            .depth_requests
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
     }
 
     /// Source read error that stopped playback, if any.
@@ -498,6 +531,40 @@ async fn write_response(stream: &mut TcpStream, status: &str, body: &str) -> io:
     stream.shutdown().await
 }
 
+/// A faulted answer to a depth request.
+async fn fail_depth(mut stream: TcpStream, fault: RestFault) {
+    match fault {
+        RestFault::Status {
+            status,
+            retry_after_s,
+        } => {
+            let reason = match status {
+                418 => "I'm a teapot",
+                429 => "Too Many Requests",
+                500 => "Internal Server Error",
+                502 => "Bad Gateway",
+                503 => "Service Unavailable",
+                _ => "Error",
+            };
+            let retry = retry_after_s
+                .map(|s| format!("Retry-After: {s}\r\n"))
+                .unwrap_or_default();
+            let body = format!(r#"{{"code":-1003,"msg":"fault {status}"}}"#);
+            let head = format!(
+                "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n{retry}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
+        RestFault::Hang(d) => {
+            tokio::time::sleep(d).await;
+            drop(stream);
+        }
+    }
+}
+
 /// Writes a depth response, then waits for the client to close.
 async fn serve_depth(mut stream: TcpStream, status: &'static str, body: String, eof: Duration) {
     if write_response(&mut stream, status, &body).await.is_ok() {
@@ -562,6 +629,8 @@ struct Actor {
     held: Vec<Held>,
     serving: usize,
     stall_until: Option<Instant>,
+    /// Faulted answers still to give to depth requests.
+    rest_failures: std::collections::VecDeque<RestFault>,
     /// Playback clock: (instant, recv_ns) anchor, shifted by pauses.
     anchor: Option<(Instant, i64)>,
     paused_at: Option<Instant>,
@@ -571,12 +640,13 @@ struct Actor {
 
 impl Actor {
     fn new(
-        cfg: SimConfig,
+        mut cfg: SimConfig,
         (index, venue): (u16, &'static VenueDef),
         source: Box<dyn FrameSource + Send>,
         stats: Arc<Stats>,
         ctl_tx: mpsc::Sender<Ctl>,
     ) -> Self {
+        let rest_failures = std::mem::take(&mut cfg.faults.rest_failures).into();
         Actor {
             cfg,
             server: venue.server,
@@ -595,6 +665,7 @@ impl Actor {
             held: Vec::new(),
             serving: 0,
             stall_until: None,
+            rest_failures,
             anchor: None,
             paused_at: None,
             rendezvous_since: None,
@@ -864,7 +935,12 @@ impl Actor {
                 limit,
                 stream,
             } => {
-                if let Some(body) = self.source.synthesize_snapshot(&symbol, limit) {
+                if let Ok(mut v) = self.stats.depth_requests.lock() {
+                    v.push(Instant::now());
+                }
+                if let Some(fault) = self.rest_failures.pop_front() {
+                    tokio::spawn(fail_depth(stream, fault));
+                } else if let Some(body) = self.source.synthesize_snapshot(&symbol, limit) {
                     self.serve(stream, "200 OK", body);
                 } else if self.source.has_live_book() {
                     let (status, body) = self.server.unknown_symbol();
@@ -1020,8 +1096,30 @@ impl Actor {
         let mut total = 0u64;
         let stall = self.cfg.faults.stall;
         let drop_after = self.cfg.faults.drop_after_frames;
+        let garbage_every = self.cfg.faults.garbage_every;
         for c in &mut self.conns {
             if c.dead || (c.faulty && drop_after.is_some_and(|n| c.frames >= n)) {
+                continue;
+            }
+            let subscribed = c.subs.iter().any(|s| s.key.as_ref() == Some(key));
+            if self.cfg.faults.broadcast && c.faulty && !subscribed && !c.subs.is_empty() {
+                // Nobody asked for it: the frame as the source has it.
+                let text = self
+                    .server
+                    .stamp(frame, c.seq)
+                    .unwrap_or_else(|| frame.to_owned());
+                c.seq += 1;
+                if c.sink
+                    .feed(Message::Text(Utf8Bytes::from(text)))
+                    .await
+                    .is_err()
+                {
+                    c.dead = true;
+                    continue;
+                }
+                c.dirty = true;
+                c.frames += 1;
+                total += 1;
                 continue;
             }
             let mut depth_counted = false;
@@ -1092,6 +1190,13 @@ impl Actor {
                 c.dirty = true;
                 c.frames += 1;
                 total += 1;
+                if c.faulty && garbage_every.is_some_and(|n| n > 0 && c.frames % n == 0) {
+                    let bad = Message::Text(Utf8Bytes::from_static(r#"{"e":"trade","s":[1,"#));
+                    if c.sink.feed(bad).await.is_err() {
+                        c.dead = true;
+                        break;
+                    }
+                }
                 if c.faulty && drop_after == Some(c.frames) {
                     self.drop_pending = true;
                     break;
