@@ -1314,3 +1314,49 @@ fn symbols_nobody_asked_for_get_no_state() {
         }
     }
 }
+
+/// A server that drops each of the first six connections after 300 frames:
+/// the frames they delivered do not make them healthy, so the reconnect
+/// backoff keeps growing (each wait at least 70 % of 100 ms · 2^k: the
+/// jitter only shortens); one snapshot per connection; once the server
+/// stops flapping the book syncs and stays in sync.
+#[test]
+fn a_flapping_server_cannot_reset_the_backoff() {
+    let faults = bench::sim::Faults {
+        drop_after_frames: Some(300),
+        ..Default::default()
+    };
+    let Some((sim, cap)) = spot_sim(faults, |sc| sc.fault_connections = Some(6)) else {
+        return;
+    };
+    let dir = temp_dir("e2e-flapping");
+    let live = run_feed(
+        &sim,
+        &dir.join("live.jsonl"),
+        "",
+        "",
+        "binance-spot",
+        "BTCUSDT",
+        true,
+    );
+    let accepts = sim.accept_times();
+    let requests = sim.depth_requests();
+    sim.shutdown().unwrap();
+    assert_eq!(accepts.len(), 7, "{live}");
+    assert_eq!(live["connects"], 7);
+    for (k, w) in accepts.windows(2).enumerate() {
+        let min = Duration::from_millis(100 * (1 << k)).mul_f64(0.7);
+        assert!(w[1] - w[0] >= min, "wait {k}: {:?} < {min:?}", w[1] - w[0]);
+    }
+    assert!(
+        requests.len() <= 7,
+        "one snapshot per connection: {requests:?}"
+    );
+    let replay_stats = replay(&cap, &dir.join("replay.jsonl"));
+    let inst = &live["instruments"]["binance-spot:BTCUSDT"];
+    assert_eq!(inst["synced"], true, "{inst}");
+    let want = &replay_stats["instruments"]["binance-spot:BTCUSDT"];
+    for f in ["best_bid", "best_ask"] {
+        assert_eq!(inst[f], want[f], "{f}");
+    }
+}

@@ -259,6 +259,7 @@ fn options(ws: SocketAddr, http: Option<SocketAddr>, symbols: &[&str]) -> FeedOp
         idle_timeout: Duration::from_secs(10),
         http_timeout: Duration::from_secs(2),
         max_reconnects: Some(5),
+        ..FeedOptions::new("ws://127.0.0.1:9", "http://127.0.0.1:9")
     }
 }
 
@@ -762,7 +763,7 @@ async fn http_get_404_is_a_status_error() {
     .unwrap();
     let err = get(&format!("{base}/missing"), T).await.unwrap_err();
     assert!(
-        matches!(&err, HttpError::Status { status: 404, body } if body == "no symbol"),
+        matches!(&err, HttpError::Status { status: 404, body, .. } if body == "no symbol"),
         "{err}"
     );
     assert_eq!(err.to_string(), "http status 404: no symbol");

@@ -143,7 +143,7 @@ fn hot_pass(cap: &Capture, count_from: usize) -> HotRun {
     let mut cfg = Config::default();
     cfg.engine.pin_cores = false;
     let ids = Arc::new(AtomicU32::new(0));
-    let mut adapter = make_adapter(&cfg, &cfg.engine.venue, &ids).unwrap();
+    let mut adapter = make_adapter(&cfg, &cfg.engine.venue, &ids, None).unwrap();
     adapter.set_capture_symbols(&cap.symbols);
     let outputs: Arc<[String]> = Processor::<Out>::output_names(&cfg.signals).into();
     let mut proc = Processor::new(

@@ -210,6 +210,8 @@ struct Stats {
     depth_served: AtomicU64,
     /// When each depth request arrived.
     depth_requests: std::sync::Mutex<Vec<Instant>>,
+    /// When each WebSocket was accepted.
+    accept_times: std::sync::Mutex<Vec<Instant>>,
     error: std::sync::Mutex<Option<String>>,
 }
 
@@ -296,6 +298,15 @@ impl SimHandle {
     /// Depth responses written so far.
     pub fn depth_served(&self) -> u64 {
         self.stats.depth_served.load(Ordering::Acquire)
+    }
+
+    /// When each WebSocket handshake completed, in order.
+    pub fn accept_times(&self) -> Vec<Instant> {
+        self.stats
+            .accept_times
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
     }
 
     /// When each depth request arrived (faulted ones included), in order.
@@ -466,6 +477,9 @@ async fn handle_conn(
             return;
         };
         stats.accepted.fetch_add(1, Ordering::AcqRel);
+        if let Ok(mut v) = stats.accept_times.lock() {
+            v.push(Instant::now());
+        }
         let (sink, mut read) = ws.split();
         let (kill, mut killed) = oneshot::channel();
         if ctl

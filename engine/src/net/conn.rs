@@ -575,7 +575,6 @@ mod tests {
             3,
             Duration::from_secs(60),
         )));
-        let r = SnapshotRequests::new();
         let mut m = ConnMachine::new(&o);
         let mut t = Instant::now();
         let mut attempts = 0;
