@@ -97,7 +97,10 @@ pub fn make_adapter(
 }
 
 /// Per-thread processor configuration from the config.
-pub fn processor_factory(cfg: &Config) -> Box<dyn Fn() -> ProcessorConfig + Send + Sync> {
+pub fn processor_factory(
+    cfg: &Config,
+    status_rows: bool,
+) -> Box<dyn Fn() -> ProcessorConfig + Send + Sync> {
     let signals = cfg.signals.clone();
     let instruments = cfg.instruments.clone();
     let e = cfg.engine.clone();
@@ -128,6 +131,7 @@ pub fn processor_factory(cfg: &Config) -> Box<dyn Fn() -> ProcessorConfig + Send
             window_capacity: e.window_capacity,
             book_capacity: e.book_capacity,
             max_instruments: e.max_instruments,
+            status_rows,
         }
     })
 }
@@ -158,7 +162,9 @@ pub fn start_pipeline_with(
         receivers,
         signal_threads: cfg.engine.signal_threads,
         ring_capacity: cfg.engine.ring_capacity,
-        processor: processor_factory(cfg),
+        // Live runs mark outages for consumers; a replay's stream stays
+        // exactly SIGNALS.md's unless asked.
+        processor: processor_factory(cfg, cfg.output.status_rows.unwrap_or(resync.is_some())),
         outputs,
         output: output.open()?,
         collector,

@@ -106,6 +106,7 @@ struct RawFeed {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawOutput {
+    status_rows: Option<bool>,
     signals: Option<String>,
     stats: Option<String>,
 }
@@ -265,6 +266,9 @@ pub struct FeedConfig {
 pub struct OutputConfig {
     /// Signal JSONL path (`-` = stdout).
     pub signals: Option<String>,
+    /// `book_status` / `book_gap_s` rows around outages (`None`: on in
+    /// live runs, off in replays).
+    pub status_rows: Option<bool>,
     /// Stats JSON path.
     pub stats: Option<String>,
 }
@@ -633,6 +637,7 @@ impl Config {
             feeds: feeds_out,
             output: OutputConfig {
                 signals: raw.output.signals,
+                status_rows: raw.output.status_rows,
                 stats: raw.output.stats,
             },
             replay_speed,

@@ -47,6 +47,7 @@ pub fn stats_json(registry: &Registry, elapsed: Duration, rows: u64) -> Value {
                 "stale_quotes": s.stale_quotes.get(),
                 "stale_diffs": s.stale_diffs.get(),
                 "resets": s.resets.get(),
+                "lost_s": s.lost_ns.get() as f64 / 1e9,
                 "rows": s.rows.get(),
                 "synced": s.synced.get() == 1,
                 "best_bid": px(s.best_bid.get()),

@@ -173,11 +173,38 @@ fn advanced_trade_sequence_hole_resyncs_every_book_of_the_connection() {
     let dir = temp_dir("coinbase-at-hole");
     let at = dir.join("at.txt");
     std::fs::write(&at, common::coinbase_exchange_to_advanced(&cap, 4000)).unwrap();
-    let stats = common::replay_no_config(std::slice::from_ref(&at), &dir.join("o.jsonl"));
+    let mut cfg = engine::config::Config::default();
+    cfg.output.status_rows = Some(true);
+    let stats = common::replay_cfg(cfg, std::slice::from_ref(&at), &dir.join("o.jsonl"));
     check_books(&stats, "coinbase", &want, "hole");
+    let rows: Vec<Value> = read_lines(&dir.join("o.jsonl"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     for product in want.keys() {
         let got = &stats["instruments"][format!("coinbase:{product}")];
         assert_eq!(got["gaps"], 1, "{product}: {got}");
         assert_eq!(got["resyncs"], 1, "{product}: {got}");
+        // Exactly one outage marked: out (0), back (1), and its span.
+        let mine: Vec<&Value> = rows.iter().filter(|r| r["symbol"] == *product).collect();
+        let status: Vec<(i64, f64)> = mine
+            .iter()
+            .filter(|r| r["signal"] == "book_status")
+            .map(|r| (r["ts_ns"].as_i64().unwrap(), r["value"].as_f64().unwrap()))
+            .collect();
+        assert_eq!(status.len(), 2, "{product}: {status:?}");
+        assert_eq!((status[0].1, status[1].1), (0.0, 1.0), "{product}");
+        let spans: Vec<&&Value> = mine
+            .iter()
+            .filter(|r| r["signal"] == "book_gap_s")
+            .collect();
+        assert_eq!(spans.len(), 1, "{product}");
+        assert!(spans[0]["value"].as_f64().unwrap() >= 0.0);
     }
+    // Off by default in a replay: the stream stays exactly SIGNALS.md's.
+    let plain = common::replay_no_config(std::slice::from_ref(&at), &dir.join("p.jsonl"));
+    assert_eq!(plain["instruments"]["coinbase:SKL-USD"]["gaps"], 1);
+    assert!(!read_lines(&dir.join("p.jsonl"))
+        .iter()
+        .any(|l| l.contains("book_status")));
 }

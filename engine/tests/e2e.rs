@@ -1262,6 +1262,18 @@ fn a_silent_connection_is_replaced_by_the_data_watchdog() {
     assert!(live["connects"].as_u64() >= Some(2), "{live}");
     let inst = &live["instruments"]["binance-spot:BTCUSDT"];
     assert_eq!(inst["synced"], true, "{inst}");
+    // Consumers see each outage: 0 when the book is lost, 1 when it is back.
+    let status: Vec<f64> = rows(&dir.join("live.jsonl"))
+        .iter()
+        .filter(|r| r["signal"] == "book_status")
+        .map(|r| r["value"].as_f64().unwrap())
+        .collect();
+    assert!(!status.is_empty(), "status rows around the outage");
+    assert!(
+        status.chunks(2).all(|p| p == [0.0, 1.0]),
+        "alternating out/back, ending back: {status:?}"
+    );
+    assert!(inst["lost_s"].as_f64() > Some(0.0), "{inst}");
     // The top equals the replay's (a later snapshot of 1000 levels holds
     // fewer deep levels than the capture's own).
     let want = &replay_stats["instruments"]["binance-spot:BTCUSDT"];

@@ -147,7 +147,7 @@ fn hot_pass(cap: &Capture, count_from: usize) -> HotRun {
     adapter.set_capture_symbols(&cap.symbols);
     let outputs: Arc<[String]> = Processor::<Out>::output_names(&cfg.signals).into();
     let mut proc = Processor::new(
-        processor_factory(&cfg)(),
+        processor_factory(&cfg, false)(),
         Registry::new(),
         Box::new(NoResync),
         Out(JsonlWriter::new(ByteCount(0), outputs)),

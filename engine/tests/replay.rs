@@ -366,7 +366,10 @@ fn spot_replay_emits_every_default_signal_in_the_output_format() {
     let names = engine::pipeline::processor::Processor::<fn(engine::pipeline::processor::SinkMsg)>::output_names(
         &signals::default_set(),
     );
-    assert_eq!(names.len(), 17);
+    // The 17 signal ids, then the status rows' names (live runs only).
+    assert_eq!(names.len(), 19);
+    assert_eq!(names[17..], ["book_status", "book_gap_s"]);
+    let names = &names[..17];
     let mut seen = std::collections::BTreeSet::new();
     let mut last_recv = i64::MIN;
     for line in read_lines(&out) {
@@ -384,6 +387,6 @@ fn spot_replay_emits_every_default_signal_in_the_output_format() {
         last_recv = recv;
         seen.insert(v["signal"].as_str().unwrap().to_owned());
     }
-    let want: std::collections::BTreeSet<String> = names.into_iter().collect();
+    let want: std::collections::BTreeSet<String> = names.iter().cloned().collect();
     assert_eq!(seen, want);
 }

@@ -106,6 +106,11 @@ const INSTRUMENT_COUNTERS: &[InstrumentCounter] = &[
         |s| s.resyncs.get(),
     ),
     (
+        "wiresignal_instrument_lost_nanoseconds_total",
+        "Time the book was out of sync after its first sync (receive clock).",
+        |s| s.lost_ns.get(),
+    ),
+    (
         "wiresignal_instrument_resets_total",
         "Feed resets (reconnects) seen.",
         |s| s.resets.get(),

@@ -344,7 +344,8 @@ impl<'a> ConnMachine<'a> {
     /// The snapshot of `symbol` failed: it is retried after its backoff
     /// (full jitter, growing per attempt), or after the venue's
     /// `Retry-After`; a 429 or 418 also pauses every REST request of the
-    /// venue for that long. Returns the delay.
+    /// venue for that long; another 4xx (but 408) waits the longest backoff.
+    /// Returns the delay.
     pub fn snapshot_failed(
         &mut self,
         now: Instant,
@@ -384,6 +385,11 @@ impl<'a> ConnMachine<'a> {
                 retry_after: Some(ra),
                 ..
             } => ra.max(jitter),
+            // A request the venue calls wrong (400 bad symbol, 404) will not
+            // get better soon: retried at the longest backoff only.
+            SnapshotFailure::Status {
+                status: 400..=499, ..
+            } if !matches!(failure, SnapshotFailure::Status { status: 408, .. }) => max,
             _ => jitter,
         };
         r.due = now + delay;

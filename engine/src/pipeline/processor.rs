@@ -17,6 +17,15 @@ use signals::{
 use super::clock::mono_ns;
 use super::stats::{InstrumentStats, Registry, Stage, StageSamples};
 
+/// Output name of the book-status rows: `0` when an instrument's book goes
+/// out of sync (a gap, a failed checksum or cross-check, a lost
+/// connection), `1` when it is back in sync. Only around outages: a book's
+/// first sync emits nothing.
+pub const BOOK_STATUS: &str = "book_status";
+/// Output name of the row that follows each `book_status` 1: the seconds
+/// the book was out of sync (receive clock).
+pub const BOOK_GAP: &str = "book_gap_s";
+
 /// A signal output row sent to the sink.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum SinkMsg {
@@ -79,6 +88,10 @@ pub struct ProcessorConfig {
     pub book_capacity: usize,
     /// Instruments pre-allocated.
     pub max_instruments: usize,
+    /// Emit [`BOOK_STATUS`] / [`BOOK_GAP`] rows around outages (`[output]
+    /// status_rows`; default on in live runs, off in replays, whose stream
+    /// stays exactly SIGNALS.md's).
+    pub status_rows: bool,
 }
 
 struct InstrumentState {
@@ -99,6 +112,10 @@ struct InstrumentState {
     saw_stream_snapshot: bool,
     /// A REST bootstrap was asked for and has not synced the book yet.
     bootstrap_requested: bool,
+    /// The book is in sync for its consumers (false until its first sync).
+    in_sync: bool,
+    /// Receive time at which the book went out of sync (after a first sync).
+    lost_at: Option<i64>,
 }
 
 enum Pending {
@@ -143,6 +160,11 @@ pub struct Processor<O: Emit> {
     last_publish: u64,
     /// Rendering buffer of exchange checksums.
     scratch: Vec<u8>,
+    /// Output ids of [`BOOK_STATUS`] and [`BOOK_GAP`].
+    status_ids: (OutputId, OutputId),
+    /// Exchange and receive time of the last event seen (the time of
+    /// status rows an event without a time of its own triggers).
+    last_ts: (i64, i64),
 }
 
 impl<O: Emit> Processor<O> {
@@ -156,7 +178,17 @@ impl<O: Emit> Processor<O> {
         let mut states = Vec::with_capacity(cfg.max_instruments);
         states.resize_with(cfg.max_instruments, || None);
         let levels = Vec::with_capacity(cfg.book_capacity * 2);
+        let n = Self::output_names(&cfg.signals).len().saturating_sub(2);
+        let id = |i: usize| OutputId(u16::try_from(i).unwrap_or(u16::MAX));
+        // Without status rows, ids no sink knows: nothing is written.
+        let status_ids = if cfg.status_rows {
+            (id(n), id(n + 1))
+        } else {
+            (OutputId(u16::MAX), OutputId(u16::MAX))
+        };
         Self {
+            status_ids,
+            last_ts: (0, 0),
             cfg,
             states,
             pending: Pending::None,
@@ -181,14 +213,17 @@ impl<O: Emit> Processor<O> {
         &mut self.out
     }
 
-    /// Output names of the configured signal set (index = [`OutputId`]).
+    /// Output names of the configured signal set (index = [`OutputId`]),
+    /// then [`BOOK_STATUS`] and [`BOOK_GAP`].
     pub fn output_names(signals: &[SignalSpec]) -> Vec<String> {
-        SignalSet::new(&SignalSetConfig::new(
+        let mut names = SignalSet::new(&SignalSetConfig::new(
             signals::Scale::default(),
             signals.to_vec(),
         ))
         .map(|s| s.output_names().to_vec())
-        .unwrap_or_default()
+        .unwrap_or_default();
+        names.extend([BOOK_STATUS.to_owned(), BOOK_GAP.to_owned()]);
+        names
     }
 
     /// Processes one ring slot.
@@ -263,9 +298,16 @@ impl<O: Emit> Processor<O> {
     pub fn on_event(&mut self, ev: &Event, t_frame: u64) {
         match *ev {
             Event::Instrument(info) => self.add_instrument(info),
-            Event::Trade(t) => self.on_trade(&t, t_frame),
-            Event::Quote(q) => self.on_quote(&q, t_frame),
+            Event::Trade(t) => {
+                self.last_ts = (t.ts_ns, t.recv_ns);
+                self.on_trade(&t, t_frame);
+            }
+            Event::Quote(q) => {
+                self.last_ts = (q.ts_ns, q.recv_ns);
+                self.on_quote(&q, t_frame);
+            }
             Event::Depth(h) => {
+                self.last_ts = (h.ts_ns, h.recv_ns);
                 self.levels.clear();
                 self.pending = Pending::Depth(h);
                 self.remaining = h.levels;
@@ -291,20 +333,24 @@ impl<O: Emit> Processor<O> {
                 }
             }
             Event::Reset(inst) => {
+                let (ts, recv) = self.last_ts;
                 if let Some(st) = lookup(&mut self.states, inst) {
                     st.stats.resets.inc();
                     st.sync.reset();
                     st.needs_resync = true;
                     st.tickers.clear();
+                    book_lost(&mut self.out, st, self.status_ids, (ts, recv, t_frame));
                     publish_book(st);
                 }
             }
             Event::Gap(inst) => {
+                let (ts, recv) = self.last_ts;
                 if let Some(st) = lookup(&mut self.states, inst) {
                     st.stats.gaps.inc();
                     st.sync.reset();
                     st.tickers.clear();
                     Self::desync(st, self.resync.as_mut());
+                    book_lost(&mut self.out, st, self.status_ids, (ts, recv, t_frame));
                     publish_book(st);
                 }
             }
@@ -348,6 +394,8 @@ impl<O: Emit> Processor<O> {
             needs_resync: false,
             saw_stream_snapshot: false,
             bootstrap_requested: false,
+            in_sync: false,
+            lost_at: None,
         }));
     }
 
@@ -407,6 +455,8 @@ impl<O: Emit> Processor<O> {
                     st.sync.reset();
                     st.tickers.clear();
                     Self::desync(st, self.resync.as_mut());
+                    let at = (q.ts_ns, q.recv_ns, t_frame);
+                    book_lost(&mut self.out, st, self.status_ids, at);
                     publish_book(st);
                 }
             } else if !st.sync.is_synced() || q.update_id > st.sync.book_id() {
@@ -444,7 +494,7 @@ impl<O: Emit> Processor<O> {
         match pending {
             Pending::None => {}
             Pending::Depth(h) => self.on_diff(&h, t_frame),
-            Pending::Snapshot(h) => self.on_snapshot(&h),
+            Pending::Snapshot(h) => self.on_snapshot(&h, t_frame),
         }
     }
 
@@ -455,7 +505,7 @@ impl<O: Emit> Processor<O> {
         hook.request(&st.info);
     }
 
-    fn on_snapshot(&mut self, h: &SnapshotHeader) {
+    fn on_snapshot(&mut self, h: &SnapshotHeader, t_frame: u64) {
         let Some(st) = seen(&mut self.states, h.inst, None) else {
             return;
         };
@@ -469,12 +519,17 @@ impl<O: Emit> Processor<O> {
         }
         match outcome {
             SnapshotOutcome::Synced { .. } | SnapshotOutcome::Replaced => {
+                let at = (self.last_ts.0, h.recv_ns, t_frame);
                 if !verify_checksum(st, h.checksum, &mut self.scratch) {
                     st.sync.reset();
                     Self::desync(st, self.resync.as_mut());
-                } else if st.needs_resync {
-                    st.stats.resyncs.inc();
-                    st.needs_resync = false;
+                    book_lost(&mut self.out, st, self.status_ids, at);
+                } else {
+                    if st.needs_resync {
+                        st.stats.resyncs.inc();
+                        st.needs_resync = false;
+                    }
+                    book_back(&mut self.out, st, self.status_ids, at);
                 }
             }
             SnapshotOutcome::Ignored => {}
@@ -508,6 +563,8 @@ impl<O: Emit> Processor<O> {
             DiffOutcome::Gap => {
                 st.stats.gaps.inc();
                 Self::desync(st, self.resync.as_mut());
+                let at = (h.ts_ns, h.recv_ns, t_frame);
+                book_lost(&mut self.out, st, self.status_ids, at);
                 publish_book(st);
             }
             DiffOutcome::Applied => {
@@ -527,6 +584,8 @@ impl<O: Emit> Processor<O> {
                     // treat it like a gap and emit nothing from it.
                     st.sync.reset();
                     Self::desync(st, self.resync.as_mut());
+                    let at = (h.ts_ns, h.recv_ns, t_frame);
+                    book_lost(&mut self.out, st, self.status_ids, at);
                     publish_book(st);
                     return;
                 }
@@ -594,6 +653,66 @@ fn row_emitter<'a, O: Emit>(
             value,
             t_frame,
         });
+    }
+}
+
+/// The book went out of sync: one [`BOOK_STATUS`] 0 row per outage (none
+/// before its first sync). `at`: exchange time, receive time, frame time.
+#[cold]
+#[inline(never)]
+fn book_lost<O: Emit>(
+    out: &mut O,
+    st: &mut InstrumentState,
+    (status, _): (OutputId, OutputId),
+    (ts_ns, recv_ns, t_frame): (i64, i64, u64),
+) {
+    if !st.in_sync {
+        return;
+    }
+    st.in_sync = false;
+    st.lost_at = Some(recv_ns);
+    if status.0 != u16::MAX {
+        row_emitter(out, &st.stats.rows, st.info.inst, ts_ns, recv_ns, t_frame)(status, 0.0);
+    }
+}
+
+/// The book is in sync again after an outage: a [`BOOK_STATUS`] 1 row and
+/// a [`BOOK_GAP`] row with the seconds it was out. Time windows continue
+/// across the hole (SIGNALS.md): the rows flag the values after it. A
+/// first sync emits nothing.
+#[inline]
+fn book_back<O: Emit>(
+    out: &mut O,
+    st: &mut InstrumentState,
+    ids: (OutputId, OutputId),
+    at: (i64, i64, u64),
+) {
+    if st.in_sync {
+        return;
+    }
+    st.in_sync = true;
+    if st.lost_at.is_some() {
+        back_after_outage(out, st, ids, at);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn back_after_outage<O: Emit>(
+    out: &mut O,
+    st: &mut InstrumentState,
+    (status, gap): (OutputId, OutputId),
+    (ts_ns, recv_ns, t_frame): (i64, i64, u64),
+) {
+    let lost = st
+        .lost_at
+        .take()
+        .map_or(0, |t| recv_ns.saturating_sub(t).max(0));
+    st.stats.lost_ns.add(lost.unsigned_abs());
+    if status.0 != u16::MAX {
+        let mut emit = row_emitter(out, &st.stats.rows, st.info.inst, ts_ns, recv_ns, t_frame);
+        emit(status, 1.0);
+        emit(gap, lost as f64 / 1e9);
     }
 }
 

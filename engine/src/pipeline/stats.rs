@@ -55,6 +55,8 @@ impl Gauge {
 pub struct InstrumentStats {
     /// Events processed (trades, quotes, depth diffs, snapshots).
     pub events: Counter,
+    /// Nanoseconds the book was out of sync after its first sync (receive clock).
+    pub lost_ns: Counter,
     /// Accepted trades.
     pub trades: Counter,
     /// Applied live depth diffs.

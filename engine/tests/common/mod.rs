@@ -129,7 +129,15 @@ pub fn spot_captures(shared: &std::path::Path) -> Vec<PathBuf> {
 /// Replays `paths` with no configuration (each capture names its venue),
 /// writing rows to `out`; returns the stats.
 pub fn replay_no_config(paths: &[PathBuf], out: &std::path::Path) -> serde_json::Value {
-    let mut cfg = engine::config::Config::default();
+    replay_cfg(engine::config::Config::default(), paths, out)
+}
+
+/// [`replay_no_config`] with `cfg` (cores never pinned).
+pub fn replay_cfg(
+    mut cfg: engine::config::Config,
+    paths: &[PathBuf],
+    out: &std::path::Path,
+) -> serde_json::Value {
     cfg.engine.pin_cores = false;
     engine::app::replay_with(
         &cfg,
