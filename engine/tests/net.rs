@@ -834,3 +834,47 @@ async fn http_get_ipv6_literal() {
         base.trim_start_matches("http://")
     )));
 }
+
+/// The venue closes the connection (maintenance, the 24 h limit): the
+/// close handshake is answered, so the venue records a clean close, not a
+/// dropped connection (1006).
+#[tokio::test]
+async fn a_venue_close_is_answered() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    let (addrs, srv) = server("127.0.0.1", 1, |mut ls| async move {
+        let wsl = ls.pop().unwrap();
+        let mut ws = accept_ws(&wsl).await;
+        read_subscribe(&mut ws).await;
+        ws.send(Message::text("hello")).await.unwrap();
+        ws.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "server shutdown".into(),
+        })))
+        .await
+        .unwrap();
+        // The client's reply, before the stream ends.
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(reply))) => return reply.map(|f| f.code),
+                Some(Ok(_)) => {}
+                other => panic!("no close reply: {other:?}"),
+            }
+        }
+    })
+    .unwrap();
+    let mut h = Recorder::new(|evs| evs.iter().any(|e| matches!(e, Ev::Disconnected(_))));
+    let mut opts = options(addrs[0], None, &[]);
+    opts.max_reconnects = Some(0);
+    let (_tx, rx) = watch::channel(false);
+    run(opts, Arc::new(SnapshotRequests::new()), &mut h, rx).await;
+    let reply = srv.join().unwrap();
+    assert_eq!(reply, Some(CloseCode::Away), "the close frame is echoed");
+    assert!(
+        h.evs
+            .iter()
+            .any(|e| matches!(e, Ev::Disconnected(r) if r.contains("server shutdown"))),
+        "{:?}",
+        h.evs
+    );
+}

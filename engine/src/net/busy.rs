@@ -162,7 +162,11 @@ fn session(
                         m.received(now, false);
                         m.stats.pongs += 1;
                     }
-                    Message::Close(frame) => break close_reason(frame.as_ref()),
+                    Message::Close(frame) => {
+                        // Answer the close handshake (the reply is queued).
+                        let _ = ws.flush();
+                        break close_reason(frame.as_ref());
+                    }
                 }
                 // More frames may be readable: the snapshot waits behind them.
                 continue;

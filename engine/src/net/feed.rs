@@ -505,7 +505,12 @@ async fn session(
                         m.received(now, false);
                         m.stats.pongs += 1;
                     }
-                    Some(Ok(Message::Close(frame))) => break close_reason(frame.as_ref()),
+                    Some(Ok(Message::Close(frame))) => {
+                        // Answer the close handshake (tungstenite queued the
+                        // reply): the venue sees a clean 1000, not 1006.
+                        let _ = timeout(CLOSE_TIMEOUT, ws.flush()).await;
+                        break close_reason(frame.as_ref());
+                    }
                     Some(Err(e)) => break format!("websocket error: {e}"),
                     None => break "websocket stream ended".to_owned(),
                 }
