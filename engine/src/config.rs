@@ -101,6 +101,7 @@ struct RawFeed {
     symbols: Vec<String>,
     snapshot_limit: Option<i64>,
     data_timeout_ms: Option<i64>,
+    rollover_after_ms: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -259,6 +260,10 @@ pub struct FeedConfig {
     /// connection that delivers no market data for this long — heartbeats,
     /// pings and acks do not count — is replaced.
     pub data_timeout: std::time::Duration,
+    /// Planned make-before-break rollover of each connection after this long
+    /// (`rollover_after_ms`; `None`: five minutes before the venue's
+    /// connection lifetime, Binance 24 h; `Some(0)`: only on a shutdown notice).
+    pub rollover_after: Option<std::time::Duration>,
 }
 
 /// Output files (`[output]`).
@@ -574,6 +579,16 @@ impl Config {
                 symbols: rf.symbols.iter().map(|s| s.to_ascii_uppercase()).collect(),
                 snapshot_limit: u32::try_from(limit).unwrap_or(5000),
                 data_timeout,
+                rollover_after: match rf.rollover_after_ms {
+                    None => None,
+                    Some(0) => Some(std::time::Duration::ZERO),
+                    Some(n) => Some(std::time::Duration::from_millis(positive(
+                        &format!("{p}.rollover_after_ms"),
+                        Some(n),
+                        0,
+                    )?
+                        as u64)),
+                },
             });
         }
 

@@ -91,6 +91,7 @@ pub fn run(
         symbols,
         snapshot_limit: 1000,
         data_timeout: crate::config::DEFAULT_DATA_TIMEOUT,
+        rollover_after: None,
     }];
     let tty = std::io::stdout().is_terminal();
     let mut view = LiveRender::new(tty);

@@ -55,6 +55,8 @@ struct Handler {
     data: bool,
     /// The last snapshot was a book.
     usable: bool,
+    /// The venue announced it will close the connection.
+    closing: bool,
 }
 
 impl FeedHandler for Handler {
@@ -97,13 +99,27 @@ impl FeedHandler for Handler {
             kind,
             Some(FrameKind::Trade | FrameKind::Quote | FrameKind::Depth | FrameKind::Snapshot)
         );
-        if let Some(FrameKind::Rejected(id)) = kind {
-            self.rejected(id);
+        match kind {
+            Some(FrameKind::Rejected(id)) => self.rejected(id),
+            Some(FrameKind::Closing) => self.closing = true,
+            _ => {}
         }
     }
 
     fn frame_was_data(&self) -> bool {
         self.data
+    }
+
+    fn take_closing_notice(&mut self) -> bool {
+        std::mem::take(&mut self.closing)
+    }
+
+    fn on_rollover(&mut self) {
+        self.shared.borrow().ingest.stats.rollovers.inc();
+        eprintln!(
+            "feed rolled over{}: the replacement took over, books kept",
+            connection_label(&self.plan)
+        );
     }
 
     fn on_snapshot(&mut self, symbol: &str, recv_ns: i64, body: &mut [u8]) {
@@ -187,6 +203,13 @@ impl ResyncHook for FeedResync {
     }
 }
 
+/// The planned rollover of a venue whose connections live `lifetime`:
+/// five minutes before the end (a tenth of it for short lifetimes); zero
+/// for venues that never close connections.
+fn rollover_lead(lifetime: Duration) -> Duration {
+    lifetime.saturating_sub(Duration::from_secs(300).min(lifetime / 10))
+}
+
 /// The request budgets of each venue of one run, shared by all its feeds
 /// and connections: connection attempts at 80 % of the venue's limit, REST
 /// weight at half of it.
@@ -242,6 +265,9 @@ pub(crate) fn feed_connections(
             let mut o = FeedOptions::new(&plan.url, &feed.rest_url);
             o.subscribe = plan.subscribe.iter().map(|s| s.message.clone()).collect();
             o.data_timeout = feed.data_timeout;
+            o.rollover_after = feed
+                .rollover_after
+                .unwrap_or_else(|| rollover_lead(p.connection_lifetime));
             o.connect_budget = Some(connect_budget.clone());
             o.rest_budget = Some(rest_budget.clone());
             o.snapshot_weight = adapter.snapshot_weight(feed.snapshot_limit);
@@ -369,6 +395,7 @@ pub fn run(cfg: &Config, output: Output, mut when: StopWhen<'_>) -> std::io::Res
                                 plan,
                                 data: false,
                                 usable: false,
+                                closing: false,
                             };
                             (opts, req, handler)
                         })

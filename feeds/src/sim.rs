@@ -227,6 +227,12 @@ pub trait VenueServer: Sync {
         None
     }
 
+    /// The venue's notice that it will close a connection soon (Binance
+    /// `serverShutdown`); `None`: it sends none.
+    fn closing_notice(&self) -> Option<String> {
+        None
+    }
+
     /// `frame` with its book checksum altered (a fault); `None`: it carries none.
     fn corrupt_checksum(&self, _frame: &str) -> Option<String> {
         None

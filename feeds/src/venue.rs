@@ -28,6 +28,10 @@ pub enum FrameKind {
     /// The venue refused the request with this id (a subscription): the
     /// engine names the request's streams in its error.
     Rejected(u64),
+    /// The venue announced that it will close this connection soon
+    /// (Binance `serverShutdown`): no events; the engine replaces the
+    /// connection make before break.
+    Closing,
     /// Known but unused: other trade source, unconfigured symbol, partial depth,
     /// kline, ticker, an unattributable snapshot... No events.
     Ignored,

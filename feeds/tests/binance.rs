@@ -359,7 +359,7 @@ fn control_unknown_and_malformed() {
     assert_eq!(parse(&mut a, &ack), (Ok(FrameKind::Control), vec![]));
     // The venue's notice that it will close the connection: expected.
     let shutdown = (1, br#"{"e":"serverShutdown","E":1730345478345}"#.to_vec());
-    assert_eq!(parse(&mut a, &shutdown), (Ok(FrameKind::Control), vec![]));
+    assert_eq!(parse(&mut a, &shutdown), (Ok(FrameKind::Closing), vec![]));
 
     let not_json = find(&s, &["this is not json"], 0);
     let mut out = vec![Event::Reset(InstrumentId(9))];

@@ -111,6 +111,10 @@ pub struct Faults {
     pub broadcast: bool,
     /// After every Nth frame on the connection, a malformed text frame.
     pub garbage_every: Option<u64>,
+    /// After this many frames on the connection, the venue's closing notice
+    /// ([`VenueServer::closing_notice`]), and a close (1001 "server
+    /// shutdown") after the given time; frames flow until then.
+    pub closing_after: Option<(u64, Duration)>,
 }
 
 /// A failed answer to a depth request (fault injection).
@@ -611,6 +615,8 @@ struct Conn {
     /// Messages numbered on this connection (venues that number them, see
     /// `VenueServer::stamp`), including skipped ones.
     seq: u64,
+    /// A planned close (the closing fault).
+    close_at: Option<Instant>,
     /// Update-id shift of each book restarted on this connection (a
     /// restart fault), applied to its later frames.
     shifts: Vec<(StreamKey, u64)>,
@@ -780,6 +786,7 @@ impl Actor {
             }
             let due = if playing { self.due(now) } else { now };
             let stall = self.stall_until;
+            let close_due = self.conns.iter().filter_map(|c| c.close_at).min();
             tokio::select! {
                 biased;
                 c = ctl_rx.recv() => match c {
@@ -795,6 +802,9 @@ impl Actor {
                     self.reap();
                 }
                 _ = tokio::time::sleep_until(stall.unwrap_or(now)), if stall.is_some() => {}
+                _ = tokio::time::sleep_until(close_due.unwrap_or(now)), if close_due.is_some() => {
+                    self.close_due(Instant::now()).await;
+                }
                 _ = tokio::time::sleep_until(rendezvous_end.unwrap_or(now)), if rendezvous_end.is_some() => {}
                 _ = tokio::time::sleep_until(due), if playing => self.play_batch().await,
             }
@@ -820,6 +830,24 @@ impl Actor {
             self.conns.clear();
             self.stats.connections.store(0, Ordering::Release);
         }
+    }
+
+    /// Closes the connections whose planned close is due (the closing fault).
+    async fn close_due(&mut self, now: Instant) {
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        for c in &mut self.conns {
+            if c.close_at.is_some_and(|t| t <= now) {
+                c.close_at = None;
+                let frame = CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "server shutdown".into(),
+                };
+                let _ = c.sink.send(Message::Close(Some(frame))).await;
+                c.dead = true;
+            }
+        }
+        self.reap();
     }
 
     fn reap(&mut self) {
@@ -861,6 +889,7 @@ impl Actor {
                     frames: 0,
                     depth_seen: 0,
                     seq: 0,
+                    close_at: None,
                     shifts: Vec::new(),
                     faulty,
                     dirty: false,
@@ -1204,6 +1233,21 @@ impl Actor {
                 c.dirty = true;
                 c.frames += 1;
                 total += 1;
+                if let Some((n, after)) = self.cfg.faults.closing_after {
+                    if c.faulty && c.frames == n {
+                        if let Some(notice) = self.server.closing_notice() {
+                            if c.sink
+                                .feed(Message::Text(Utf8Bytes::from(notice)))
+                                .await
+                                .is_err()
+                            {
+                                c.dead = true;
+                                break;
+                            }
+                        }
+                        c.close_at = Some(Instant::now() + after);
+                    }
+                }
                 if c.faulty && garbage_every.is_some_and(|n| n > 0 && c.frames % n == 0) {
                     let bad = Message::Text(Utf8Bytes::from_static(r#"{"e":"trade","s":[1,"#));
                     if c.sink.feed(bad).await.is_err() {

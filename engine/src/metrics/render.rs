@@ -75,6 +75,11 @@ const FEED_COUNTERS: &[FeedCounter] = &[
         |s| s.snapshot_errors.get(),
     ),
     (
+        "wiresignal_feed_rollovers_total",
+        "Connections replaced make before break (24 h limit, venue shutdown notice).",
+        |s| s.rollovers.get(),
+    ),
+    (
         "wiresignal_feed_watchdog_reconnects_total",
         "Connections replaced because no market data arrived for data_timeout.",
         |s| s.watchdog_reconnects.get(),

@@ -41,6 +41,9 @@ use super::feed::{FeedOptions, FeedStats, SnapshotRequests};
 /// backoff grow.
 pub const HEALTHY_UPTIME: Duration = Duration::from_secs(30);
 
+/// A failed rollover is tried again after this long.
+pub const ROLLOVER_RETRY: Duration = Duration::from_secs(10);
+
 /// Pause of a venue that answered 429 or 418 without a `Retry-After`.
 pub const DEFAULT_PAUSE: Duration = Duration::from_secs(30);
 
@@ -108,6 +111,8 @@ struct Session {
     next_ping: Option<Instant>,
     /// Messages queued by recoveries, sent paced after the subscribe requests.
     queued: std::collections::VecDeque<String>,
+    /// When the planned rollover is due (`None`: none planned).
+    rollover_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -188,6 +193,7 @@ impl<'a> ConnMachine<'a> {
             next_send: now,
             next_ping: (!o.ping_interval.is_zero()).then(|| now + o.ping_interval),
             queued: std::collections::VecDeque::new(),
+            rollover_at: (!o.rollover_after.is_zero()).then(|| now + o.rollover_after),
         });
         requests.prepend(o.snapshot_symbols.iter().map(String::as_str));
     }
@@ -320,6 +326,61 @@ impl<'a> ConnMachine<'a> {
                 }
             }
             return Some(symbol);
+        }
+    }
+
+    /// A rollover should start now: the planned time came, or the venue
+    /// announced a shutdown (`notice`). Budgeted like a connection attempt.
+    pub fn rollover_due(&mut self, now: Instant, notice: bool) -> bool {
+        let Phase::Up(s) = &mut self.phase else {
+            return false;
+        };
+        if notice {
+            s.rollover_at = Some(now);
+        }
+        if s.rollover_at.is_none_or(|t| now < t) {
+            return false;
+        }
+        if let Some(b) = &self.opts.connect_budget {
+            if let Err(t) = b.take(now, 1) {
+                self.stats.connect_waits += 1;
+                s.rollover_at = Some(t);
+                return false;
+            }
+        }
+        s.rollover_at = None;
+        true
+    }
+
+    /// The replacement connection failed: the old one carries on; try again
+    /// in a while.
+    pub fn rollover_failed(&mut self, now: Instant) {
+        self.stats.rollover_failures += 1;
+        if let Phase::Up(s) = &mut self.phase {
+            s.rollover_at = Some(now + ROLLOVER_RETRY);
+        }
+    }
+
+    /// The replacement took over: the session starts again on it (timers,
+    /// lifetime), the books carry on.
+    pub fn rolled_over(&mut self, now: Instant) {
+        self.stats.rollovers += 1;
+        let o = self.opts;
+        if let Phase::Up(s) = &mut self.phase {
+            s.started = now;
+            s.last_rx = now;
+            s.last_data = now;
+            s.next_ping = (!o.ping_interval.is_zero()).then(|| now + o.ping_interval);
+            s.rollover_at = (!o.rollover_after.is_zero()).then(|| now + o.rollover_after);
+        }
+    }
+
+    /// When the planned rollover is due, if one is.
+    #[must_use]
+    pub fn rollover_at(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Up(s) => s.rollover_at,
+            _ => None,
         }
     }
 

@@ -96,6 +96,13 @@ pub struct FeedOptions {
     /// Backoff of one instrument's failed snapshot requests: full jitter
     /// over `(base, max)`, or the venue's `Retry-After` when it sent one.
     pub retry_backoff: (Duration, Duration),
+    /// Planned rollover: after this long a connection is replaced make
+    /// before break (the venue's lifetime minus a lead); zero: only when
+    /// the venue announces a shutdown.
+    pub rollover_after: Duration,
+    /// How long both connections run side by side once the replacement
+    /// delivers data (duplicates are dropped by update and trade id).
+    pub rollover_overlap: Duration,
     /// Bound on one snapshot GET.
     pub http_timeout: Duration,
     /// Stop after this many reconnect attempts (`Some(0)`: never reconnect).
@@ -120,6 +127,8 @@ impl fmt::Debug for FeedOptions {
             .field("healthy_after", &self.healthy_after)
             .field("snapshot_weight", &self.snapshot_weight)
             .field("retry_backoff", &self.retry_backoff)
+            .field("rollover_after", &self.rollover_after)
+            .field("rollover_overlap", &self.rollover_overlap)
             .field("http_timeout", &self.http_timeout)
             .field("max_reconnects", &self.max_reconnects)
             .finish_non_exhaustive()
@@ -151,6 +160,8 @@ impl FeedOptions {
             rest_budget: None,
             snapshot_weight: 1,
             retry_backoff: (Duration::from_millis(250), Duration::from_secs(30)),
+            rollover_after: Duration::ZERO,
+            rollover_overlap: Duration::from_secs(2),
             http_timeout: Duration::from_secs(10),
             max_reconnects: None,
         }
@@ -174,6 +185,13 @@ pub trait FeedHandler {
     fn frame_was_data(&self) -> bool {
         true
     }
+    /// Whether the venue announced (in the frame just delivered) that it
+    /// will close this connection soon: a rollover starts. Default: never.
+    fn take_closing_notice(&mut self) -> bool {
+        false
+    }
+    /// The connection was replaced make before break (books kept).
+    fn on_rollover(&mut self) {}
     /// A snapshot body (2xx) for `symbol`; its HTTP connection is already closed.
     fn on_snapshot(&mut self, symbol: &str, recv_ns: i64, body: &mut [u8]);
     /// Whether the snapshot just delivered was a book (a 2xx error body is
@@ -320,6 +338,10 @@ pub struct FeedStats {
     pub rest_waits: u64,
     /// Connections replaced by the data watchdog.
     pub watchdog_drops: u64,
+    /// Connections replaced make before break (planned rollovers).
+    pub rollovers: u64,
+    /// Rollover attempts that failed (the old connection carried on).
+    pub rollover_failures: u64,
 }
 
 /// How one connected session ended.
@@ -420,11 +442,24 @@ async fn session(
     frame_buf: &mut Vec<u8>,
 ) -> SessionEnd {
     let mut inflight: Option<InFlight> = None;
+    // The replacement connection of a rollover, while both run.
+    let mut next: Option<Replacement> = None;
     // `now` is refreshed by every event (a frame reads the clock anyway), so
     // the machine is consulted without a clock read per frame of its own.
     let mut now = Instant::now();
     let mut wake = now;
     let end = 'session: loop {
+        // Make before break: open the replacement, let both run, then switch.
+        if next.is_none() && m.rollover_due(now, handler.take_closing_notice()) {
+            next = open_replacement(m, opts, handler, now).await;
+            now = Instant::now();
+        }
+        if next.as_ref().is_some_and(|n| {
+            n.first_data
+                .is_some_and(|t| now >= t + opts.rollover_overlap)
+        }) {
+            switch_over(m, ws, &mut next, handler, now).await;
+        }
         // Everything the machine wants done now, then its next deadline.
         if inflight.is_none() {
             if let Some(symbol) = m.take_request(now, requests) {
@@ -435,6 +470,16 @@ async fn session(
             wake = now;
         }
         if let Some(t) = m.recovery_due() {
+            wake = wake.min(t);
+        }
+        if let Some(t) = m.rollover_at() {
+            wake = wake.min(t);
+        }
+        if let Some(t) = next
+            .as_ref()
+            .and_then(|n| n.first_data)
+            .map(|t| t + opts.rollover_overlap)
+        {
             wake = wake.min(t);
         }
         while now >= wake {
@@ -466,6 +511,7 @@ async fn session(
             None => (&mut no_send, &mut no_recv),
         };
         let (is_sending, is_receiving) = (sending.is_some(), receiving.is_some());
+        let mut old_ended = false;
 
         tokio::select! {
             biased;
@@ -509,10 +555,40 @@ async fn session(
                         // Answer the close handshake (tungstenite queued the
                         // reply): the venue sees a clean 1000, not 1006.
                         let _ = timeout(CLOSE_TIMEOUT, ws.flush()).await;
-                        break close_reason(frame.as_ref());
+                        if next.is_none() {
+                            break close_reason(frame.as_ref());
+                        }
+                        old_ended = true;
                     }
-                    Some(Err(e)) => break format!("websocket error: {e}"),
-                    None => break "websocket stream ended".to_owned(),
+                    Some(Err(e)) if next.is_none() => break format!("websocket error: {e}"),
+                    None if next.is_none() => break "websocket stream ended".to_owned(),
+                    // The replacement is up: it takes over (books kept).
+                    Some(Err(_)) | None => old_ended = true,
+                }
+            }
+            msg = replacement_frame(&mut next) => {
+                let recv_ns = realtime_ns();
+                now = Instant::now();
+                let payload = match &msg {
+                    Some(Ok(Message::Text(t))) => Some(t.as_bytes()),
+                    Some(Ok(Message::Binary(b))) => Some(&b[..]),
+                    Some(Ok(_)) => None,
+                    Some(Err(_)) | None => {
+                        m.rollover_failed(now);
+                        None
+                    }
+                };
+                if let Some(p) = payload {
+                    deliver(handler, &mut m.stats, frame_buf, recv_ns, p);
+                    let data = handler.frame_was_data();
+                    m.received(now, data);
+                    if data {
+                        if let Some(n) = next.as_mut() {
+                            n.first_data.get_or_insert(now);
+                        }
+                    }
+                } else if !matches!(msg, Some(Ok(_))) {
+                    next = None;
                 }
             }
             r = drive(receiving), if is_receiving => {
@@ -532,6 +608,9 @@ async fn session(
             () = wait_shutdown(shutdown) => return SessionEnd::Stop,
         }
 
+        if old_ended {
+            switch_over(m, ws, &mut next, handler, now).await;
+        }
         if handler.should_stop() || stop_requested(shutdown) {
             return SessionEnd::Stop;
         }
@@ -542,6 +621,76 @@ async fn session(
     m.lost(Instant::now(), symbol, requests);
     handler.on_disconnected(&end);
     SessionEnd::Lost
+}
+
+/// The replacement connection of a rollover.
+struct Replacement {
+    ws: Ws,
+    /// When it delivered its first market data.
+    first_data: Option<Instant>,
+}
+
+/// Opens and subscribes the replacement of the current connection (`None`:
+/// it failed; the current one carries on and the machine retries later).
+async fn open_replacement(
+    m: &mut ConnMachine<'_>,
+    opts: &FeedOptions,
+    handler: &mut impl FeedHandler,
+    now: Instant,
+) -> Option<Replacement> {
+    let mut ws = match timeout(opts.connect_timeout, connect(opts)).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            m.rollover_failed(now);
+            handler.on_connect_error(&format!("rollover: {e}"));
+            return None;
+        }
+        Err(_) => {
+            m.rollover_failed(now);
+            handler.on_connect_error("rollover: connect timed out");
+            return None;
+        }
+    };
+    for (i, text) in opts.subscribe.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(opts.send_interval).await;
+        }
+        if ws.send(Message::text(text.as_str())).await.is_err() {
+            m.rollover_failed(now);
+            return None;
+        }
+    }
+    Some(Replacement {
+        ws,
+        first_data: None,
+    })
+}
+
+/// The replacement takes over: the old connection is closed politely, the
+/// session carries on with the books as they are.
+async fn switch_over(
+    m: &mut ConnMachine<'_>,
+    ws: &mut Ws,
+    next: &mut Option<Replacement>,
+    handler: &mut impl FeedHandler,
+    now: Instant,
+) {
+    if let Some(n) = next.take() {
+        let mut old = std::mem::replace(ws, n.ws);
+        let _ = timeout(CLOSE_TIMEOUT, old.close(None)).await;
+        m.rolled_over(now);
+        handler.on_rollover();
+    }
+}
+
+/// The next message of the replacement connection (pending while none).
+async fn replacement_frame(
+    next: &mut Option<Replacement>,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    match next {
+        Some(n) => n.ws.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A snapshot answer (2xx): delivered; the venue's reported weight tightens

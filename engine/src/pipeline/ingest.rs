@@ -128,7 +128,7 @@ impl Ingest {
             Ok(kind) => {
                 match kind {
                     FrameKind::Unknown => self.stats.unknown_messages.inc(),
-                    FrameKind::Control => self.stats.control_messages.inc(),
+                    FrameKind::Control | FrameKind::Closing => self.stats.control_messages.inc(),
                     FrameKind::Rejected(_) => self.stats.rejected_requests.inc(),
                     FrameKind::Ignored => self.stats.ignored_messages.inc(),
                     _ => self.stats.messages.inc(),

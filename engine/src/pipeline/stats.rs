@@ -138,6 +138,8 @@ pub struct FeedStats {
     pub snapshot_errors: Counter,
     /// Connections replaced by the data watchdog (open, but no market data).
     pub watchdog_reconnects: Counter,
+    /// Connections replaced make before break (planned rollovers).
+    pub rollovers: Counter,
     /// Open connections (live; a feed may open several).
     pub connected: Gauge,
     /// Connections the feed keeps open when healthy (live).

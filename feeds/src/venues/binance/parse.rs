@@ -86,9 +86,8 @@ impl Binance {
                 Ok("depthUpdate") => self.depth(&f, recv_ns, out),
                 Ok("bookTicker") => self.quote(&f, recv_ns, out),
                 // The venue will close this connection soon (maintenance,
-                // the 24 h limit): expected, no data; the close that
-                // follows is a planned reconnect.
-                Ok("serverShutdown") => Ok(FrameKind::Control),
+                // the 24 h limit): a planned rollover.
+                Ok("serverShutdown") => Ok(FrameKind::Closing),
                 Ok(e) if IGNORED_EVENTS.contains(&e) => Ok(FrameKind::Ignored),
                 _ => Ok(FrameKind::Unknown),
             };

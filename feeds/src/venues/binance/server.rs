@@ -102,6 +102,10 @@ impl BinanceServer {
 }
 
 impl VenueServer for BinanceServer {
+    fn closing_notice(&self) -> Option<String> {
+        Some(r#"{"e":"serverShutdown","E":1723161600000}"#.to_owned())
+    }
+
     fn ws_route(&self, path: &str, query: &str) -> Option<WsRoute> {
         let split = |s: &str| -> Vec<String> {
             s.split('/')
