@@ -74,6 +74,9 @@ impl FeedHandler for Handler {
         if reason.starts_with("data watchdog") {
             s.watchdog_reconnects.inc();
         }
+        if !sh.stop.load(Ordering::Relaxed) {
+            s.disconnect_reasons[crate::pipeline::stats::disconnect_reason(reason)].inc();
+        }
         if sh.stop.load(Ordering::Relaxed) {
             // Shutting down: keep the final books for the report.
             return;
@@ -124,11 +127,9 @@ impl FeedHandler for Handler {
 
     fn on_snapshot(&mut self, symbol: &str, recv_ns: i64, body: &mut [u8]) {
         let t = mono_ns();
-        self.usable = self
-            .shared
-            .borrow_mut()
-            .ingest
-            .on_snapshot(symbol, recv_ns, body, t);
+        let mut sh = self.shared.borrow_mut();
+        self.usable = sh.ingest.on_snapshot(symbol, recv_ns, body, t);
+        sh.ingest.stats.recovery_results[if self.usable { 0 } else { 2 }].inc();
     }
 
     fn snapshot_was_usable(&self) -> bool {
@@ -136,7 +137,12 @@ impl FeedHandler for Handler {
     }
 
     fn on_snapshot_error(&mut self, symbol: &str, err: &str) {
-        self.shared.borrow().ingest.stats.snapshot_errors.inc();
+        let sh = self.shared.borrow();
+        sh.ingest.stats.snapshot_errors.inc();
+        if !err.starts_with("not a book") {
+            sh.ingest.stats.recovery_results[1].inc();
+        }
+        drop(sh);
         eprintln!("snapshot {symbol} failed: {err}");
     }
 

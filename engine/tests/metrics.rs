@@ -266,6 +266,18 @@ fn scrapes_move_and_health_is_ok_while_streaming() {
             b["wiresignal_feed_parse_errors_total{feed=\"binance-spot#0\"}"],
             0.0
         );
+        // Labelled recovery metrics: no reconnect yet, every snapshot a book.
+        assert_eq!(
+            b["wiresignal_feed_reconnects_total{feed=\"binance-spot#0\",reason=\"watchdog\"}"],
+            0.0
+        );
+        assert!(
+            b["wiresignal_recovery_requests_total{feed=\"binance-spot#0\",result=\"ok\"}"] >= 1.0
+        );
+        assert_eq!(
+            b["wiresignal_recovery_requests_total{feed=\"binance-spot#0\",result=\"failed\"}"],
+            0.0
+        );
         assert_eq!(b["wiresignal_health_ok"], 1.0);
         for sym in ["BTCUSDT", "ETHUSDT"] {
             let l = format!("{{venue=\"binance-spot\",symbol=\"{sym}\"}}");

@@ -1,7 +1,7 @@
 //! `/metrics`: the registry's counters, gauges and stage histograms as
 //! Prometheus text. Names and labels are listed in docs/observability.md.
 
-use crate::pipeline::stats::{max_rss_bytes, FeedStats, InstrumentStats, Registry, Stage};
+use crate::pipeline::stats::{max_rss_bytes, Counter, FeedStats, InstrumentStats, Registry, Stage};
 
 use super::expo::{Exposition, Kind};
 use super::health::{Health, InstrumentHealth};
@@ -11,6 +11,15 @@ pub const QUANTILES: [(f64, &str); 4] =
     [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (0.999, "0.999")];
 
 type FeedCounter = (&'static str, &'static str, fn(&FeedStats) -> u64);
+/// A labelled counter family of a feed: name, help, label, label values,
+/// and the counters (one per value).
+type LabelledCounter = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    fn(&FeedStats) -> &[Counter],
+);
 type InstrumentCounter = (&'static str, &'static str, fn(&InstrumentStats) -> u64);
 
 const FEED_COUNTERS: &[FeedCounter] = &[
@@ -210,6 +219,30 @@ pub fn render(registry: &Registry, health: &Health) -> String {
         e.family(name, Kind::Counter, help);
         for (feed, s) in &feeds {
             e.sample_u64(name, &[("feed", feed)], get(s));
+        }
+    }
+    let labelled: [LabelledCounter; 2] = [
+        (
+            "wiresignal_feed_reconnects_total",
+            "Connections lost, by reason (each followed by a reconnect).",
+            "reason",
+            &crate::pipeline::stats::DISCONNECT_REASONS,
+            |s| &s.disconnect_reasons,
+        ),
+        (
+            "wiresignal_recovery_requests_total",
+            "Book recovery (snapshot) requests by result; failed ones are retried.",
+            "result",
+            &crate::pipeline::stats::RECOVERY_RESULTS,
+            |s| &s.recovery_results,
+        ),
+    ];
+    for (name, help, label, values, get) in labelled {
+        e.family(name, Kind::Counter, help);
+        for (feed, s) in &feeds {
+            for (v, c) in values.iter().zip(get(s)) {
+                e.sample_u64(name, &[("feed", feed), (label, v)], c.get());
+            }
         }
     }
     e.family(

@@ -140,6 +140,10 @@ pub struct FeedStats {
     pub watchdog_reconnects: Counter,
     /// Connections replaced make before break (planned rollovers).
     pub rollovers: Counter,
+    /// Disconnections by reason ([`DISCONNECT_REASONS`]).
+    pub disconnect_reasons: [Counter; DISCONNECT_REASONS.len()],
+    /// Snapshot requests by result: ok, failed (retried), not a book.
+    pub recovery_results: [Counter; RECOVERY_RESULTS.len()],
     /// Open connections (live; a feed may open several).
     pub connected: Gauge,
     /// Connections the feed keeps open when healthy (live).
@@ -147,6 +151,31 @@ pub struct FeedStats {
     /// Monotonic ns of the last frame.
     pub last_frame_mono: Gauge,
 }
+
+/// Why a connection ended (the `reason` label of
+/// `wiresignal_feed_reconnects_total`), from the receiver's reason text.
+pub const DISCONNECT_REASONS: [&str; 6] = ["watchdog", "idle", "closed", "error", "send", "other"];
+
+/// The index in [`DISCONNECT_REASONS`] of a receiver's reason text.
+#[must_use]
+pub fn disconnect_reason(text: &str) -> usize {
+    let prefixes: [(&str, usize); 6] = [
+        ("data watchdog", 0),
+        ("idle", 1),
+        ("closed by server", 2),
+        ("websocket", 3),
+        ("send failed", 4),
+        ("ping send failed", 4),
+    ];
+    prefixes
+        .iter()
+        .find(|(p, _)| text.starts_with(p))
+        .map_or(5, |&(_, i)| i)
+}
+
+/// Results of recovery (snapshot) requests (the `result` label of
+/// `wiresignal_recovery_requests_total`).
+pub const RECOVERY_RESULTS: [&str; 3] = ["ok", "failed", "not_a_book"];
 
 /// Occupancy of one SPSC ring, written by its consumer (a signal thread)
 /// before each drain.
@@ -413,6 +442,18 @@ pub fn current_rss_bytes() -> u64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn disconnect_reasons_are_classified() {
+        let r = |t: &str| DISCONNECT_REASONS[disconnect_reason(t)];
+        assert_eq!(r("data watchdog: no market data for 10s"), "watchdog");
+        assert_eq!(r("idle: no message for 60s"), "idle");
+        assert_eq!(r("closed by server: 1001 server shutdown"), "closed");
+        assert_eq!(r("websocket error: reset"), "error");
+        assert_eq!(r("ping send failed: broken pipe"), "send");
+        assert_eq!(r("something new"), "other");
+    }
+
     use super::*;
 
     #[test]
