@@ -6,7 +6,10 @@
 #   * engine run over loopback against bench's paced load server at 10k / 100k / 1M msg/s,
 #     epoll and busy-poll receivers (busy-poll skipped if the engine rejects the config);
 #   * a 10x spike, a soak with RSS sampled every second, CPU vs baseline (a) at 10k, and
-#     100 instruments x 1000 levels for memory.
+#     100 instruments x 1000 levels for memory;
+#   * recovery (engine/examples/recovery.rs): time from a fault (drop, gap, silent feed,
+#     429) to the first in-sync signal, p50/p99 over repetitions, and messages lost per
+#     planned rollover.
 # Writes bench/results/<date>.md (+ .json and SVG plots). Latency = frame stamp (the load
 # server's scheduled send time, carried in the Binance E/T fields) -> signals computed.
 #
@@ -18,7 +21,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wiresignal-target}"
 SHARED="${WIRESIGNAL_SHARED:-../shared}"
 NAME="${BENCH_NAME:-$(date -u +%F)}"
 
-cargo build --release -p engine -p bench --bins
+cargo build --release -p engine -p bench --bins --example recovery
 BIN="$CARGO_TARGET_DIR/release"
 
 captures=()
@@ -29,3 +32,11 @@ done
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 "$BIN/loadgen" suite --engine "$BIN/engine" --out bench/results --name "$NAME" "${captures[@]}" "$@"
+
+# Recovery times, appended to the day's results.
+{
+    echo
+    echo "## Recovery (engine/examples/recovery.rs, 5 runs per fault, loopback simulator at 40x)"
+    echo
+    "$BIN/examples/recovery" "${RECOVERY_RUNS:-5}" "$SHARED"
+} | tee -a "bench/results/$NAME.md"
