@@ -572,6 +572,29 @@ impl Config {
                     0,
                 )? as u64),
             };
+            let rollover_after = match rf.rollover_after_ms {
+                None => None,
+                Some(0) => Some(std::time::Duration::ZERO),
+                // Both connections run side by side: only venues whose
+                // messages carry ids (duplicates dropped) may roll over.
+                Some(_)
+                    if feeds::venue::venue_by_name(&venue)
+                        .is_some_and(|(_, d)| d.protocol.connection_lifetime.is_zero()) =>
+                {
+                    return Err(err(
+                        format!("{p}.rollover_after_ms"),
+                        format!(
+                            "{venue} connections do not expire; a rollover would double its messages"
+                        ),
+                    ));
+                }
+                Some(n) => Some(std::time::Duration::from_millis(positive(
+                    &format!("{p}.rollover_after_ms"),
+                    Some(n),
+                    0,
+                )? as u64)),
+            };
+
             feeds_out.push(FeedConfig {
                 venue,
                 ws_url: rf.ws_url.trim_end_matches('/').to_owned(),
@@ -579,16 +602,7 @@ impl Config {
                 symbols: rf.symbols.iter().map(|s| s.to_ascii_uppercase()).collect(),
                 snapshot_limit: u32::try_from(limit).unwrap_or(5000),
                 data_timeout,
-                rollover_after: match rf.rollover_after_ms {
-                    None => None,
-                    Some(0) => Some(std::time::Duration::ZERO),
-                    Some(n) => Some(std::time::Duration::from_millis(positive(
-                        &format!("{p}.rollover_after_ms"),
-                        Some(n),
-                        0,
-                    )?
-                        as u64)),
-                },
+                rollover_after,
             });
         }
 
@@ -720,6 +734,20 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.path, "feeds[0].ws_url");
+    }
+
+    #[test]
+    fn rollover_needs_a_venue_whose_connections_expire() {
+        let toml = |v: &str| {
+            format!("[[feeds]]\nvenue = \"{v}\"\nws_url = \"wss://x\"\nrest_url = \"https://x\"\nsymbols = [\"A\"]\nrollover_after_ms = 1000\n")
+        };
+        let ok = Config::from_toml_str(&toml("binance-spot"), "t").unwrap();
+        assert_eq!(
+            ok.feeds[0].rollover_after,
+            Some(std::time::Duration::from_secs(1))
+        );
+        let e = Config::from_toml_str(&toml("kraken"), "t").unwrap_err();
+        assert_eq!(e.path, "feeds[0].rollover_after_ms");
     }
 
     #[test]

@@ -888,6 +888,12 @@ impl DepthSync {
         if replacing {
             return SnapshotOutcome::Replaced;
         }
+        if self.start == BookStart::StreamSnapshot && !hdr.from_rest {
+            // On the stream, what came before the snapshot is older than it
+            // (and from another book service after a restart: Bybit `u = 1`).
+            self.clear_buffer();
+            return SnapshotOutcome::Synced { replayed: 0 };
+        }
 
         let mut replayed = 0u32;
         let mut start = 0usize;

@@ -78,7 +78,8 @@ impl Budget {
             let dt = now.saturating_duration_since(last).as_secs_f64();
             b.tokens = (b.tokens + dt * self.per_sec).min(self.capacity);
         }
-        b.last = Some(now);
+        // Threads may pass slightly older instants: never move back.
+        b.last = Some(b.last.map_or(now, |l| l.max(now)));
     }
 
     /// Takes `cost` tokens now, or returns when to ask again (the pause's

@@ -127,6 +127,7 @@ fn session(
         if handler.should_stop() {
             return SessionEnd::Stop;
         }
+        m.requeue_due(Instant::now(), requests);
         if inflight.is_none() {
             if let Some(symbol) = m.take_request(Instant::now(), requests) {
                 match InFlight::start(opts, &symbol) {

@@ -41,6 +41,10 @@ use super::feed::{FeedOptions, FeedStats, SnapshotRequests};
 /// backoff grow.
 pub const HEALTHY_UPTIME: Duration = Duration::from_secs(30);
 
+/// The longest pause a venue's `Retry-After` can impose (a misbehaving
+/// server's huge value is clamped; Binance bans last up to 3 days).
+pub const MAX_PAUSE: Duration = Duration::from_secs(3 * 24 * 3600);
+
 /// A failed rollover is tried again after this long.
 pub const ROLLOVER_RETRY: Duration = Duration::from_secs(10);
 
@@ -69,6 +73,8 @@ struct Retry {
     attempts: u32,
     /// Queued again once due.
     requeued: bool,
+    /// A REST fetch on a venue that otherwise resubscribes (a bootstrap).
+    fetch: bool,
 }
 
 /// What to do while disconnected.
@@ -133,6 +139,8 @@ pub struct ConnMachine<'a> {
     retries: Vec<Retry>,
     /// REST requests wait for the venue's budget until then.
     rest_wait: Option<Instant>,
+    /// The request last handed out was a fetch ([`SnapshotRequests::request_fetch`]).
+    last_fetch: bool,
     /// Counters.
     pub stats: FeedStats,
 }
@@ -151,6 +159,7 @@ impl<'a> ConnMachine<'a> {
             },
             retries: Vec::new(),
             rest_wait: None,
+            last_fetch: false,
             stats: FeedStats::default(),
         }
     }
@@ -255,10 +264,11 @@ impl<'a> ConnMachine<'a> {
             ));
         }
         let far = now + Duration::from_secs(3600);
+        // Only future instants: a past one would never be waited for.
         let retry_at = self
             .retries
             .iter()
-            .filter(|r| !r.requeued)
+            .filter(|r| !r.requeued && r.due > now)
             .map(|r| r.due)
             .min();
         let next = [
@@ -266,7 +276,7 @@ impl<'a> ConnMachine<'a> {
             s.next_ping,
             idle_at,
             data_at,
-            self.rest_wait,
+            self.rest_wait.filter(|&t| t > now),
             retry_at,
         ]
         .into_iter()
@@ -282,18 +292,10 @@ impl<'a> ConnMachine<'a> {
     /// [`poll_up`](Self::poll_up)). A symbol whose last snapshot failed waits
     /// out its backoff (requests meanwhile are coalesced into its retry).
     pub fn take_request(&mut self, now: Instant, requests: &SnapshotRequests) -> Option<String> {
-        for r in self
-            .retries
-            .iter_mut()
-            .filter(|r| !r.requeued && r.due <= now)
-        {
-            r.requeued = true;
-            requests.request(&r.symbol);
-        }
-        if self.rest_wait.is_some_and(|t| now < t) {
+        self.requeue_due(now, requests);
+        if self.rest_wait.is_some() {
             return None;
         }
-        self.rest_wait = None;
         loop {
             let symbol = requests.pop()?;
             let fetch = requests.take_fetch(&symbol);
@@ -311,6 +313,7 @@ impl<'a> ConnMachine<'a> {
                 if r.due > now {
                     // Coalesced: asked again while waiting out its backoff.
                     r.requeued = false;
+                    r.fetch |= fetch;
                     continue;
                 }
             }
@@ -325,7 +328,28 @@ impl<'a> ConnMachine<'a> {
                     return None;
                 }
             }
+            self.last_fetch = fetch;
             return Some(symbol);
+        }
+    }
+
+    /// Queues the retries that fell due and ends a budget wait that is
+    /// over; call on every loop turn, a snapshot in flight or not.
+    pub fn requeue_due(&mut self, now: Instant, requests: &SnapshotRequests) {
+        for r in self
+            .retries
+            .iter_mut()
+            .filter(|r| !r.requeued && r.due <= now)
+        {
+            r.requeued = true;
+            if r.fetch {
+                requests.request_fetch(&r.symbol);
+            } else {
+                requests.request(&r.symbol);
+            }
+        }
+        if self.rest_wait.is_some_and(|t| now >= t) {
+            self.rest_wait = None;
         }
     }
 
@@ -375,6 +399,15 @@ impl<'a> ConnMachine<'a> {
         }
     }
 
+    /// The socket was not read for `d` (a rollover's connect): its idle
+    /// and data timers do not count that time.
+    pub fn excuse(&mut self, d: Duration) {
+        if let Phase::Up(s) = &mut self.phase {
+            s.last_rx += d;
+            s.last_data += d;
+        }
+    }
+
     /// When the planned rollover is due, if one is.
     #[must_use]
     pub fn rollover_at(&self) -> Option<Instant> {
@@ -387,14 +420,19 @@ impl<'a> ConnMachine<'a> {
     /// When the recovery queue next needs a look (a retry falls due, the
     /// venue's budget or pause ends), if before anything else.
     #[must_use]
-    pub fn recovery_due(&self) -> Option<Instant> {
+    pub fn recovery_due(&self, now: Instant) -> Option<Instant> {
         let retry = self
             .retries
             .iter()
             .filter(|r| !r.requeued)
             .map(|r| r.due)
             .min();
-        [retry, self.rest_wait].into_iter().flatten().min()
+        // Never in the past: a past deadline would be waited for forever.
+        [retry, self.rest_wait]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.max(now + Duration::from_millis(1)))
     }
 
     /// The snapshot of `symbol` arrived: its backoff starts over.
@@ -422,11 +460,13 @@ impl<'a> ConnMachine<'a> {
                     due: now,
                     attempts: 0,
                     requeued: false,
+                    fetch: false,
                 });
                 self.retries.len() - 1
             }
         };
         let r = &mut self.retries[at];
+        r.fetch |= self.last_fetch;
         r.attempts = r.attempts.saturating_add(1);
         let (base, max) = self.opts.retry_backoff;
         let jitter = full_jitter(r.attempts, base, max, Duration::from_millis(10));
@@ -435,7 +475,7 @@ impl<'a> ConnMachine<'a> {
                 status: 429 | 418,
                 retry_after,
             } => {
-                let pause = retry_after.unwrap_or(DEFAULT_PAUSE);
+                let pause = retry_after.unwrap_or(DEFAULT_PAUSE).min(MAX_PAUSE);
                 if let Some(b) = &self.opts.rest_budget {
                     b.pause_until(now + pause);
                 }
@@ -445,7 +485,7 @@ impl<'a> ConnMachine<'a> {
             SnapshotFailure::Status {
                 retry_after: Some(ra),
                 ..
-            } => ra.max(jitter),
+            } => ra.min(MAX_PAUSE).max(jitter),
             // A request the venue calls wrong (400 bad symbol, 404) will not
             // get better soon: retried at the longest backoff only.
             SnapshotFailure::Status {
@@ -691,7 +731,7 @@ mod tests {
         r.request("ETHUSDT");
         r.request("BTCUSDT"); // coalesced into the pending retry
         assert_eq!(m.take_request(t + Duration::from_secs(1), &r), None);
-        assert_eq!(m.recovery_due(), Some(t + Duration::from_secs(2)));
+        assert_eq!(m.recovery_due(t), Some(t + Duration::from_secs(2)));
         let t2 = t + Duration::from_secs(2);
         assert_eq!(m.take_request(t2, &r).as_deref(), Some("ETHUSDT"));
         assert_eq!(m.take_request(t2, &r).as_deref(), Some("BTCUSDT"));
@@ -714,7 +754,7 @@ mod tests {
             "due again"
         );
         m.snapshot_ok("BTCUSDT");
-        assert_eq!(m.recovery_due(), None);
+        assert_eq!(m.recovery_due(t), None);
         assert_eq!(budget.used(), 200, "four requests of weight 50");
         assert_eq!(m.stats.snapshot_retries, 3);
     }
@@ -739,11 +779,59 @@ mod tests {
         assert_eq!(m.take_request(t, &r).as_deref(), Some("B"));
         assert_eq!(m.take_request(t, &r), None);
         assert_eq!(r.pending(), ["C"], "kept, in order");
-        assert_eq!(m.recovery_due(), Some(t + Duration::from_secs(30)));
+        assert_eq!(m.recovery_due(t), Some(t + Duration::from_secs(30)));
         assert_eq!(
             m.take_request(t + Duration::from_secs(30), &r).as_deref(),
             Some("C")
         );
         assert_eq!(m.stats.rest_waits, 1);
+    }
+
+    #[test]
+    fn a_retry_due_while_a_snapshot_is_in_flight_is_queued_not_spun_on() {
+        let mut o = opts();
+        o.retry_backoff = (Duration::from_millis(100), Duration::from_millis(100));
+        let r = SnapshotRequests::new();
+        let mut m = ConnMachine::new(&o);
+        let t = Instant::now();
+        assert_eq!(m.poll_down(t), Down::Connect);
+        m.connected(t, &r);
+        r.request("A");
+        r.request("B");
+        assert_eq!(m.take_request(t, &r).as_deref(), Some("A"));
+        m.snapshot_failed(t, "A", SnapshotFailure::Transport);
+        assert_eq!(m.take_request(t, &r).as_deref(), Some("B")); // B in flight
+        let later = t + Duration::from_millis(200);
+        // No deadline in the past (the loop would spin on it).
+        match m.poll_up(later) {
+            Up::Wait(w) => assert!(w > later, "{w:?} <= {later:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(m.recovery_due(later).is_none_or(|w| w > later));
+        m.requeue_due(later, &r);
+        assert_eq!(r.pending(), ["A"], "queued while B is in flight");
+    }
+
+    #[test]
+    fn a_failed_bootstrap_is_retried_as_a_fetch() {
+        let mut o = opts();
+        o.retry_backoff = (Duration::from_millis(100), Duration::from_millis(100));
+        o.resubscribe
+            .insert("X".into(), vec!["unsub".into(), "sub".into()]);
+        let r = SnapshotRequests::new();
+        let mut m = ConnMachine::new(&o);
+        let t = Instant::now();
+        assert_eq!(m.poll_down(t), Down::Connect);
+        m.connected(t, &r);
+        r.request_fetch("X");
+        assert_eq!(m.take_request(t, &r).as_deref(), Some("X"));
+        m.snapshot_failed(t, "X", SnapshotFailure::Transport);
+        let later = t + Duration::from_millis(150);
+        assert_eq!(
+            m.take_request(later, &r).as_deref(),
+            Some("X"),
+            "a REST fetch again, not the resubscribe messages"
+        );
+        assert!(!m.wants_send());
     }
 }

@@ -450,17 +450,28 @@ async fn session(
     let mut wake = now;
     let end = 'session: loop {
         // Make before break: open the replacement, let both run, then switch.
-        if next.is_none() && m.rollover_due(now, handler.take_closing_notice()) {
-            next = open_replacement(m, opts, handler, now).await;
-            now = Instant::now();
+        let notice = handler.take_closing_notice();
+        if next.is_none() && m.rollover_due(now, notice) {
+            next = open_replacement(m, opts, handler).await;
+            // The old socket was not read meanwhile: its timers do not count it.
+            let after = Instant::now();
+            m.excuse(after.saturating_duration_since(now));
+            now = after;
         }
-        if next.as_ref().is_some_and(|n| {
-            n.first_data
-                .is_some_and(|t| now >= t + opts.rollover_overlap)
-        }) {
-            switch_over(m, ws, &mut next, handler, now).await;
+        if let Some(n) = &next {
+            if n.first_frame.is_none() && now >= n.opened + opts.connect_timeout {
+                // Subscribed but silent: give up on it; the old one carries on.
+                next = None;
+                m.rollover_failed(now);
+            } else if n.buffer.len() >= REPLACEMENT_BUFFER
+                || n.first_frame
+                    .is_some_and(|t| now >= t + opts.rollover_overlap)
+            {
+                switch_over(m, ws, &mut next, handler, frame_buf, now).await;
+            }
         }
         // Everything the machine wants done now, then its next deadline.
+        m.requeue_due(now, requests);
         if inflight.is_none() {
             if let Some(symbol) = m.take_request(now, requests) {
                 inflight = Some(start_snapshot(opts, symbol));
@@ -469,18 +480,17 @@ async fn session(
         if m.wants_send() {
             wake = now;
         }
-        if let Some(t) = m.recovery_due() {
+        if let Some(t) = m.recovery_due(now) {
             wake = wake.min(t);
         }
         if let Some(t) = m.rollover_at() {
             wake = wake.min(t);
         }
-        if let Some(t) = next
-            .as_ref()
-            .and_then(|n| n.first_data)
-            .map(|t| t + opts.rollover_overlap)
-        {
-            wake = wake.min(t);
+        if let Some(n) = &next {
+            wake = wake.min(match n.first_frame {
+                Some(t) => t + opts.rollover_overlap,
+                None => n.opened + opts.connect_timeout,
+            });
         }
         while now >= wake {
             match m.poll_up(now) {
@@ -569,26 +579,25 @@ async fn session(
             msg = replacement_frame(&mut next) => {
                 let recv_ns = realtime_ns();
                 now = Instant::now();
+                // Held until the switch: the old connection delivers
+                // everything up to it, then these follow in their own
+                // order (what the old one already gave is dropped by id),
+                // so a faster replacement cannot overtake the old one.
                 let payload = match &msg {
                     Some(Ok(Message::Text(t))) => Some(t.as_bytes()),
                     Some(Ok(Message::Binary(b))) => Some(&b[..]),
-                    Some(Ok(_)) => None,
-                    Some(Err(_)) | None => {
-                        m.rollover_failed(now);
-                        None
-                    }
+                    _ => None,
                 };
-                if let Some(p) = payload {
-                    deliver(handler, &mut m.stats, frame_buf, recv_ns, p);
-                    let data = handler.frame_was_data();
-                    m.received(now, data);
-                    if data {
-                        if let Some(n) = next.as_mut() {
-                            n.first_data.get_or_insert(now);
-                        }
+                match (payload, next.as_mut()) {
+                    (Some(p), Some(n)) => {
+                        n.buffer.push((recv_ns, p.to_vec()));
+                        n.first_frame.get_or_insert(now);
                     }
-                } else if !matches!(msg, Some(Ok(_))) {
-                    next = None;
+                    (None, Some(_)) if !matches!(msg, Some(Ok(_))) => {
+                        next = None;
+                        m.rollover_failed(now);
+                    }
+                    _ => {}
                 }
             }
             r = drive(receiving), if is_receiving => {
@@ -609,7 +618,7 @@ async fn session(
         }
 
         if old_ended {
-            switch_over(m, ws, &mut next, handler, now).await;
+            switch_over(m, ws, &mut next, handler, frame_buf, now).await;
         }
         if handler.should_stop() || stop_requested(shutdown) {
             return SessionEnd::Stop;
@@ -623,11 +632,18 @@ async fn session(
     SessionEnd::Lost
 }
 
+/// Frames of a replacement held at most until the switch.
+const REPLACEMENT_BUFFER: usize = 100_000;
+
 /// The replacement connection of a rollover.
 struct Replacement {
     ws: Ws,
-    /// When it delivered its first market data.
-    first_data: Option<Instant>,
+    /// When it was opened and subscribed.
+    opened: Instant,
+    /// When it delivered its first frame.
+    first_frame: Option<Instant>,
+    /// Its frames so far (receive time, payload), delivered at the switch.
+    buffer: Vec<(i64, Vec<u8>)>,
 }
 
 /// Opens and subscribes the replacement of the current connection (`None`:
@@ -636,17 +652,16 @@ async fn open_replacement(
     m: &mut ConnMachine<'_>,
     opts: &FeedOptions,
     handler: &mut impl FeedHandler,
-    now: Instant,
 ) -> Option<Replacement> {
     let mut ws = match timeout(opts.connect_timeout, connect(opts)).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
-            m.rollover_failed(now);
+            m.rollover_failed(Instant::now());
             handler.on_connect_error(&format!("rollover: {e}"));
             return None;
         }
         Err(_) => {
-            m.rollover_failed(now);
+            m.rollover_failed(Instant::now());
             handler.on_connect_error("rollover: connect timed out");
             return None;
         }
@@ -656,29 +671,38 @@ async fn open_replacement(
             tokio::time::sleep(opts.send_interval).await;
         }
         if ws.send(Message::text(text.as_str())).await.is_err() {
-            m.rollover_failed(now);
+            m.rollover_failed(Instant::now());
             return None;
         }
     }
     Some(Replacement {
         ws,
-        first_data: None,
+        opened: Instant::now(),
+        first_frame: None,
+        buffer: Vec::new(),
     })
 }
 
 /// The replacement takes over: the old connection is closed politely, the
-/// session carries on with the books as they are.
+/// replacement's held frames are delivered (duplicates of what the old one
+/// gave are dropped downstream by update and trade id), and the session
+/// carries on with the books as they are.
 async fn switch_over(
     m: &mut ConnMachine<'_>,
     ws: &mut Ws,
     next: &mut Option<Replacement>,
     handler: &mut impl FeedHandler,
+    frame_buf: &mut Vec<u8>,
     now: Instant,
 ) {
     if let Some(n) = next.take() {
         let mut old = std::mem::replace(ws, n.ws);
         let _ = timeout(CLOSE_TIMEOUT, old.close(None)).await;
         m.rolled_over(now);
+        for (recv_ns, frame) in &n.buffer {
+            deliver(handler, &mut m.stats, frame_buf, *recv_ns, frame);
+            m.received(now, handler.frame_was_data());
+        }
         handler.on_rollover();
     }
 }

@@ -116,6 +116,9 @@ struct InstrumentState {
     in_sync: bool,
     /// Receive time at which the book went out of sync (after a first sync).
     lost_at: Option<i64>,
+    /// Exchange and receive time of this instrument's last event (the time
+    /// of status rows that an event without a time of its own triggers).
+    last_seen: (i64, i64),
 }
 
 enum Pending {
@@ -162,9 +165,6 @@ pub struct Processor<O: Emit> {
     scratch: Vec<u8>,
     /// Output ids of [`BOOK_STATUS`] and [`BOOK_GAP`].
     status_ids: (OutputId, OutputId),
-    /// Exchange and receive time of the last event seen (the time of
-    /// status rows an event without a time of its own triggers).
-    last_ts: (i64, i64),
 }
 
 impl<O: Emit> Processor<O> {
@@ -188,7 +188,6 @@ impl<O: Emit> Processor<O> {
         };
         Self {
             status_ids,
-            last_ts: (0, 0),
             cfg,
             states,
             pending: Pending::None,
@@ -298,16 +297,9 @@ impl<O: Emit> Processor<O> {
     pub fn on_event(&mut self, ev: &Event, t_frame: u64) {
         match *ev {
             Event::Instrument(info) => self.add_instrument(info),
-            Event::Trade(t) => {
-                self.last_ts = (t.ts_ns, t.recv_ns);
-                self.on_trade(&t, t_frame);
-            }
-            Event::Quote(q) => {
-                self.last_ts = (q.ts_ns, q.recv_ns);
-                self.on_quote(&q, t_frame);
-            }
+            Event::Trade(t) => self.on_trade(&t, t_frame),
+            Event::Quote(q) => self.on_quote(&q, t_frame),
             Event::Depth(h) => {
-                self.last_ts = (h.ts_ns, h.recv_ns);
                 self.levels.clear();
                 self.pending = Pending::Depth(h);
                 self.remaining = h.levels;
@@ -333,8 +325,8 @@ impl<O: Emit> Processor<O> {
                 }
             }
             Event::Reset(inst) => {
-                let (ts, recv) = self.last_ts;
                 if let Some(st) = lookup(&mut self.states, inst) {
+                    let (ts, recv) = st.last_seen;
                     st.stats.resets.inc();
                     st.sync.reset();
                     st.needs_resync = true;
@@ -344,8 +336,8 @@ impl<O: Emit> Processor<O> {
                 }
             }
             Event::Gap(inst) => {
-                let (ts, recv) = self.last_ts;
                 if let Some(st) = lookup(&mut self.states, inst) {
+                    let (ts, recv) = st.last_seen;
                     st.stats.gaps.inc();
                     st.sync.reset();
                     st.tickers.clear();
@@ -396,6 +388,7 @@ impl<O: Emit> Processor<O> {
             bootstrap_requested: false,
             in_sync: false,
             lost_at: None,
+            last_seen: (0, 0),
         }));
     }
 
@@ -404,6 +397,7 @@ impl<O: Emit> Processor<O> {
         let Some(st) = seen(&mut self.states, t.inst, Some(t_frame)) else {
             return;
         };
+        st.last_seen = (t.ts_ns, t.recv_ns);
         if t.kind != st.rules.trade_source {
             return;
         }
@@ -441,6 +435,7 @@ impl<O: Emit> Processor<O> {
         let Some(st) = seen(&mut self.states, q.inst, Some(t_frame)) else {
             return;
         };
+        st.last_seen = (q.ts_ns, q.recv_ns);
         // Update id 0: the venue numbers no quotes; nothing is stale by id.
         if q.update_id != 0 {
             if st.last_quote_u.is_some_and(|last| q.update_id <= last) {
@@ -519,7 +514,14 @@ impl<O: Emit> Processor<O> {
         }
         match outcome {
             SnapshotOutcome::Synced { .. } | SnapshotOutcome::Replaced => {
-                let at = (self.last_ts.0, h.recv_ns, t_frame);
+                // A snapshot carries no exchange time: the last one seen, else its receive time.
+                let ts = if st.last_seen.0 == 0 {
+                    h.recv_ns
+                } else {
+                    st.last_seen.0
+                };
+                st.last_seen = (ts, h.recv_ns);
+                let at = (st.last_seen.0, h.recv_ns, t_frame);
                 if !verify_checksum(st, h.checksum, &mut self.scratch) {
                     st.sync.reset();
                     Self::desync(st, self.resync.as_mut());
@@ -546,6 +548,7 @@ impl<O: Emit> Processor<O> {
         let Some(st) = seen(&mut self.states, h.inst, Some(t_frame)) else {
             return;
         };
+        st.last_seen = (h.ts_ns, h.recv_ns);
         match st.sync.on_diff(h, &self.levels) {
             DiffOutcome::Buffered => {
                 // A stream-started book whose stream sends updates but never a

@@ -213,12 +213,19 @@ impl Coinbase {
     #[inline]
     fn after_frame(&mut self, start: usize, out: &mut Vec<Event>) {
         if let Some(seq) = self.frame_seq.take() {
-            // A new connection numbers from 0 again.
-            if seq != 0 && self.next_seq.is_some_and(|n| n != seq) {
-                self.lost.clear();
-                self.lost.extend_from_slice(&self.books);
+            match self.next_seq {
+                // A new connection numbers from 0 again.
+                _ if seq == 0 => self.next_seq = Some(1),
+                // Skipped numbers: messages were lost.
+                Some(n) if seq > n => {
+                    self.lost.clear();
+                    self.lost.extend_from_slice(&self.books);
+                    self.next_seq = seq.checked_add(1);
+                }
+                // An old or repeated number: nothing lost.
+                Some(n) if seq < n => {}
+                _ => self.next_seq = seq.checked_add(1),
             }
-            self.next_seq = seq.checked_add(1);
         }
         if !self.lost.is_empty() {
             self.insert_gaps(start, out);
