@@ -57,6 +57,8 @@ struct Handler {
     usable: bool,
     /// The venue announced it will close the connection.
     closing: bool,
+    /// The venue's REST budget (its use is exported).
+    rest_budget: Option<Arc<Budget>>,
 }
 
 impl FeedHandler for Handler {
@@ -130,6 +132,10 @@ impl FeedHandler for Handler {
         let mut sh = self.shared.borrow_mut();
         self.usable = sh.ingest.on_snapshot(symbol, recv_ns, body, t);
         sh.ingest.stats.recovery_results[if self.usable { 0 } else { 2 }].inc();
+        if let Some(b) = &self.rest_budget {
+            let used = i64::try_from(b.used()).unwrap_or(i64::MAX);
+            sh.ingest.stats.rest_weight_used.set(used);
+        }
     }
 
     fn snapshot_was_usable(&self) -> bool {
@@ -402,6 +408,7 @@ pub fn run(cfg: &Config, output: Output, mut when: StopWhen<'_>) -> std::io::Res
                                 data: false,
                                 usable: false,
                                 closing: false,
+                                rest_budget: opts.rest_budget.clone(),
                             };
                             (opts, req, handler)
                         })

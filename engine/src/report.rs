@@ -103,6 +103,7 @@ pub fn stats_json(registry: &Registry, elapsed: Duration, rows: u64) -> Value {
         "snapshot_errors": sum(&|s| s.snapshot_errors.get()),
         "watchdog_reconnects": sum(&|s| s.watchdog_reconnects.get()),
         "rollovers": sum(&|s| s.rollovers.get()),
+        "rest_weight_used": sum(&|s| s.rest_weight_used.get().max(0).unsigned_abs()),
         "signal_rows": rows,
         "ring_full_waits": registry.ring_full_waits.load(std::sync::atomic::Ordering::Relaxed),
         "elapsed_s": secs,

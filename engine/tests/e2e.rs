@@ -1225,6 +1225,10 @@ fn failed_snapshots_are_retried_within_the_venues_limits() {
         "the 429's Retry-After was respected: {times:?}"
     );
     assert_eq!(live["connects"], 1, "no reconnect for a REST failure");
+    assert_eq!(
+        live["rest_weight_used"], 200,
+        "4 requests of weight 50: {live}"
+    );
     // The top equals the replay's (a later snapshot of 1000 levels holds
     // fewer deep levels than the capture's own).
     let want = &replay_stats["instruments"]["binance-spot:BTCUSDT"];

@@ -278,6 +278,8 @@ fn scrapes_move_and_health_is_ok_while_streaming() {
             b["wiresignal_recovery_requests_total{feed=\"binance-spot#0\",result=\"failed\"}"],
             0.0
         );
+        // Binance spot: 50 per 1000-level snapshot, one per symbol.
+        assert!(b["wiresignal_rest_weight_used{feed=\"binance-spot#0\"}"] >= 50.0);
         assert_eq!(b["wiresignal_health_ok"], 1.0);
         for sym in ["BTCUSDT", "ETHUSDT"] {
             let l = format!("{{venue=\"binance-spot\",symbol=\"{sym}\"}}");

@@ -258,6 +258,18 @@ pub fn render(registry: &Registry, health: &Health) -> String {
         );
     }
     e.family(
+        "wiresignal_rest_weight_used",
+        Kind::Gauge,
+        "REST request weight spent on the feed's venue by this process (shared budget).",
+    );
+    for (feed, s) in &feeds {
+        e.sample_i64(
+            "wiresignal_rest_weight_used",
+            &[("feed", feed)],
+            s.rest_weight_used.get(),
+        );
+    }
+    e.family(
         "wiresignal_feed_last_message_age_seconds",
         Kind::Gauge,
         "Seconds since the feed's last frame (absent before the first).",

@@ -187,18 +187,17 @@ fn session(
                 if let Some(f) = inflight.take() {
                     let recv_ns = realtime_ns();
                     let InFlight {
-                        symbol, conn, done, ..
+                        symbol,
+                        conn,
+                        done,
+                        head,
+                        ..
                     } = f;
+                    let rate = head.map(|h| h.3).unwrap_or_default();
                     drop(conn);
                     match done {
                         Some(Ok(mut body)) => super::feed::snapshot_arrived(
-                            m,
-                            opts,
-                            handler,
-                            &symbol,
-                            recv_ns,
-                            &mut body,
-                            http::RateHeaders::default(),
+                            m, opts, handler, &symbol, recv_ns, &mut body, rate,
                         ),
                         Some(Err(e)) => super::feed::snapshot_error(m, handler, &symbol, &e),
                         None => {}

@@ -140,6 +140,8 @@ pub struct FeedStats {
     pub watchdog_reconnects: Counter,
     /// Connections replaced make before break (planned rollovers).
     pub rollovers: Counter,
+    /// REST weight this process spent on the feed's venue (shared budget).
+    pub rest_weight_used: Gauge,
     /// Disconnections by reason ([`DISCONNECT_REASONS`]).
     pub disconnect_reasons: [Counter; DISCONNECT_REASONS.len()],
     /// Snapshot requests by result: ok, failed (retried), not a book.
