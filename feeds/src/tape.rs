@@ -162,15 +162,34 @@ pub(crate) fn trade_id(v: Option<Raw<'_, '_>>) -> u64 {
     }
 }
 
-/// A decimal string field at `decimals`.
+/// A decimal text as fixed point at `decimals` (`field` names it in errors).
+#[inline]
+pub(crate) fn decimal_text(s: &str, field: &'static str, decimals: u8) -> Result<i64, ParseError> {
+    crate::fixed::parse(s.as_bytes(), decimals).map_err(|e| ParseError::fixed(field, e))
+}
+
+/// A required decimal-string field as fixed point.
+#[inline]
+pub(crate) fn decimal(
+    v: Option<Raw<'_, '_>>,
+    field: &'static str,
+    decimals: u8,
+) -> Result<i64, ParseError> {
+    decimal_text(as_str(req(v, field)?, field)?, field, decimals)
+}
+
+/// A required decimal string (already read off the tape) as fixed point.
 #[inline]
 pub(crate) fn decimal_str(
     v: Option<&str>,
     field: &'static str,
     decimals: u8,
 ) -> Result<i64, ParseError> {
-    let s = v.ok_or_else(|| ParseError::missing(field))?;
-    crate::fixed::parse(s.as_bytes(), decimals).map_err(|e| ParseError::fixed(field, e))
+    decimal_text(
+        v.ok_or_else(|| ParseError::missing(field))?,
+        field,
+        decimals,
+    )
 }
 
 /// Raises `wire` to the decimals of a price and a size string.

@@ -10,6 +10,7 @@ use crate::event::{
 };
 use crate::fixed;
 use crate::instruments::{InstrumentSpec, NO_WIRE};
+use crate::tape::{decimal, decimal_text};
 use crate::venue::{exchange_ts_ns, FrameKind, ParseError};
 
 /// Event types Binance sends that the engine does not use.
@@ -336,8 +337,8 @@ fn push_levels(
         for_each_level(v, field, |px, qty| {
             out.push(Event::Level(Level {
                 side,
-                px: fixed::parse(px.as_bytes(), pd).map_err(|e| ParseError::fixed(field, e))?,
-                qty: fixed::parse(qty.as_bytes(), qd).map_err(|e| ParseError::fixed(field, e))?,
+                px: decimal_text(px, field, pd)?,
+                qty: decimal_text(qty, field, qd)?,
             }));
             Ok(())
         })?;
@@ -372,13 +373,6 @@ fn wire_decimals(f: &Fields<'_, '_>) -> Scale {
         crate::tape::learn_levels(&mut w, levels);
     }
     w
-}
-
-/// A required decimal-string field as fixed point.
-#[inline]
-fn decimal(v: Option<Raw<'_, '_>>, field: &'static str, decimals: u8) -> Result<i64, ParseError> {
-    let s = as_str(req(v, field)?, field)?;
-    fixed::parse(s.as_bytes(), decimals).map_err(|e| ParseError::fixed(field, e))
 }
 
 /// Exchange time: `T` if present, else `E`, else the receive time (SIGNALS.md 1.2).

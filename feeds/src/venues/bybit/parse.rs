@@ -9,8 +9,8 @@ use crate::event::{
 use crate::fixed;
 use crate::instruments::NO_WIRE;
 use crate::tape::{
-    as_bool, as_str, close_book, elements, entries, for_each_level, learn_levels, trade_id,
-    BookFrame, Raw,
+    as_bool, as_str, close_book, decimal_text, elements, entries, for_each_level, learn_levels,
+    trade_id, BookFrame, Raw,
 };
 use crate::venue::{exchange_ts_ns, FrameKind, ParseError};
 
@@ -89,11 +89,6 @@ fn exchange_time(
         }
     }
     Ok(recv_ns)
-}
-
-#[inline]
-fn decimal(s: &str, field: &'static str, decimals: u8) -> Result<i64, ParseError> {
-    fixed::parse(s.as_bytes(), decimals).map_err(|e| ParseError::fixed(field, e))
 }
 
 /// A string field; `""` (Bybit's "not sent") as absent.
@@ -235,8 +230,8 @@ impl Bybit {
             for_each_level(v, field, |px, qty| {
                 out.push(Event::Level(Level {
                     side,
-                    px: decimal(px, field, pd)?,
-                    qty: decimal(qty, field, qd)?,
+                    px: decimal_text(px, field, pd)?,
+                    qty: decimal_text(qty, field, qd)?,
                 }));
                 Ok(())
             })?;
@@ -324,8 +319,8 @@ impl Bybit {
                 id: trade_id(i),
                 ts_ns: exchange_time(&[(t, "T"), (ts, "ts")], recv_ns)?,
                 recv_ns,
-                px: decimal(px, "p", spec.scale.price_decimals)?,
-                qty: decimal(qty, "v", spec.scale.qty_decimals)?,
+                px: decimal_text(px, "p", spec.scale.price_decimals)?,
+                qty: decimal_text(qty, "v", spec.scale.qty_decimals)?,
                 side,
                 kind: TradeKind::Trade,
             }));
@@ -390,7 +385,7 @@ impl Bybit {
         for (i, t) in text.iter().enumerate() {
             if let Some(t) = t {
                 let d = if i % 2 == 0 { pd } else { qd };
-                parsed[i] = Some(decimal(t, NAMES[i], d)?);
+                parsed[i] = Some(decimal_text(t, NAMES[i], d)?);
             }
         }
         let ts_ns = exchange_time(&[(ts, "ts")], recv_ns)?;

@@ -6,23 +6,17 @@ use super::Kraken;
 use crate::event::{
     BookSide, Event, InstrumentId, Level, QuoteEvent, Scale, Side, TradeEvent, TradeKind,
 };
-use crate::fixed;
 use crate::instruments::{InstrumentSpec, NO_WIRE};
-use crate::tape::{as_str, as_u64, close_book, elements, entries, learn_levels, BookFrame, Raw};
+use crate::tape::{
+    as_str, as_u64, close_book, decimal, decimal_text, elements, entries, learn_levels, BookFrame,
+    Raw,
+};
 use crate::venue::{FrameKind, ParseError};
 
 /// Kraken timestamps: decimal seconds (`"1618678123.481570"`) → ns, exactly.
 #[inline]
 fn seconds_ns(v: Raw<'_, '_>, field: &'static str) -> Result<i64, ParseError> {
-    let s = as_str(v, field)?;
-    fixed::parse(s.as_bytes(), 9).map_err(|e| ParseError::fixed(field, e))
-}
-
-/// A decimal string as fixed point with `decimals`.
-#[inline]
-fn decimal(v: Option<Raw<'_, '_>>, field: &'static str, decimals: u8) -> Result<i64, ParseError> {
-    let s = as_str(v.ok_or_else(|| ParseError::missing(field))?, field)?;
-    fixed::parse(s.as_bytes(), decimals).map_err(|e| ParseError::fixed(field, e))
+    decimal_text(as_str(v, field)?, field, 9)
 }
 
 /// The book objects of a data frame (between the channel id and the channel name).

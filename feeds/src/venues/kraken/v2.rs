@@ -14,7 +14,7 @@ use super::Kraken;
 use crate::event::{BookSide, Event, Level, Scale, Side, TradeEvent, TradeKind};
 use crate::fixed;
 use crate::instruments::NO_WIRE;
-use crate::tape::{as_str, as_u64, close_book, elements, entries, BookFrame, Raw};
+use crate::tape::{as_str, as_u64, close_book, decimal_text, elements, entries, BookFrame, Raw};
 use crate::venue::{FrameKind, ParseError};
 
 /// The fields of one `data` entry.
@@ -76,8 +76,7 @@ impl Kraken {
         field: &'static str,
         decimals: u8,
     ) -> Result<i64, ParseError> {
-        let s = self.number(v, field)?;
-        fixed::parse(s.as_bytes(), decimals).map_err(|e| ParseError::fixed(field, e))
+        decimal_text(self.number(v, field)?, field, decimals)
     }
 
     /// Decimals of the `price`/`qty` texts of level objects.

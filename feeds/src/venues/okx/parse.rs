@@ -8,7 +8,7 @@ use crate::event::{
 };
 use crate::fixed;
 use crate::instruments::{InstrumentSpec, NO_WIRE};
-use crate::tape::{as_str, close_book, elements, entries, learn_levels, BookFrame, Raw};
+use crate::tape::{as_str, close_book, decimal, elements, entries, learn_levels, BookFrame, Raw};
 use crate::venue::{exchange_ts_ns, FrameKind, ParseError};
 
 /// The fields of one `data` entry (books, trades, tickers, bbo).
@@ -79,12 +79,6 @@ fn seq(v: Option<Raw<'_, '_>>, field: &'static str) -> Result<u64, ParseError> {
     Ok(int(v, field)?
         .and_then(|n| u64::try_from(n).ok())
         .unwrap_or(0))
-}
-
-#[inline]
-fn decimal(v: Option<Raw<'_, '_>>, field: &'static str, decimals: u8) -> Result<i64, ParseError> {
-    let s = as_str(v.ok_or_else(|| ParseError::missing(field))?, field)?;
-    fixed::parse(s.as_bytes(), decimals).map_err(|e| ParseError::fixed(field, e))
 }
 
 /// Exchange time of an entry (ms string), else the receive time.
