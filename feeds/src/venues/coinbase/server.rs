@@ -9,24 +9,32 @@ use std::fmt::Write as _;
 
 use simd_json::prelude::*;
 
+use super::Api;
 use crate::event::Scale;
 use crate::fixed;
 use crate::sim::{MarketOp, Routed, StreamKey, StreamKind, VenueServer, WsRoute};
 use crate::time::push_rfc3339;
 
-/// Coinbase Advanced Trade's server.
+/// Coinbase's server, for either feed: what both share is here, the rest
+/// is the feed's ([`Advanced`], [`Exchange`]).
 #[derive(Debug)]
-pub struct AdvancedServer;
+pub struct CoinbaseServer {
+    api: Api,
+}
 
-/// The registry's instance.
-pub static ADVANCED_SERVER: AdvancedServer = AdvancedServer;
+/// The registry's Advanced Trade instance.
+pub static ADVANCED_SERVER: CoinbaseServer = CoinbaseServer {
+    api: Api::AdvancedTrade,
+};
 
-/// The Coinbase Exchange feed's server.
-#[derive(Debug)]
-pub struct ExchangeServer;
+/// The registry's Exchange feed instance.
+pub static EXCHANGE_SERVER: CoinbaseServer = CoinbaseServer { api: Api::Exchange };
 
-/// The registry's instance.
-pub static EXCHANGE_SERVER: ExchangeServer = ExchangeServer;
+/// The Advanced Trade protocol's own answers, routes and frames.
+struct Advanced;
+
+/// The Exchange feed's own answers, routes and frames.
+struct Exchange;
 
 const NOT_FOUND: (&str, &str) = ("404 Not Found", r#"{"message":"NotFound"}"#);
 
@@ -134,7 +142,7 @@ fn products_of(v: &simd_json::BorrowedValue<'_>) -> Vec<String> {
         .collect()
 }
 
-impl VenueServer for AdvancedServer {
+impl VenueServer for CoinbaseServer {
     fn ws_route(&self, _path: &str, _query: &str) -> Option<WsRoute> {
         Some(WsRoute {
             combined: false,
@@ -144,9 +152,64 @@ impl VenueServer for AdvancedServer {
 
     fn stream_key(&self, name: &str) -> Option<StreamKey> {
         let (channel, _) = name.split_once(':')?;
-        key(advanced_kind(channel)?, name)
+        let kind = match self.api {
+            Api::AdvancedTrade => advanced_kind(channel),
+            Api::Exchange => exchange_kind(channel),
+        };
+        key(kind?, name)
     }
 
+    fn on_client_text(
+        &self,
+        subscriptions: &mut Vec<String>,
+        text: &str,
+        replies: &mut Vec<String>,
+    ) {
+        match self.api {
+            Api::AdvancedTrade => Advanced.on_client_text(subscriptions, text, replies),
+            Api::Exchange => Exchange.on_client_text(subscriptions, text, replies),
+        }
+    }
+
+    fn route(&self, frame: &str) -> Routed {
+        match self.api {
+            Api::AdvancedTrade => Advanced.route(frame),
+            Api::Exchange => Exchange.route(frame),
+        }
+    }
+
+    fn unknown_symbol(&self) -> (&'static str, String) {
+        (NOT_FOUND.0, NOT_FOUND.1.to_owned())
+    }
+
+    fn no_snapshot(&self) -> (&'static str, String) {
+        (NOT_FOUND.0, NOT_FOUND.1.to_owned())
+    }
+
+    fn snapshot_on_subscribe(&self) -> bool {
+        true
+    }
+
+    fn snapshot_levels(&self) -> usize {
+        usize::MAX
+    }
+
+    fn stamp(&self, frame: &str, seq: u64) -> Option<String> {
+        match self.api {
+            Api::AdvancedTrade => Advanced.stamp(frame, seq),
+            Api::Exchange => None,
+        }
+    }
+
+    fn render(&self, op: &MarketOp<'_>, scale: Scale, wrap: bool, out: &mut String) {
+        match self.api {
+            Api::AdvancedTrade => Advanced.render(op, scale, wrap, out),
+            Api::Exchange => Exchange.render(op, scale, wrap, out),
+        }
+    }
+}
+
+impl Advanced {
     fn on_client_text(
         &self,
         subscriptions: &mut Vec<String>,
@@ -210,22 +273,6 @@ impl VenueServer for AdvancedServer {
             _ => None,
         };
         stream(advanced_kind(channel), product, frame.len())
-    }
-
-    fn unknown_symbol(&self) -> (&'static str, String) {
-        (NOT_FOUND.0, NOT_FOUND.1.to_owned())
-    }
-
-    fn no_snapshot(&self) -> (&'static str, String) {
-        (NOT_FOUND.0, NOT_FOUND.1.to_owned())
-    }
-
-    fn snapshot_on_subscribe(&self) -> bool {
-        true
-    }
-
-    fn snapshot_levels(&self) -> usize {
-        usize::MAX
     }
 
     fn stamp(&self, frame: &str, seq: u64) -> Option<String> {
@@ -342,19 +389,7 @@ impl VenueServer for AdvancedServer {
     }
 }
 
-impl VenueServer for ExchangeServer {
-    fn ws_route(&self, _path: &str, _query: &str) -> Option<WsRoute> {
-        Some(WsRoute {
-            combined: false,
-            streams: Vec::new(),
-        })
-    }
-
-    fn stream_key(&self, name: &str) -> Option<StreamKey> {
-        let (channel, _) = name.split_once(':')?;
-        key(exchange_kind(channel)?, name)
-    }
-
+impl Exchange {
     fn on_client_text(
         &self,
         subscriptions: &mut Vec<String>,
@@ -416,22 +451,6 @@ impl VenueServer for ExchangeServer {
             _ => None,
         };
         stream(kind, v.get_str("product_id"), frame.len())
-    }
-
-    fn unknown_symbol(&self) -> (&'static str, String) {
-        (NOT_FOUND.0, NOT_FOUND.1.to_owned())
-    }
-
-    fn no_snapshot(&self) -> (&'static str, String) {
-        (NOT_FOUND.0, NOT_FOUND.1.to_owned())
-    }
-
-    fn snapshot_on_subscribe(&self) -> bool {
-        true
-    }
-
-    fn snapshot_levels(&self) -> usize {
-        usize::MAX
     }
 
     fn render(&self, op: &MarketOp<'_>, scale: Scale, _wrap: bool, out: &mut String) {
