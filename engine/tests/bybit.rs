@@ -11,17 +11,10 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
 
-use bench::sim::{Faults, SimConfig, SimHandle, Simulator, Speed as SimSpeed};
-use bench::source::CaptureSource;
-use common::{close, read_lines, shared_dir, temp_dir};
-use engine::app::Output;
-use engine::config::Config;
-use engine::live::{self, StopWhen};
+use bench::sim::{Faults, SimHandle};
+use common::{close, read_lines, rows, shared_dir, start_sim, temp_dir};
 use serde_json::Value;
 
 type Side = BTreeMap<(u128, u128), (String, String)>;
@@ -126,13 +119,6 @@ fn venue_of(url: &str) -> &'static str {
     } else {
         "bybit-inverse"
     }
-}
-
-fn rows(path: &Path) -> Vec<Value> {
-    read_lines(path)
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]
@@ -349,61 +335,10 @@ fn okx_as_bybit(cap: &Path) -> (String, Vec<String>) {
     (out, symbols)
 }
 
-/// The simulator serving `capture` at max speed; its protocol is the
-/// capture's market (`venue=bybit` and the header's `url=`).
-fn start_sim(capture: &Path, faults: Faults) -> SimHandle {
-    let mut sc = SimConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
-    sc.speed = SimSpeed::Max;
-    sc.faults = faults;
-    sc.fault_connections = Some(1);
-    Simulator::start(
-        sc,
-        Box::new(CaptureSource::new(vec![capture.to_path_buf()])),
-    )
-    .unwrap()
-}
-
 /// `engine run` of `venue` with `symbols` against the simulator, until the
 /// source is played, the feed idle and every lost book recovered.
 fn run_venue(sim: &SimHandle, out: &Path, venue: &str, symbols: &[String]) -> Value {
-    let addr = sim.local_addr();
-    let toml = format!(
-        "[engine]\npin_cores = false\n[[feeds]]\nvenue = \"{venue}\"\nws_url = \"ws://{addr}\"\nrest_url = \"http://{addr}\"\nsymbols = [\"{}\"]\n",
-        symbols.join("\",\"")
-    );
-    let cfg = Config::from_toml_str(&toml, "bybit-e2e").unwrap();
-    let stop = AtomicBool::new(false);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let report = live::run(
-        &cfg,
-        Output::File(out.to_path_buf()),
-        StopWhen {
-            duration: Some(Duration::from_secs(120)),
-            stop: &stop,
-            done: Some(Box::new(move |p| {
-                let now = engine::pipeline::clock::mono_ns() as i64;
-                let idle = p
-                    .registry
-                    .feeds()
-                    .iter()
-                    .all(|(_, f)| now - f.last_frame_mono.get() > 300_000_000);
-                let recovered = p
-                    .registry
-                    .instruments()
-                    .iter()
-                    .all(|(_, s)| s.synced.get() == 1 || s.gaps.get() == 0);
-                (sim.is_exhausted() && idle && recovered) || Instant::now() > deadline
-            })),
-            tick: None,
-        },
-    )
-    .unwrap();
-    assert!(
-        sim.is_exhausted(),
-        "simulator did not finish: {}",
-        report.stats
-    );
-    report.stats
+    common::run_feed(sim, out, "", "", venue, &symbols.join("\",\""), false)
 }
 
 fn replay(capture: &Path, out: &Path) -> Value {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bench::sim::{SimConfig, SimHandle, Simulator, Speed as SimSpeed};
 use bench::source::CaptureSource;
-use common::{close, read_lines, shared_dir, spot_captures, temp_dir};
+use common::{close, read_lines, rows, run_feed, shared_dir, spot_captures, start_sim, temp_dir};
 use engine::app::{self, Output};
 use engine::config::{Config, Speed};
 use engine::live::{self, StopWhen};
@@ -44,18 +44,6 @@ const SAME_AS_REPLAY: [&str; 8] = [
     "crosscheck_ok",
 ];
 
-fn start_sim(capture: &Path, faults: bench::sim::Faults) -> SimHandle {
-    let mut sc = SimConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
-    sc.speed = SimSpeed::Max;
-    sc.faults = faults;
-    sc.fault_connections = Some(1);
-    Simulator::start(
-        sc,
-        Box::new(CaptureSource::new(vec![capture.to_path_buf()])),
-    )
-    .unwrap()
-}
-
 fn run_against(sim: &SimHandle, out: &Path) -> Value {
     run_against_with(sim, out, "")
 }
@@ -66,59 +54,6 @@ fn run_against_with(sim: &SimHandle, out: &Path, engine_extra: &str) -> Value {
 
 fn run_venue(sim: &SimHandle, out: &Path, engine_extra: &str, venue: &str, symbol: &str) -> Value {
     run_feed(sim, out, engine_extra, "", venue, symbol, false)
-}
-
-/// A live run against `sim` until it is exhausted and idle and every book
-/// that lost sync recovered (`all_synced`: every book is in sync).
-fn run_feed(
-    sim: &SimHandle,
-    out: &Path,
-    engine_extra: &str,
-    feed_extra: &str,
-    venue: &str,
-    symbol: &str,
-    all_synced: bool,
-) -> Value {
-    let addr = sim.local_addr();
-    let toml = format!(
-        "[engine]\npin_cores = false\n{engine_extra}\n[[feeds]]\nvenue = \"{venue}\"\nws_url = \"ws://{addr}\"\nrest_url = \"http://{addr}\"\nsymbols = [\"{symbol}\"]\n{feed_extra}\n"
-    );
-    let cfg = Config::from_toml_str(&toml, "e2e").unwrap();
-    let stop = AtomicBool::new(false);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let report = live::run(
-        &cfg,
-        Output::File(out.to_path_buf()),
-        StopWhen {
-            duration: Some(Duration::from_secs(120)),
-            stop: &stop,
-            done: Some(Box::new(move |p| {
-                let now = engine::pipeline::clock::mono_ns() as i64;
-                let idle = p
-                    .registry
-                    .feeds()
-                    .iter()
-                    .all(|(_, f)| now - f.last_frame_mono.get() > 300_000_000);
-                // Every book that lost sync (gap, failed check) has recovered.
-                let recovered = p.registry.instruments().iter().all(|(_, s)| {
-                    s.synced.get() == 1
-                        || (!all_synced
-                            && s.gaps.get() == 0
-                            && s.checksum_failed.get() == 0
-                            && s.crosscheck_failed.get() == 0)
-                });
-                (sim.is_exhausted() && idle && recovered) || Instant::now() > deadline
-            })),
-            tick: None,
-        },
-    )
-    .unwrap();
-    assert!(
-        sim.is_exhausted(),
-        "simulator did not finish: {}",
-        report.stats
-    );
-    report.stats
 }
 
 fn replay(capture: &Path, out: &Path) -> Value {
@@ -133,13 +68,6 @@ fn replay(capture: &Path, out: &Path) -> Value {
     )
     .unwrap()
     .stats
-}
-
-fn rows(path: &Path) -> Vec<Value> {
-    read_lines(path)
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// Rows per signal id, in stream order.
@@ -517,6 +445,19 @@ fn l2_rows(rows: &[Value]) -> HashMap<String, Vec<(i64, f64)>> {
     m
 }
 
+/// Every L2 row of the run at `path` is one of the replay's rows of its
+/// symbol (same exchange time, same value): no row came from a broken book.
+fn assert_l2_rows_in(path: &Path, want_l2: &HashMap<String, Vec<(i64, f64)>>) {
+    for (sym, got) in l2_rows(&rows(path)) {
+        for (ts, v) in got {
+            assert!(
+                want_l2[&sym].iter().any(|(t, w)| *t == ts && close(v, *w)),
+                "{sym}: row {ts} {v} not in the replay"
+            );
+        }
+    }
+}
+
 /// Venues whose books start from a stream snapshot and carry a CRC32
 /// (Kraken v1, OKX v5), over the simulator: every checksum verifies and the
 /// rows equal the replay's; with a corrupted checksum, that instrument
@@ -598,16 +539,7 @@ fn checksummed_venue_over_loopback(venue: &str) {
         );
     }
     // No L2 row that is not the replay's (same exchange time and value).
-    let fault_l2 = l2_rows(&rows(&dir.join("fault.jsonl")));
-    for (sym, got) in &fault_l2 {
-        let want = &want_l2[sym];
-        for (ts, v) in got {
-            assert!(
-                want.iter().any(|(t, w)| t == ts && close(*v, *w)),
-                "{sym}: row {ts} {v} not in the replay"
-            );
-        }
-    }
+    assert_l2_rows_in(&dir.join("fault.jsonl"), &want_l2);
 }
 
 #[test]
@@ -701,14 +633,7 @@ fn okx_sequence_gap_resubscribes_one_instrument() {
         "the chain caught it first: {bad}"
     );
     assert_eq!(live["connects"], 1);
-    for (sym, got) in l2_rows(&rows(&dir.join("live.jsonl"))) {
-        for (ts, v) in got {
-            assert!(
-                want_l2[&sym].iter().any(|(t, w)| *t == ts && close(v, *w)),
-                "{sym}: {ts} {v}"
-            );
-        }
-    }
+    assert_l2_rows_in(&dir.join("live.jsonl"), &want_l2);
 }
 
 /// OKX's 2026 flow: no snapshot on the stream and `checksum: 0`. Each
@@ -1094,14 +1019,7 @@ fn coinbase_advanced_trade_sequence_hole_resubscribes_every_book() {
         }
     }
     // No L2 row that is not the replay's.
-    for (sym, got) in l2_rows(&rows(&dir.join("hole.jsonl"))) {
-        for (ts, v) in got {
-            assert!(
-                want_l2[&sym].iter().any(|(t, w)| *t == ts && close(v, *w)),
-                "{sym}: {ts} {v}"
-            );
-        }
-    }
+    assert_l2_rows_in(&dir.join("hole.jsonl"), &want_l2);
 }
 
 /// The generator served in the protocol of every venue that starts books

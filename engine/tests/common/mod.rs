@@ -225,3 +225,80 @@ mod coinbase_at;
 pub fn coinbase_exchange_to_advanced(cap: &std::path::Path, hole_after: u64) -> String {
     coinbase_at::exchange_to_advanced(&read_lines(cap), hole_after)
 }
+
+/// The simulator serving `capture` at max speed, `faults` on its first
+/// connection; its protocol is the capture's venue.
+pub fn start_sim(capture: &std::path::Path, faults: bench::sim::Faults) -> bench::sim::SimHandle {
+    let mut sc = bench::sim::SimConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    sc.speed = bench::sim::Speed::Max;
+    sc.faults = faults;
+    sc.fault_connections = Some(1);
+    bench::sim::Simulator::start(
+        sc,
+        Box::new(bench::source::CaptureSource::new(vec![
+            capture.to_path_buf()
+        ])),
+    )
+    .unwrap()
+}
+
+/// A live run against `sim` until it is exhausted and idle and every book
+/// that lost sync recovered (`all_synced`: every book is in sync).
+pub fn run_feed(
+    sim: &bench::sim::SimHandle,
+    out: &std::path::Path,
+    engine_extra: &str,
+    feed_extra: &str,
+    venue: &str,
+    symbol: &str,
+    all_synced: bool,
+) -> serde_json::Value {
+    let addr = sim.local_addr();
+    let toml = format!(
+        "[engine]\npin_cores = false\n{engine_extra}\n[[feeds]]\nvenue = \"{venue}\"\nws_url = \"ws://{addr}\"\nrest_url = \"http://{addr}\"\nsymbols = [\"{symbol}\"]\n{feed_extra}\n"
+    );
+    let cfg = engine::config::Config::from_toml_str(&toml, "e2e").unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let report = engine::live::run(
+        &cfg,
+        engine::app::Output::File(out.to_path_buf()),
+        engine::live::StopWhen {
+            duration: Some(std::time::Duration::from_secs(120)),
+            stop: &stop,
+            done: Some(Box::new(move |p| {
+                let now = engine::pipeline::clock::mono_ns() as i64;
+                let idle = p
+                    .registry
+                    .feeds()
+                    .iter()
+                    .all(|(_, f)| now - f.last_frame_mono.get() > 300_000_000);
+                // Every book that lost sync (gap, failed check) has recovered.
+                let recovered = p.registry.instruments().iter().all(|(_, s)| {
+                    s.synced.get() == 1
+                        || (!all_synced
+                            && s.gaps.get() == 0
+                            && s.checksum_failed.get() == 0
+                            && s.crosscheck_failed.get() == 0)
+                });
+                (sim.is_exhausted() && idle && recovered) || std::time::Instant::now() > deadline
+            })),
+            tick: None,
+        },
+    )
+    .unwrap();
+    assert!(
+        sim.is_exhausted(),
+        "simulator did not finish: {}",
+        report.stats
+    );
+    report.stats
+}
+
+/// The JSON rows of an output file.
+pub fn rows(path: &std::path::Path) -> Vec<serde_json::Value> {
+    read_lines(path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
