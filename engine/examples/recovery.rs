@@ -9,16 +9,18 @@
 //! `cargo run --release -p engine --example recovery -- [repetitions] [shared dir]`
 //! (scripts/bench.sh runs it and appends the table to the day's results).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bench::sim::{Faults, RestFault, SimConfig, SimHandle, Simulator, Speed};
 use bench::source::CaptureSource;
 use engine::app::Output;
 use engine::config::Config;
-use engine::live::{self, StopWhen};
 use serde_json::Value;
 
 /// Data watchdog of the silent-feed scenario.
@@ -33,46 +35,19 @@ fn sim(cap: &Path, faults: Faults, speed: f64) -> std::io::Result<SimHandle> {
     Simulator::start(sc, Box::new(CaptureSource::new(vec![cap.to_path_buf()])))
 }
 
-/// A live run against `sim` until it is exhausted and the book in sync;
-/// returns the stats and the output rows.
+/// A live run against `sim` until it is exhausted and the book in sync
+/// (the tests' loop), with status rows; returns the stats and the rows.
 fn run(sim: &SimHandle, out: &Path, feed_extra: &str) -> Result<(Value, Vec<Value>), String> {
-    let addr = sim.local_addr();
-    let toml = format!(
-        "[engine]\npin_cores = false\n[output]\nstatus_rows = true\n[[feeds]]\nvenue = \"binance-spot\"\nws_url = \"ws://{addr}\"\nrest_url = \"http://{addr}\"\nsymbols = [\"BTCUSDT\"]\n{feed_extra}\n"
+    let stats = common::run_feed(
+        sim,
+        out,
+        "[output]\nstatus_rows = true",
+        feed_extra,
+        "binance-spot",
+        "BTCUSDT",
+        true,
     );
-    let cfg = Config::from_toml_str(&toml, "recovery").map_err(|e| e.to_string())?;
-    let stop = AtomicBool::new(false);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let report = live::run(
-        &cfg,
-        Output::File(out.to_path_buf()),
-        StopWhen {
-            duration: Some(Duration::from_secs(120)),
-            stop: &stop,
-            done: Some(Box::new(move |p| {
-                let now = engine::pipeline::clock::mono_ns() as i64;
-                let idle = p
-                    .registry
-                    .feeds()
-                    .iter()
-                    .all(|(_, f)| now - f.last_frame_mono.get() > 300_000_000);
-                let synced = p
-                    .registry
-                    .instruments()
-                    .iter()
-                    .all(|(_, s)| s.synced.get() == 1);
-                (sim.is_exhausted() && idle && synced) || Instant::now() > deadline
-            })),
-            tick: None,
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    let rows = std::fs::read_to_string(out)
-        .map_err(|e| e.to_string())?
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    Ok((report.stats, rows))
+    Ok((stats, common::rows(out)))
 }
 
 fn gaps(rows: &[Value]) -> Vec<f64> {
