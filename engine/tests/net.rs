@@ -454,6 +454,54 @@ async fn snapshot_is_delivered_between_frames_in_wire_order() {
     assert_eq!((stats.snapshots, stats.snapshot_errors), (1, 0));
 }
 
+/// REST runs on the process's control thread, not on the receiver: a
+/// snapshot GET reaches the venue while the receiver thread is stuck in a
+/// handler callback.
+#[tokio::test]
+async fn snapshot_requests_leave_while_the_receiver_is_busy() {
+    let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server_seen = Arc::clone(&seen);
+    let (addrs, srv) = server("127.0.0.1", 2, |mut ls| async move {
+        let http = ls.pop().unwrap();
+        let wsl = ls.pop().unwrap();
+        let mut ws = accept_ws(&wsl).await;
+        read_subscribe(&mut ws).await;
+        ws.send(Message::text("block")).await.unwrap();
+        let (mut s, _) = http.accept().await.unwrap();
+        read_request(&mut s).await;
+        server_seen.store(true, std::sync::atomic::Ordering::Release);
+        s.write_all(&ok_response("{}")).await.unwrap();
+        wait_client_close(&mut s).await;
+        drain_ws(ws).await;
+    })
+    .unwrap();
+    let (_tx, rx) = watch::channel(false);
+    let mut blocked: Option<bool> = None;
+    let mut h = Recorder::new(move |evs| {
+        if blocked.is_none() && frame_seen(evs, "block") {
+            // Block the receiver thread (bounded) until the GET arrived.
+            let t0 = Instant::now();
+            while !seen.load(std::sync::atomic::Ordering::Acquire)
+                && t0.elapsed() < Duration::from_secs(3)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            blocked = Some(seen.load(std::sync::atomic::Ordering::Acquire));
+            assert_eq!(blocked, Some(true), "the GET waited for the receiver");
+        }
+        evs.iter().any(|e| matches!(e, Ev::Snapshot(..)))
+    });
+    let stats = run(
+        options(addrs[0], Some(addrs[1]), &["BTCUSDT"]),
+        Arc::default(),
+        &mut h,
+        rx,
+    )
+    .await;
+    srv.join().unwrap();
+    assert_eq!((stats.frames, stats.snapshots), (1, 1), "{:?}", h.evs);
+}
+
 #[tokio::test]
 async fn snapshot_requests_from_another_thread_and_errors() {
     let (addrs, srv) = server("127.0.0.1", 2, |mut ls| async move {

@@ -5,18 +5,18 @@
 //! socket (`recv` returning `EAGAIN` is the poll) with the sync `tungstenite`
 //! client. Same [`FeedHandler`] callbacks, same [`SnapshotRequests`], same
 //! reconnect [`Backoff`], pings and idle timeout, and the same ordering
-//! contract: a snapshot GET is sent eagerly (one in flight), its response is
-//! read only when no WebSocket frame is readable, every frame readable when
-//! the response completed is delivered before it, and the HTTP connection is
-//! closed before [`FeedHandler::on_snapshot`] runs.
+//! contract: the REST control thread performs the snapshot GET (one in
+//! flight), its answer is delivered only when no WebSocket frame is readable,
+//! every frame readable when it arrived is delivered before it, and the HTTP
+//! connection is closed right before [`FeedHandler::on_snapshot`] runs.
 //!
-//! Plain `ws://` and `http://` only (co-located or loopback feeds, the
-//! benchmark): [`unsupported`] says why a feed must use the epoll loop.
-//! TCP connects (WebSocket and snapshot) are blocking, bounded by
-//! `connect_timeout` / `http_timeout`; everything after them is non-blocking.
-//! While disconnected the thread sleeps out the backoff in 10 ms steps.
+//! Plain `ws://` only (co-located or loopback feeds, the benchmark; snapshots
+//! may be `https://`, the control thread fetches them): [`unsupported`] says
+//! why a feed must use the epoll loop. The WebSocket connect is blocking,
+//! bounded by `connect_timeout`; everything after it is non-blocking. While
+//! disconnected the thread sleeps out the backoff in 10 ms steps.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
@@ -24,31 +24,31 @@ use tungstenite::{Error as WsError, Message, WebSocket};
 
 use super::conn::{ConnMachine, Down, Up};
 use super::feed::{
-    close_reason, deliver, realtime_ns, FeedHandler, FeedOptions, FeedStats, SnapshotRequests,
-    CLOSE_TIMEOUT, FRAME_BUF,
+    close_reason, deliver, realtime_ns, FeedHandler, FeedOptions, FeedStats, InFlight,
+    SnapshotRequests, CLOSE_TIMEOUT, FRAME_BUF,
 };
-use super::http::{self, Framing, HttpError, Target};
+use super::http::Target;
 
 type Ws = WebSocket<TcpStream>;
 
-/// Timers (ping, idle timeout, snapshot deadline) are checked once per this
+/// Timers (ping, idle timeout) are checked once per this
 /// many empty polls, not on every spin.
 const TIMER_EVERY: u32 = 64;
 /// Longest sleep while waiting out a reconnect backoff.
 const BACKOFF_STEP: Duration = Duration::from_millis(10);
 
-/// Why `opts` cannot run busy-polled (`None`: it can): TLS (`wss://`,
-/// `https://`) needs the epoll loop.
+/// Why `opts` cannot run busy-polled (`None`: it can): a TLS WebSocket
+/// (`wss://`) needs the epoll loop.
 #[must_use]
 pub fn unsupported(opts: &FeedOptions) -> Option<String> {
-    let check = |url: &str, plain: &str, secure: &str| match Target::parse(url, plain, secure) {
+    match Target::parse(&opts.ws_url, "ws", "wss") {
         Ok(t) if t.tls => Some(format!(
-            "{url}: TLS is not supported by the busy-poll receiver"
+            "{}: TLS is not supported by the busy-poll receiver",
+            opts.ws_url
         )),
         Ok(_) => None,
         Err(e) => Some(e),
-    };
-    check(&opts.ws_url, "ws", "wss").or_else(|| check(&opts.rest_base, "http", "https"))
+    }
 }
 
 /// How one connected session ended.
@@ -130,16 +130,7 @@ fn session(
         m.requeue_due(Instant::now(), requests);
         if inflight.is_none() {
             if let Some(symbol) = m.take_request(Instant::now(), requests) {
-                match InFlight::start(opts, &symbol) {
-                    Ok(f) => inflight = Some(f),
-                    Err(e) => super::feed::snapshot_error(m, handler, &symbol, &e),
-                }
-            }
-        }
-        // The request goes out ahead of the WebSocket, even during a burst.
-        if let Some(Err(e)) = inflight.as_mut().map(InFlight::send) {
-            if let Some(f) = inflight.take() {
-                super::feed::snapshot_error(m, handler, &f.symbol, &e);
+                inflight = Some(InFlight::start(opts, symbol));
             }
         }
 
@@ -179,34 +170,19 @@ fn session(
             Err(e) => break format!("websocket error: {e}"),
         }
 
-        // No WebSocket frame is readable: only now may the snapshot advance.
+        // No WebSocket frame is readable: only now may the snapshot be delivered.
         if let Some(f) = inflight.as_mut() {
-            if f.done.is_some() {
-                // Complete, and every frame that was readable when it completed
-                // has been delivered: close the connection, then deliver.
+            if f.ready.is_some() {
+                // Every frame that was readable when it arrived has been
+                // delivered: close its connection, then deliver it.
                 if let Some(f) = inflight.take() {
-                    let recv_ns = realtime_ns();
-                    let InFlight {
-                        symbol,
-                        conn,
-                        done,
-                        head,
-                        ..
-                    } = f;
-                    let rate = head.map(|h| h.3).unwrap_or_default();
-                    drop(conn);
-                    match done {
-                        Some(Ok(mut body)) => super::feed::snapshot_arrived(
-                            m, opts, handler, &symbol, recv_ns, &mut body, rate,
-                        ),
-                        Some(Err(e)) => super::feed::snapshot_error(m, handler, &symbol, &e),
-                        None => {}
-                    }
+                    f.deliver(m, opts, handler);
                 }
                 continue;
             }
-            if f.receive() {
-                // Complete: poll the WebSocket once more before delivering it.
+            if let Some(r) = f.pending.try_take() {
+                // Arrived: poll the WebSocket once more before delivering it.
+                f.ready = Some(r);
                 continue;
             }
         }
@@ -240,11 +216,6 @@ fn session(
                         Up::Drop(reason) => break 'session reason,
                     }
                 };
-            }
-            if let Some(f) = inflight.as_mut() {
-                if f.done.is_none() && now >= f.deadline {
-                    f.done = Some(Err(HttpError::Timeout(opts.http_timeout)));
-                }
             }
         }
         std::hint::spin_loop();
@@ -309,246 +280,9 @@ fn connect(opts: &FeedOptions) -> Result<Ws, String> {
     Ok(ws)
 }
 
-/// The one snapshot GET in flight, driven by non-blocking calls only.
-struct InFlight {
-    symbol: String,
-    deadline: Instant,
-    conn: TcpStream,
-    request: Vec<u8>,
-    written: usize,
-    /// Response bytes received so far.
-    buf: Vec<u8>,
-    /// Parsed head: status, framing, offset of the body in `buf`.
-    head: Option<(u16, Framing, usize, http::RateHeaders)>,
-    /// The outcome, once complete (delivered after the WebSocket is drained).
-    done: Option<Result<Vec<u8>, HttpError>>,
-}
-
-impl InFlight {
-    /// Connects (blocking, bounded by `http_timeout`) and prepares the request.
-    fn start(opts: &FeedOptions, symbol: &str) -> Result<Self, HttpError> {
-        let url = format!("{}{}", opts.rest_base, (opts.snapshot_path)(symbol));
-        let t = Target::parse(&url, "http", "https").map_err(HttpError::InvalidUrl)?;
-        if t.tls {
-            return Err(HttpError::Tls(
-                "https snapshots need the epoll receiver".to_owned(),
-            ));
-        }
-        let conn = connect_tcp(&t.host, t.port, opts.http_timeout).map_err(HttpError::Connect)?;
-        conn.set_nonblocking(true)?;
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nAccept: */*\r\n\
-             Accept-Encoding: identity\r\nConnection: close\r\n\r\n",
-            t.path,
-            t.host_header,
-            http::USER_AGENT
-        )
-        .into_bytes();
-        Ok(Self {
-            symbol: symbol.to_owned(),
-            deadline: Instant::now() + opts.http_timeout,
-            conn,
-            request,
-            written: 0,
-            buf: Vec::with_capacity(64 << 10),
-            head: None,
-            done: None,
-        })
-    }
-
-    /// Writes what the socket takes of the request.
-    fn send(&mut self) -> Result<(), HttpError> {
-        while self.written < self.request.len() {
-            match self.conn.write(&self.request[self.written..]) {
-                Ok(0) => return Err(HttpError::Io(io::ErrorKind::WriteZero.into())),
-                Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(HttpError::Io(e)),
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads what is available; true when the response is complete (or failed).
-    fn receive(&mut self) -> bool {
-        if self.written < self.request.len() {
-            return false;
-        }
-        let eof = match self.conn.read_to_end(&mut self.buf) {
-            Ok(_) => true,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
-            Err(e) => {
-                self.done = Some(Err(HttpError::Io(e)));
-                return true;
-            }
-        };
-        self.done = parse_response(&self.buf, &mut self.head, eof, http::MAX_BODY);
-        self.done.is_some()
-    }
-}
-
-/// Sans-IO: the response in `data` so far; `None` while incomplete. `head`
-/// caches the parsed head between calls.
-fn parse_response(
-    data: &[u8],
-    head: &mut Option<(u16, Framing, usize, http::RateHeaders)>,
-    eof: bool,
-    max_body: usize,
-) -> Option<Result<Vec<u8>, HttpError>> {
-    let mut start = 0;
-    while head.is_none() {
-        let mut headers = [httparse::EMPTY_HEADER; http::MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(&data[start..]) {
-            Ok(httparse::Status::Complete(used)) => {
-                let status = resp.code.unwrap_or(0);
-                let framing = match http::framing(status, resp.headers) {
-                    Ok(f) => f,
-                    Err(e) => return Some(Err(e)),
-                };
-                start += used;
-                // Skip interim responses (100 Continue, 103 Early Hints).
-                if !(100..200).contains(&status) || status == 101 {
-                    *head = Some((status, framing, start, http::rate_headers(resp.headers)));
-                }
-            }
-            Ok(httparse::Status::Partial) => {
-                if data.len() - start > http::MAX_HEAD {
-                    return Some(Err(HttpError::TooLarge {
-                        limit: http::MAX_HEAD,
-                    }));
-                }
-                return eof.then_some(Err(HttpError::Malformed(
-                    "connection closed before end of headers",
-                )));
-            }
-            Err(httparse::Error::TooManyHeaders) => {
-                return Some(Err(HttpError::Malformed("too many headers")));
-            }
-            Err(_) => return Some(Err(HttpError::Malformed("invalid status line or header"))),
-        }
-    }
-    let (status, framing, start, rate) = (*head)?;
-    let rest = &data[start..];
-    let body = match framing {
-        Framing::Empty => Ok(Vec::new()),
-        Framing::Length(n) if n > max_body => Err(HttpError::TooLarge { limit: max_body }),
-        Framing::Length(n) if rest.len() >= n => Ok(rest[..n].to_vec()),
-        Framing::Length(_) if eof => {
-            Err(HttpError::Malformed("connection closed before end of body"))
-        }
-        Framing::Length(_) => return None,
-        Framing::Eof if rest.len() > max_body => Err(HttpError::TooLarge { limit: max_body }),
-        Framing::Eof if eof => Ok(rest.to_vec()),
-        Framing::Eof => return None,
-        Framing::Chunked => match decode_chunked(rest, max_body) {
-            Ok(Some(body)) => Ok(body),
-            Ok(None) if eof => Err(HttpError::Malformed(
-                "connection closed inside chunked body",
-            )),
-            Ok(None) => return None,
-            Err(e) => Err(e),
-        },
-    };
-    Some(body.and_then(|b| {
-        if (200..300).contains(&status) {
-            Ok(b)
-        } else {
-            Err(http::status_error(status, &b, rate))
-        }
-    }))
-}
-
-/// Sans-IO chunked decoding of a whole body; `Ok(None)` while incomplete.
-fn decode_chunked(data: &[u8], max_body: usize) -> Result<Option<Vec<u8>>, HttpError> {
-    let mut body = Vec::new();
-    let mut pos = 0;
-    loop {
-        let size = match httparse::parse_chunk_size(&data[pos..]) {
-            Ok(httparse::Status::Complete((used, size))) => {
-                pos += used;
-                size
-            }
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(_) => return Err(HttpError::Malformed("invalid chunk size")),
-        };
-        if size == 0 {
-            // Trailer lines up to and including the empty line.
-            loop {
-                match data[pos..].windows(2).position(|w| w == b"\r\n") {
-                    None => return Ok(None),
-                    Some(0) => return Ok(Some(body)),
-                    Some(eol) => pos += eol + 2,
-                }
-            }
-        }
-        let size = usize::try_from(size)
-            .ok()
-            .filter(|&s| s <= max_body.saturating_sub(body.len()))
-            .ok_or(HttpError::TooLarge { limit: max_body })?;
-        if data.len() - pos < size + 2 {
-            return Ok(None);
-        }
-        body.extend_from_slice(&data[pos..pos + size]);
-        pos += size;
-        if &data[pos..pos + 2] != b"\r\n" {
-            return Err(HttpError::Malformed("chunk data not followed by CRLF"));
-        }
-        pos += 2;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse_all(resp: &[u8], max: usize) -> Option<Result<Vec<u8>, HttpError>> {
-        // Byte by byte: every prefix is incomplete, the whole is complete.
-        let mut head = None;
-        for i in 0..resp.len() {
-            if let Some(r) = parse_response(&resp[..i], &mut head, false, max) {
-                return Some(r);
-            }
-        }
-        parse_response(resp, &mut head, true, max)
-    }
-
-    #[test]
-    fn decodes_bodies_incrementally() {
-        let r = parse_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 100);
-        assert_eq!(r.unwrap().unwrap(), b"hello");
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
-                        4\r\nwire\r\n6;ext=1\r\nsignal\r\n0\r\nX-T: 1\r\n\r\n";
-        assert_eq!(parse_all(chunked, 100).unwrap().unwrap(), b"wiresignal");
-        let eof = b"HTTP/1.1 200 OK\r\n\r\nuntil eof";
-        assert_eq!(parse_all(eof, 100).unwrap().unwrap(), b"until eof");
-        let cont = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
-        assert_eq!(parse_all(cont, 100).unwrap().unwrap(), b"");
-    }
-
-    #[test]
-    fn rejects_bad_responses() {
-        let r = parse_all(
-            b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nnah",
-            100,
-        );
-        assert!(
-            matches!(r, Some(Err(HttpError::Status { status: 404, ref body, .. })) if body == "nah")
-        );
-        let r = parse_all(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n", 100);
-        assert!(matches!(r, Some(Err(HttpError::TooLarge { limit: 100 }))));
-        let r = parse_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", 100);
-        assert!(matches!(r, Some(Err(HttpError::Malformed(_)))));
-        let r = parse_all(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX",
-            100,
-        );
-        assert!(matches!(r, Some(Err(HttpError::Malformed(_)))));
-        let r = parse_all(b"garbage\r\n\r\n", 100);
-        assert!(matches!(r, Some(Err(HttpError::Malformed(_)))));
-    }
 
     fn options(ws_url: &str, rest_base: &str) -> FeedOptions {
         FeedOptions::new(ws_url, rest_base)
@@ -557,7 +291,7 @@ mod tests {
     #[test]
     fn tls_feeds_are_unsupported() {
         assert!(unsupported(&options("wss://x:1", "http://x:1")).is_some());
-        assert!(unsupported(&options("ws://x:1", "https://x:1")).is_some());
+        assert!(unsupported(&options("ws://x:1", "https://x:1")).is_none());
         assert!(unsupported(&options("ws://x:1/stream", "http://x:1")).is_none());
     }
 }

@@ -1,17 +1,17 @@
 //! The per-connection WebSocket feed loop.
 //!
 //! [`run_feed`] owns one WebSocket connection (and its reconnects) plus at most one
-//! in-flight REST snapshot. It is meant for a tokio current-thread runtime driven by
-//! the engine's pinned receiver thread. Ordering contract, which makes runs against
-//! the simulator deterministic: every WebSocket frame that is already readable is
-//! delivered to [`FeedHandler::on_frame`] before a snapshot that completes at the
-//! same time is delivered to [`FeedHandler::on_snapshot`]; and the snapshot's HTTP
-//! connection is closed before `on_snapshot` runs.
+//! in-flight REST snapshot, which the process's REST control thread performs
+//! ([`super::http::submit`]): the receiver only parses its body. It is meant for a
+//! tokio current-thread runtime driven by the engine's pinned receiver thread.
+//! Ordering contract, which makes runs against the simulator deterministic: every
+//! WebSocket frame that is readable when a snapshot's answer arrives is delivered to
+//! [`FeedHandler::on_frame`] before the snapshot is delivered to
+//! [`FeedHandler::on_snapshot`]; and the snapshot's HTTP connection is closed right
+//! before `on_snapshot` runs.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,24 +25,55 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::conn::{ConnMachine, Down, SnapshotFailure, Up};
-use super::http::{self, HttpError, HttpResponse, RateHeaders, SentRequest, Target};
+use super::http::{self, Answer, HttpError, Pending, RateHeaders, Target};
 /// Upper bound on sending our Close frame at shutdown.
 pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
 /// Initial capacity of the reused frame buffer (grows to the largest frame seen).
 pub(super) const FRAME_BUF: usize = 64 << 10;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, HttpError>> + Send>>;
 
-/// The one snapshot in flight. Sending (connect + request) is driven ahead of the
-/// WebSocket so the GET leaves at once even during a burst; receiving is driven only
-/// when no WebSocket frame is readable, so completion never overtakes a frame.
-/// Exactly one of `sending` / `receiving` is `Some`.
-struct InFlight {
-    symbol: String,
-    deadline: tokio::time::Instant,
-    sending: Option<BoxFuture<SentRequest>>,
-    receiving: Option<BoxFuture<HttpResponse>>,
+/// The one snapshot in flight, performed by the REST control thread. Its
+/// answer is taken when it arrives but delivered only once no WebSocket frame
+/// is readable, so it never overtakes a frame that came before it.
+pub(super) struct InFlight {
+    pub symbol: String,
+    pub pending: Pending,
+    /// The answer, held behind the frames readable when it came.
+    pub ready: Option<Result<Answer, HttpError>>,
+}
+
+impl InFlight {
+    /// Submits the snapshot request of `symbol` to the control thread.
+    pub fn start(opts: &FeedOptions, symbol: String) -> Self {
+        let url = format!("{}{}", opts.rest_base, (opts.snapshot_path)(&symbol));
+        Self {
+            symbol,
+            pending: http::submit(url, opts.http_timeout, http::MAX_BODY),
+            ready: None,
+        }
+    }
+
+    /// Delivers the held answer: the connection is closed, then the body
+    /// goes to the handler (or the failure to the machine).
+    pub fn deliver(
+        self,
+        m: &mut ConnMachine<'_>,
+        opts: &FeedOptions,
+        handler: &mut impl FeedHandler,
+    ) {
+        let recv_ns = realtime_ns();
+        match self.ready {
+            Some(Ok(mut answer)) => {
+                answer.close();
+                let rate = answer.response.rate;
+                let body = &mut answer.response.body;
+                snapshot_arrived(m, opts, handler, &self.symbol, recv_ns, body, rate);
+            }
+            Some(Err(e)) => snapshot_error(m, handler, &self.symbol, &e),
+            None => {}
+        }
+    }
 }
 
 /// Maps a symbol to the REST path (with query) of its snapshot, appended to `rest_base`.
@@ -474,7 +505,7 @@ async fn session(
         m.requeue_due(now, requests);
         if inflight.is_none() {
             if let Some(symbol) = m.take_request(now, requests) {
-                inflight = Some(start_snapshot(opts, symbol));
+                inflight = Some(InFlight::start(opts, symbol));
             }
         }
         if m.wants_send() {
@@ -515,34 +546,12 @@ async fn session(
             }
         }
         let idle_snapshots = inflight.is_none();
-        let (mut no_send, mut no_recv) = (None, None);
-        let (sending, receiving) = match inflight.as_mut() {
-            Some(f) => (&mut f.sending, &mut f.receiving),
-            None => (&mut no_send, &mut no_recv),
-        };
-        let (is_sending, is_receiving) = (sending.is_some(), receiving.is_some());
+        let waiting = inflight.as_ref().is_some_and(|f| f.ready.is_none());
+        let held = inflight.as_ref().is_some_and(|f| f.ready.is_some());
         let mut old_ended = false;
 
         tokio::select! {
             biased;
-            r = drive(sending), if is_sending => match r {
-                Ok(sent) => {
-                    if let Some(f) = inflight.as_mut() {
-                        let (deadline, timeout) = (f.deadline, opts.http_timeout);
-                        f.sending = None;
-                        f.receiving = Some(Box::pin(async move {
-                            tokio::time::timeout_at(deadline, sent.response())
-                                .await
-                                .unwrap_or(Err(HttpError::Timeout(timeout)))
-                        }));
-                    }
-                }
-                Err(e) => {
-                    if let Some(f) = inflight.take() {
-                        snapshot_error(m, handler, &f.symbol, &e);
-                    }
-                }
-            },
             msg = ws.next() => {
                 let recv_ns = realtime_ns();
                 now = Instant::now();
@@ -600,17 +609,21 @@ async fn session(
                     _ => {}
                 }
             }
-            r = drive(receiving), if is_receiving => {
-                let recv_ns = realtime_ns();
-                if let Some(f) = inflight.take() {
-                    match r {
-                        Ok(mut resp) => {
-                            let rate = resp.rate;
-                            snapshot_arrived(m, opts, handler, &f.symbol, recv_ns, &mut resp.body, rate);
-                        }
-                        Err(e) => snapshot_error(m, handler, &f.symbol, &e),
-                    }
+            r = pending(&mut inflight), if waiting => {
+                if let Some(f) = inflight.as_mut() {
+                    f.ready = Some(r);
                 }
+                // It came from another thread, not through this runtime's
+                // reactor: a yield polls the reactor, so frames that arrived
+                // before it are seen readable (and delivered first) next turn.
+                tokio::task::yield_now().await;
+                now = Instant::now();
+            }
+            () = std::future::ready(()), if held => {
+                if let Some(f) = inflight.take() {
+                    f.deliver(m, opts, handler);
+                }
+                now = Instant::now();
             }
             () = requests.notified(), if idle_snapshots => now = Instant::now(),
             () = tokio::time::sleep_until(wake.into()) => now = Instant::now(),
@@ -779,27 +792,10 @@ pub(super) fn deliver(
     handler.on_frame(recv_ns, buf);
 }
 
-fn start_snapshot(opts: &FeedOptions, symbol: String) -> InFlight {
-    let url = format!("{}{}", opts.rest_base, (opts.snapshot_path)(&symbol));
-    let timeout = opts.http_timeout;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let send = Box::pin(async move {
-        tokio::time::timeout_at(deadline, http::send_get(&url, http::MAX_BODY))
-            .await
-            .unwrap_or(Err(HttpError::Timeout(timeout)))
-    });
-    InFlight {
-        symbol,
-        deadline,
-        sending: Some(send),
-        receiving: None,
-    }
-}
-
-/// Await the future in `slot`, or never resolve if there is none.
-async fn drive<T>(slot: &mut Option<BoxFuture<T>>) -> Result<T, HttpError> {
-    match slot {
-        Some(fut) => fut.await,
+/// The in-flight snapshot's answer (pending while there is none).
+async fn pending(inflight: &mut Option<InFlight>) -> Result<Answer, HttpError> {
+    match inflight {
+        Some(f) => (&mut f.pending).await,
         None => std::future::pending().await,
     }
 }

@@ -1,33 +1,44 @@
-//! Minimal async HTTP/1.1 `GET` client for REST snapshots.
+//! REST `GET`s on hyper, performed off the receiver threads.
 //!
-//! One request per connection (`Connection: close`), plain `http://` or `https://`
-//! (rustls with the `ring` provider and the webpki root set). The response is parsed
-//! with `httparse`; `Content-Length`, `chunked` and read-to-EOF bodies are supported.
-//! As soon as the complete body is in memory the connection is dropped, before the
-//! caller sees the response: a simulator may wait for that close before it continues.
+//! One control thread per process (`wiresignal-rest`, started on first use)
+//! runs every snapshot and bootstrap request on its own tokio runtime with
+//! hyper's HTTP/1.1 client, plain `http://` or `https://` (rustls with the
+//! `ring` provider and the webpki roots). A receiver [`submit`]s a URL and
+//! gets a [`Pending`] answer that it awaits (epoll loop) or polls with
+//! [`Pending::try_take`] (busy-poll loop): it never connects, writes or parses
+//! HTTP itself, it only parses the body it is handed.
+//!
+//! Why hyper's connection API and not reqwest's pooled client: the feed loops'
+//! ordering contract (see [`super::feed`]) closes a snapshot's connection only
+//! when the receiver delivers its body, behind every WebSocket frame readable
+//! at that moment (the simulator resumes playback at that close, which makes
+//! runs deterministic). `conn::http1::Connection::without_shutdown` hands the
+//! socket back with the body; a pool keeps it. Snapshots are rare, so one
+//! connection per request (`Connection: close`) costs nothing measurable.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
+use hyper::body::{Body as _, Bytes};
+use hyper::header::{HeaderMap, ACCEPT, ACCEPT_ENCODING, CONNECTION, HOST, USER_AGENT as UA};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
 
 /// Default cap on a response body.
 pub const MAX_BODY: usize = 16 << 20;
-/// Cap on the status line plus headers.
-pub(crate) const MAX_HEAD: usize = 64 << 10;
-/// Headers parsed per response; more is an error.
-pub(crate) const MAX_HEADERS: usize = 64;
 /// Bytes of a non-2xx body kept in [`HttpError::Status`].
 const STATUS_BODY_SNIPPET: usize = 512;
-/// Read granularity for headers, chunked and EOF bodies.
-const READ_CHUNK: usize = 16 << 10;
 pub(crate) const USER_AGENT: &str = concat!("wiresignal/", env!("CARGO_PKG_VERSION"));
 
 /// A complete 2xx response.
@@ -51,17 +62,15 @@ pub struct RateHeaders {
 }
 
 /// Reads the rate-limit headers.
-pub(crate) fn rate_headers(headers: &[httparse::Header<'_>]) -> RateHeaders {
-    let num = |v: &[u8]| std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok();
-    let mut r = RateHeaders::default();
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("retry-after") {
-            r.retry_after = num(h.value).map(|s| Duration::from_secs(u64::from(s)));
-        } else if h.name.eq_ignore_ascii_case("x-mbx-used-weight-1m") {
-            r.used_weight = num(h.value);
-        }
+fn rate_headers(headers: &HeaderMap) -> RateHeaders {
+    let num = |name: &str| {
+        let v = headers.get(name)?.to_str().ok()?;
+        v.trim().parse::<u32>().ok()
+    };
+    RateHeaders {
+        retry_after: num("retry-after").map(|s| Duration::from_secs(u64::from(s))),
+        used_weight: num("x-mbx-used-weight-1m"),
     }
-    r
 }
 
 /// Why a [`get`] failed.
@@ -85,11 +94,11 @@ pub enum HttpError {
         /// `Retry-After`, if sent.
         retry_after: Option<Duration>,
     },
-    /// The response violates HTTP/1.1 framing.
-    Malformed(&'static str),
-    /// The body (or the head) exceeds the configured limit.
+    /// The response violates HTTP/1.1 (hyper's reason).
+    Malformed(String),
+    /// The body exceeds the configured limit.
     TooLarge { limit: usize },
-    /// Reading or writing the established connection failed.
+    /// The control thread could not be started or is gone.
     Io(io::Error),
 }
 
@@ -117,14 +126,101 @@ impl std::error::Error for HttpError {
     }
 }
 
-impl From<io::Error> for HttpError {
-    fn from(e: io::Error) -> Self {
-        Self::Io(e)
+/// A 2xx answer with its connection, which stays open until [`Answer::close`]
+/// (or drop): the feed loops close it right before delivering the body.
+pub struct Answer {
+    /// The response.
+    pub response: HttpResponse,
+    conn: Option<Box<dyn Send>>,
+}
+
+impl fmt::Debug for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Answer")
+            .field("response", &self.response)
+            .field("open", &self.conn.is_some())
+            .finish()
     }
 }
 
-/// `GET url` with a body limit of [`MAX_BODY`]; `timeout` bounds the whole exchange
-/// (resolve, connect, TLS, request, response).
+impl Answer {
+    /// Closes the connection (idempotent).
+    pub fn close(&mut self) {
+        self.conn = None;
+    }
+
+    /// The response, its connection closed.
+    #[must_use]
+    pub fn into_response(self) -> HttpResponse {
+        self.response
+    }
+}
+
+/// The answer to a [`submit`]ted request, produced by the control thread.
+#[derive(Debug)]
+pub struct Pending {
+    rx: oneshot::Receiver<Result<Answer, HttpError>>,
+}
+
+fn thread_gone() -> HttpError {
+    HttpError::Io(io::Error::other("the REST control thread is gone"))
+}
+
+impl Pending {
+    /// The answer if it is complete (never blocks): for the busy-poll loop.
+    pub fn try_take(&mut self) -> Option<Result<Answer, HttpError>> {
+        match self.rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(thread_gone())),
+        }
+    }
+}
+
+impl Future for Pending {
+    type Output = Result<Answer, HttpError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(thread_gone())))
+    }
+}
+
+/// One request for the control thread.
+struct Call {
+    url: String,
+    timeout: Duration,
+    max_body: usize,
+    reply: oneshot::Sender<Result<Answer, HttpError>>,
+}
+
+/// Queues `GET url` on the control thread; `timeout` bounds the whole
+/// exchange (resolve, connect, TLS, request, response). Dropping the
+/// [`Pending`] abandons the request (its connection is closed).
+pub fn submit(url: String, timeout: Duration, max_body: usize) -> Pending {
+    let (reply, rx) = oneshot::channel();
+    let call = Call {
+        url,
+        timeout,
+        max_body,
+        reply,
+    };
+    match control() {
+        Some(tx) => {
+            if let Err(mpsc::error::SendError(call)) = tx.send(call) {
+                let _ = call.reply.send(Err(thread_gone()));
+            }
+        }
+        None => {
+            let _ = call.reply.send(Err(thread_gone()));
+        }
+    }
+    Pending { rx }
+}
+
+/// `GET url` with a body limit of [`MAX_BODY`], on the control thread; the
+/// connection is closed before this returns.
 ///
 /// # Errors
 /// Any [`HttpError`]; a non-2xx status is [`HttpError::Status`].
@@ -141,33 +237,57 @@ pub async fn get_with_limit(
     timeout: Duration,
     max_body: usize,
 ) -> Result<HttpResponse, HttpError> {
-    let exchange = async { send_get(url, max_body).await?.response().await };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(result) => result,
-        Err(_) => Err(HttpError::Timeout(timeout)),
+    submit(url.to_owned(), timeout, max_body)
+        .await
+        .map(Answer::into_response)
+}
+
+/// The control thread's queue (`None`: the thread could not be started).
+fn control() -> Option<&'static mpsc::UnboundedSender<Call>> {
+    static TX: OnceLock<Option<mpsc::UnboundedSender<Call>>> = OnceLock::new();
+    TX.get_or_init(|| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        std::thread::Builder::new()
+            .name("wiresignal-rest".into())
+            .spawn(move || rt.block_on(serve(rx)))
+            .ok()?;
+        Some(tx)
+    })
+    .as_ref()
+}
+
+/// The control thread: every request runs as its own task.
+async fn serve(mut rx: mpsc::UnboundedReceiver<Call>) {
+    while let Some(call) = rx.recv().await {
+        tokio::spawn(run_call(call));
     }
 }
 
-/// First half of a [`get`]: resolve, connect, TLS handshake and write the request.
-/// The caller bounds it in time; [`SentRequest::response`] reads the answer.
-///
-/// Splitting lets the feed loop push the request out eagerly while it defers reading
-/// the response behind already-readable WebSocket frames.
-///
-/// # Errors
-/// [`HttpError::InvalidUrl`], [`HttpError::Connect`], [`HttpError::Tls`] or
-/// [`HttpError::Io`].
-pub async fn send_get(url: &str, max_body: usize) -> Result<SentRequest, HttpError> {
+async fn run_call(mut call: Call) {
+    let result = tokio::select! {
+        // The receiver gave up (its connection was lost): abandon the request.
+        () = call.reply.closed() => return,
+        r = tokio::time::timeout(call.timeout, fetch(&call.url, call.max_body)) => {
+            r.unwrap_or(Err(HttpError::Timeout(call.timeout)))
+        }
+    };
+    let _ = call.reply.send(result);
+}
+
+/// A plain or TLS connection.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+async fn fetch(url: &str, max_body: usize) -> Result<Answer, HttpError> {
     let t = Target::parse(url, "http", "https").map_err(HttpError::InvalidUrl)?;
     let tcp = connect_tcp(&t.host, t.port)
         .await
         .map_err(HttpError::Connect)?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\n\
-         Accept-Encoding: identity\r\nConnection: close\r\n\r\n",
-        t.path, t.host_header
-    );
-    let stream = if t.tls {
+    let io: Box<dyn Io> = if t.tls {
         let config = tls_client_config().map_err(HttpError::Tls)?;
         let name = ServerName::try_from(t.host.clone())
             .map_err(|e| HttpError::Tls(format!("server name {:?}: {e}", t.host)))?;
@@ -175,84 +295,73 @@ pub async fn send_get(url: &str, max_body: usize) -> Result<SentRequest, HttpErr
             .connect(name, tcp)
             .await
             .map_err(|e| HttpError::Tls(e.to_string()))?;
-        Stream::Tls(Box::new(tls))
+        Box::new(tls)
     } else {
-        Stream::Plain(tcp)
+        Box::new(tcp)
     };
-    Ok(SentRequest {
-        conn: send_request(stream, request.as_bytes()).await?,
-        max_body,
+    exchange(io, &t, max_body).await
+}
+
+/// One request and its response on `io`; the connection is handed back
+/// open with a 2xx answer and closed before any error returns.
+async fn exchange<S: Io + 'static>(
+    io: S,
+    t: &Target,
+    max_body: usize,
+) -> Result<Answer, HttpError> {
+    let malformed = |e: hyper::Error| HttpError::Malformed(e.to_string());
+    // Title-case names, as every venue's examples send them.
+    let (mut send, conn) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(malformed)?;
+    let request = Request::get(t.path.as_str())
+        .header(HOST, t.host_header.as_str())
+        .header(UA, USER_AGENT)
+        .header(ACCEPT, "*/*")
+        .header(ACCEPT_ENCODING, "identity")
+        .header(CONNECTION, "close")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| HttpError::InvalidUrl(e.to_string()))?;
+    let response = async move {
+        let resp = send.send_request(request).await.map_err(malformed)?;
+        let status = resp.status().as_u16();
+        let rate = rate_headers(resp.headers());
+        // A declared length over the limit fails before any of it is read.
+        if resp.body().size_hint().lower() > max_body as u64 {
+            return Err(HttpError::TooLarge { limit: max_body });
+        }
+        let body = Limited::new(resp.into_body(), max_body)
+            .collect()
+            .await
+            .map_err(|e| match e.downcast::<LengthLimitError>() {
+                Ok(_) => HttpError::TooLarge { limit: max_body },
+                Err(e) => HttpError::Malformed(e.to_string()),
+            })?
+            .to_bytes();
+        Ok::<_, HttpError>((status, rate, Vec::from(body)))
+    };
+    // `Connection: close`: the connection ends after this one exchange and
+    // gives its socket back instead of shutting it down.
+    let (parts, response) = tokio::join!(conn.without_shutdown(), response);
+    let (status, rate, body) = response?;
+    if !(200..300).contains(&status) {
+        return Err(status_error(status, &body, rate));
+    }
+    Ok(Answer {
+        response: HttpResponse { status, body, rate },
+        conn: parts.ok().map(|p| Box::new(p.io) as Box<dyn Send>),
     })
 }
 
-/// A `GET` whose request is on the wire; see [`send_get`].
-pub struct SentRequest {
-    conn: Conn<Stream>,
-    max_body: usize,
-}
-
-impl fmt::Debug for SentRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SentRequest")
-            .field("max_body", &self.max_body)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SentRequest {
-    /// Read the response; the connection is closed as soon as the body is complete,
-    /// before this returns.
-    ///
-    /// # Errors
-    /// As [`get`], except [`HttpError::Timeout`]: the caller bounds it in time.
-    pub async fn response(self) -> Result<HttpResponse, HttpError> {
-        read_response(self.conn, self.max_body).await
-    }
-}
-
-/// Plain or TLS connection of one request.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
+#[cold]
+fn status_error(status: u16, body: &[u8], rate: RateHeaders) -> HttpError {
+    let snippet = &body[..body.len().min(STATUS_BODY_SNIPPET)];
+    HttpError::Status {
+        status,
+        body: String::from_utf8_lossy(snippet).into_owned(),
+        retry_after: rate.retry_after,
     }
 }
 
@@ -282,276 +391,6 @@ pub fn tls_client_config() -> Result<Arc<ClientConfig>, String> {
                 .map_err(|e| e.to_string())
         })
         .clone()
-}
-
-async fn send_request<S>(stream: S, request: &[u8]) -> Result<Conn<S>, HttpError>
-where
-    S: AsyncWrite + Unpin,
-{
-    let mut conn = Conn {
-        s: stream,
-        buf: Vec::with_capacity(READ_CHUNK),
-        pos: 0,
-    };
-    conn.s.write_all(request).await?;
-    conn.s.flush().await?;
-    Ok(conn)
-}
-
-/// Read one response, drop the connection, then return.
-async fn read_response<S>(mut conn: Conn<S>, max_body: usize) -> Result<HttpResponse, HttpError>
-where
-    S: AsyncRead + Unpin,
-{
-    let head = conn.read_head().await?;
-    let body = match head.framing {
-        Framing::Empty => Vec::new(),
-        Framing::Length(n) => conn.read_length(n, max_body).await?,
-        Framing::Chunked => conn.read_chunked(max_body).await?,
-        Framing::Eof => conn.read_to_eof(max_body).await?,
-    };
-    // The body is complete: close now, before anyone looks at the response.
-    drop(conn);
-    if (200..300).contains(&head.status) {
-        Ok(HttpResponse {
-            status: head.status,
-            body,
-            rate: head.rate,
-        })
-    } else {
-        Err(status_error(head.status, &body, head.rate))
-    }
-}
-
-#[cold]
-pub(crate) fn status_error(status: u16, body: &[u8], rate: RateHeaders) -> HttpError {
-    let snippet = &body[..body.len().min(STATUS_BODY_SNIPPET)];
-    HttpError::Status {
-        status,
-        body: String::from_utf8_lossy(snippet).into_owned(),
-        retry_after: rate.retry_after,
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Framing {
-    Empty,
-    Length(usize),
-    Chunked,
-    Eof,
-}
-
-struct Head {
-    status: u16,
-    framing: Framing,
-    rate: RateHeaders,
-}
-
-/// A stream plus its read buffer; `buf[pos..]` is received but not yet consumed.
-struct Conn<S> {
-    s: S,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl<S: AsyncRead + Unpin> Conn<S> {
-    fn pending(&self) -> &[u8] {
-        &self.buf[self.pos..]
-    }
-
-    /// Read more bytes into the buffer (no zero-filling); `Ok(0)` is EOF.
-    async fn fill(&mut self) -> io::Result<usize> {
-        if self.pos == self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-        } else if self.pos >= READ_CHUNK {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
-        }
-        self.buf.reserve(READ_CHUNK);
-        self.s.read_buf(&mut self.buf).await
-    }
-
-    async fn read_head(&mut self) -> Result<Head, HttpError> {
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(self.pending()) {
-                Ok(httparse::Status::Complete(used)) => {
-                    let status = resp.code.unwrap_or(0);
-                    let framing = framing(status, resp.headers)?;
-                    let rate = rate_headers(resp.headers);
-                    self.pos += used;
-                    // Skip interim responses (100 Continue, 103 Early Hints).
-                    if (100..200).contains(&status) && status != 101 {
-                        continue;
-                    }
-                    return Ok(Head {
-                        status,
-                        framing,
-                        rate,
-                    });
-                }
-                Ok(httparse::Status::Partial) => {
-                    if self.pending().len() > MAX_HEAD {
-                        return Err(HttpError::TooLarge { limit: MAX_HEAD });
-                    }
-                    if self.fill().await? == 0 {
-                        return Err(HttpError::Malformed(
-                            "connection closed before end of headers",
-                        ));
-                    }
-                }
-                Err(httparse::Error::TooManyHeaders) => {
-                    return Err(HttpError::Malformed("too many headers"));
-                }
-                Err(_) => return Err(HttpError::Malformed("invalid status line or header")),
-            }
-        }
-    }
-
-    async fn read_length(&mut self, len: usize, max_body: usize) -> Result<Vec<u8>, HttpError> {
-        if len > max_body {
-            return Err(HttpError::TooLarge { limit: max_body });
-        }
-        let mut body = Vec::with_capacity(len);
-        let take = self.pending().len().min(len);
-        body.extend_from_slice(&self.buf[self.pos..self.pos + take]);
-        self.pos += take;
-        while body.len() < len {
-            // Read straight into the body, never past its end.
-            let want = (len - body.len()) as u64;
-            if (&mut self.s).take(want).read_buf(&mut body).await? == 0 {
-                return Err(HttpError::Malformed("connection closed before end of body"));
-            }
-        }
-        Ok(body)
-    }
-
-    async fn read_to_eof(&mut self, max_body: usize) -> Result<Vec<u8>, HttpError> {
-        let mut body = self.pending().to_vec();
-        self.pos = self.buf.len();
-        loop {
-            if body.len() > max_body {
-                return Err(HttpError::TooLarge { limit: max_body });
-            }
-            body.reserve(READ_CHUNK);
-            if self.s.read_buf(&mut body).await? == 0 {
-                return Ok(body);
-            }
-        }
-    }
-
-    async fn read_chunked(&mut self, max_body: usize) -> Result<Vec<u8>, HttpError> {
-        let mut body = Vec::new();
-        loop {
-            let size = loop {
-                match httparse::parse_chunk_size(self.pending()) {
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        self.pos += used;
-                        break size;
-                    }
-                    Ok(httparse::Status::Partial) => {
-                        if self.pending().len() > MAX_HEAD {
-                            return Err(HttpError::Malformed("chunk size line too long"));
-                        }
-                        self.fill_or_eof("connection closed inside chunked body")
-                            .await?;
-                    }
-                    Err(_) => return Err(HttpError::Malformed("invalid chunk size")),
-                }
-            };
-            if size == 0 {
-                self.skip_trailers().await?;
-                return Ok(body);
-            }
-            let size = usize::try_from(size)
-                .ok()
-                .filter(|&s| s <= max_body.saturating_sub(body.len()))
-                .ok_or(HttpError::TooLarge { limit: max_body })?;
-            let mut left = size;
-            while left > 0 {
-                if self.pending().is_empty() {
-                    self.fill_or_eof("connection closed inside chunk").await?;
-                }
-                let take = self.pending().len().min(left);
-                body.extend_from_slice(&self.buf[self.pos..self.pos + take]);
-                self.pos += take;
-                left -= take;
-            }
-            while self.pending().len() < 2 {
-                self.fill_or_eof("connection closed after chunk data")
-                    .await?;
-            }
-            if &self.pending()[..2] != b"\r\n" {
-                return Err(HttpError::Malformed("chunk data not followed by CRLF"));
-            }
-            self.pos += 2;
-        }
-    }
-
-    /// After the last chunk: skip trailer lines up to and including the empty line.
-    async fn skip_trailers(&mut self) -> Result<(), HttpError> {
-        loop {
-            if let Some(eol) = self.pending().windows(2).position(|w| w == b"\r\n") {
-                self.pos += eol + 2;
-                if eol == 0 {
-                    return Ok(());
-                }
-                continue;
-            }
-            if self.pending().len() > MAX_HEAD {
-                return Err(HttpError::TooLarge { limit: MAX_HEAD });
-            }
-            self.fill_or_eof("connection closed inside chunked trailer")
-                .await?;
-        }
-    }
-
-    async fn fill_or_eof(&mut self, why: &'static str) -> Result<(), HttpError> {
-        if self.fill().await? == 0 {
-            Err(HttpError::Malformed(why))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-/// Body framing per RFC 9112 §6.3 (for a response to `GET`).
-pub(crate) fn framing(status: u16, headers: &[httparse::Header<'_>]) -> Result<Framing, HttpError> {
-    if (100..200).contains(&status) || status == 204 || status == 304 {
-        return Ok(Framing::Empty);
-    }
-    let mut length = None;
-    let mut transfer_encoding = false;
-    let mut chunked = false;
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            transfer_encoding = true;
-            // Chunked must be the final coding; a later header line overrides.
-            chunked = h
-                .value
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if h.name.eq_ignore_ascii_case("content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .map(str::trim)
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<usize>().ok())
-                .ok_or(HttpError::Malformed("invalid content-length"))?;
-            if length.is_some_and(|prev| prev != n) {
-                return Err(HttpError::Malformed("conflicting content-length headers"));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match (transfer_encoding, chunked, length) {
-        (true, true, _) => Framing::Chunked,
-        (false, _, Some(n)) => Framing::Length(n),
-        (true, false, _) | (false, _, None) => Framing::Eof,
-    })
 }
 
 /// A parsed `scheme://host[:port][/path][?query]` URL.
@@ -637,6 +476,7 @@ impl Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn parses_urls() {
@@ -685,8 +525,14 @@ mod tests {
         let (client, mut server) = tokio::io::duplex(64);
         let response = response.to_vec();
         let srv = async move {
-            let mut req = [0u8; 1024];
-            let _ = server.read(&mut req).await;
+            // The whole request head first (the pipe holds 64 bytes).
+            let (mut req, mut buf) = (Vec::new(), [0u8; 64]);
+            while !req.ends_with(b"\r\n\r\n") {
+                match server.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
             // Byte by byte: exercises every partial-read path.
             for b in response {
                 if server.write_all(&[b]).await.is_err() {
@@ -694,12 +540,9 @@ mod tests {
                 }
             }
         };
-        let exchange = async {
-            let conn = send_request(client, b"GET / HTTP/1.1\r\n\r\n").await?;
-            read_response(conn, max).await
-        };
-        let ((), r) = tokio::join!(srv, exchange);
-        r
+        let t = Target::parse("http://test/", "http", "https").unwrap();
+        let ((), r) = tokio::join!(srv, exchange(client, &t, max));
+        r.map(Answer::into_response)
     }
 
     #[tokio::test]
@@ -718,48 +561,59 @@ mod tests {
 
         let cont = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
         assert_eq!(run(cont, 100).await.unwrap().status, 204);
+
+        let limited = b"HTTP/1.1 200 OK\r\nRetry-After: 7\r\nx-mbx-used-weight-1m: 1234\r\n\
+                        Content-Length: 2\r\n\r\n{}";
+        let r = run(limited, 100).await.unwrap();
+        assert_eq!(r.rate.retry_after, Some(Duration::from_secs(7)));
+        assert_eq!(r.rate.used_weight, Some(1234));
     }
 
     #[tokio::test]
     async fn rejects_bad_responses() {
         let r = run(
-            b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nnah",
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\nContent-Length: 3\r\n\r\nnah",
             100,
         )
         .await;
-        assert!(matches!(r, Err(HttpError::Status { status: 404, ref body, .. }) if body == "nah"));
+        assert!(
+            matches!(r, Err(HttpError::Status { status: 429, ref body, retry_after: Some(d) })
+                if body == "nah" && d == Duration::from_secs(3)),
+            "{r:?}"
+        );
         let r = run(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n", 100).await;
-        assert!(matches!(r, Err(HttpError::TooLarge { limit: 100 })));
+        assert!(
+            matches!(r, Err(HttpError::TooLarge { limit: 100 })),
+            "{r:?}"
+        );
         let r = run(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n80\r\n",
             100,
         )
         .await;
-        assert!(matches!(r, Err(HttpError::TooLarge { .. })));
-        let r = run(b"HTTP/1.1 200 OK\r\n\r\n0123456789", 5).await;
-        assert!(matches!(r, Err(HttpError::TooLarge { .. })));
-        let r = run(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", 100).await;
-        assert!(matches!(r, Err(HttpError::Malformed(_))));
-        let r = run(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            100,
-        )
-        .await;
-        assert!(matches!(r, Err(HttpError::Malformed(_))));
-        let r = run(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX",
-            100,
-        )
-        .await;
-        assert!(matches!(r, Err(HttpError::Malformed(_))));
-        let r = run(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-            100,
+        assert!(
+            matches!(
+                r,
+                Err(HttpError::TooLarge { .. }) | Err(HttpError::Malformed(_))
+            ),
+            "{r:?}"
         );
-        assert!(matches!(r.await, Err(HttpError::Malformed(_))));
-        let r = run(b"garbage\r\n\r\n", 100).await;
-        assert!(matches!(r, Err(HttpError::Malformed(_))));
-        let r = run(b"HTTP/1.1 200 OK\r\nContent-", 100).await;
-        assert!(matches!(r, Err(HttpError::Malformed(_))));
+        let r = run(b"HTTP/1.1 200 OK\r\n\r\n0123456789", 5).await;
+        assert!(matches!(r, Err(HttpError::TooLarge { .. })), "{r:?}");
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            b"garbage\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-",
+        ] {
+            let r = run(bad, 100).await;
+            assert!(
+                matches!(r, Err(HttpError::Malformed(_))),
+                "{:?}: {r:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

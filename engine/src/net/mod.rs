@@ -1,6 +1,6 @@
 //! Network layer of the engine.
 //!
-//! - [`http`]: a minimal async HTTP/1.1 `GET` client (plain and TLS) for REST snapshots.
+//! - [`http`]: REST `GET`s on hyper (plain and TLS), run by one control thread per process.
 //! - [`backoff`]: exponential reconnect backoff with jitter.
 //! - [`budget`]: per-venue request budgets (connection attempts, REST weight) and venue pauses.
 //! - [`feed`]: the per-connection WebSocket feed loop run by the pinned receiver thread.
@@ -19,4 +19,4 @@ pub mod http;
 
 pub use backoff::Backoff;
 pub use feed::{run_feed, run_feeds, FeedHandler, FeedOptions, FeedStats, SnapshotRequests};
-pub use http::{get, HttpError, HttpResponse, SentRequest};
+pub use http::{get, HttpError, HttpResponse};
