@@ -409,6 +409,7 @@ fn exposition_of_a_filled_registry() {
     let s = r.add_instrument(info(0, "BTCUSDT"));
     s.events.add(7);
     s.gaps.inc();
+    s.lost_ns.add(1_500_000_000);
     s.synced.set(1);
     s.last_event_mono.set(now as i64 - 250_000_000);
     let ring = r.add_ring("receiver0->signal0".into(), 1024);
@@ -442,6 +443,10 @@ fn exposition_of_a_filled_registry() {
     let l = "{venue=\"binance-spot\",symbol=\"BTCUSDT\"}";
     assert_eq!(m[&format!("wiresignal_instrument_events_total{l}")], 7.0);
     assert_eq!(m[&format!("wiresignal_instrument_gaps_total{l}")], 1.0);
+    assert_eq!(
+        m[&format!("wiresignal_instrument_lost_seconds_total{l}")],
+        1.5
+    );
     assert!((m[&format!("wiresignal_instrument_staleness_seconds{l}")] - 0.25).abs() < 1e-9);
     assert_eq!(m[&format!("wiresignal_instrument_stale{l}")], 0.0);
     // Configured but never seen: listed, stale, no staleness sample.

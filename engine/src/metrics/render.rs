@@ -120,11 +120,6 @@ const INSTRUMENT_COUNTERS: &[InstrumentCounter] = &[
         |s| s.resyncs.get(),
     ),
     (
-        "wiresignal_instrument_lost_nanoseconds_total",
-        "Time the book was out of sync after its first sync (receive clock).",
-        |s| s.lost_ns.get(),
-    ),
-    (
         "wiresignal_instrument_resets_total",
         "Feed resets (reconnects) seen.",
         |s| s.resets.get(),
@@ -306,6 +301,16 @@ pub fn render(registry: &Registry, health: &Health) -> String {
         for (k, (_, s)) in instruments.iter().enumerate() {
             e.sample_u64(name, &lbl(k), get(s));
         }
+    }
+    e.family(
+        "wiresignal_instrument_lost_seconds_total",
+        Kind::Counter,
+        "Time the book was out of sync after its first sync (receive clock).",
+    );
+    for (k, (_, s)) in instruments.iter().enumerate() {
+        #[allow(clippy::cast_precision_loss)] // ns of lost time: exact below 104 days
+        let secs = s.lost_ns.get() as f64 / 1e9;
+        e.sample_f64("wiresignal_instrument_lost_seconds_total", &lbl(k), secs);
     }
     e.family(
         "wiresignal_instrument_book_levels",

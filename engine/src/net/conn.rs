@@ -35,10 +35,11 @@ use super::backoff::Backoff;
 use super::budget::full_jitter;
 use super::feed::{FeedOptions, FeedStats, SnapshotRequests};
 
-/// A connection that stayed up at least this long resets the backoff (the
-/// default of [`FeedOptions::healthy_after`]); frames alone do not, so a
-/// server that drops every connection after a few hundred frames sees the
-/// backoff grow.
+/// A connection that stayed up with its books in sync (no recovery pending,
+/// in flight or waiting out a retry) at least this long resets the backoff
+/// (the default of [`FeedOptions::healthy_after`]); frames alone do not, so
+/// a server that drops every connection after a few hundred frames, or
+/// keeps its books from syncing, sees the backoff grow.
 pub const HEALTHY_UPTIME: Duration = Duration::from_secs(30);
 
 /// The longest pause a venue's `Retry-After` can impose (a misbehaving
@@ -119,6 +120,9 @@ struct Session {
     queued: std::collections::VecDeque<String>,
     /// When the planned rollover is due (`None`: none planned).
     rollover_at: Option<Instant>,
+    /// Since when no recovery was pending, in flight or waiting for a
+    /// retry (`None`: one is): the clock of a healthy session.
+    calm_since: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -141,6 +145,8 @@ pub struct ConnMachine<'a> {
     rest_wait: Option<Instant>,
     /// The request last handed out was a fetch ([`SnapshotRequests::request_fetch`]).
     last_fetch: bool,
+    /// A request handed out by `take_request` has no outcome yet.
+    inflight: bool,
     /// Counters.
     pub stats: FeedStats,
 }
@@ -160,6 +166,7 @@ impl<'a> ConnMachine<'a> {
             retries: Vec::new(),
             rest_wait: None,
             last_fetch: false,
+            inflight: false,
             stats: FeedStats::default(),
         }
     }
@@ -203,8 +210,23 @@ impl<'a> ConnMachine<'a> {
             next_ping: (!o.ping_interval.is_zero()).then(|| now + o.ping_interval),
             queued: std::collections::VecDeque::new(),
             rollover_at: (!o.rollover_after.is_zero()).then(|| now + o.rollover_after),
+            calm_since: None,
         });
         requests.prepend(o.snapshot_symbols.iter().map(String::as_str));
+        self.settle(now, requests);
+    }
+
+    /// Starts or stops the healthy clock: calm while no recovery is
+    /// pending, in flight or waiting out a retry.
+    fn settle(&mut self, now: Instant, requests: &SnapshotRequests) {
+        let calm = !self.inflight && self.retries.is_empty() && requests.is_idle();
+        if let Phase::Up(s) = &mut self.phase {
+            if !calm {
+                s.calm_since = None;
+            } else if s.calm_since.is_none() {
+                s.calm_since = Some(now);
+            }
+        }
     }
 
     /// The attempt failed: wait out the backoff (or stop).
@@ -298,6 +320,10 @@ impl<'a> ConnMachine<'a> {
         }
         loop {
             let symbol = requests.pop()?;
+            // A recovery: the books are not calm (resubscribes included).
+            if let Phase::Up(s) = &mut self.phase {
+                s.calm_since = None;
+            }
             let fetch = requests.take_fetch(&symbol);
             if !fetch {
                 match (self.opts.resubscribe.get(&symbol), &mut self.phase) {
@@ -329,6 +355,7 @@ impl<'a> ConnMachine<'a> {
                 }
             }
             self.last_fetch = fetch;
+            self.inflight = true;
             return Some(symbol);
         }
     }
@@ -351,6 +378,7 @@ impl<'a> ConnMachine<'a> {
         if self.rest_wait.is_some_and(|t| now >= t) {
             self.rest_wait = None;
         }
+        self.settle(now, requests);
     }
 
     /// A rollover should start now: the planned time came, or the venue
@@ -437,6 +465,7 @@ impl<'a> ConnMachine<'a> {
 
     /// The snapshot of `symbol` arrived: its backoff starts over.
     pub fn snapshot_ok(&mut self, symbol: &str) {
+        self.inflight = false;
         self.retries.retain(|r| r.symbol != symbol);
     }
 
@@ -452,6 +481,7 @@ impl<'a> ConnMachine<'a> {
         failure: SnapshotFailure,
     ) -> Duration {
         self.stats.snapshot_retries += 1;
+        self.inflight = false;
         let at = match self.retries.iter().position(|r| r.symbol == symbol) {
             Some(i) => i,
             None => {
@@ -507,13 +537,17 @@ impl<'a> ConnMachine<'a> {
 
     /// The connection is gone: the snapshot that was in flight (if any) is
     /// queued again so a request from another thread is not lost; a healthy
-    /// session resets the backoff; then wait it out (or stop).
+    /// session (up with its books calm for `healthy_after`) resets the
+    /// backoff; then wait it out (or stop).
     pub fn lost(&mut self, now: Instant, inflight: Option<&str>, requests: &SnapshotRequests) {
         if let Some(sym) = inflight {
             requests.prepend(std::iter::once(sym));
         }
+        self.inflight = false;
         if let Phase::Up(s) = &self.phase {
-            if now.duration_since(s.started) >= self.opts.healthy_after {
+            if s.calm_since
+                .is_some_and(|t| now.duration_since(t) >= self.opts.healthy_after)
+            {
                 self.backoff.reset();
             }
         }
@@ -608,7 +642,7 @@ mod tests {
     #[test]
     fn backoff_grows_until_a_healthy_session_and_max_reconnects_stops() {
         let mut o = opts();
-        o.max_reconnects = Some(4);
+        o.max_reconnects = Some(5);
         let r = SnapshotRequests::new();
         let mut m = ConnMachine::new(&o);
         let mut t = Instant::now();
@@ -635,17 +669,31 @@ mod tests {
         t += Duration::from_millis(400);
         assert_eq!(m.poll_down(t), Down::Connect);
         assert_eq!(m.stats.reconnects, 3);
-        // A session that stayed up `healthy_after` resets it.
+        // Up for `healthy_after`, but its book never synced (the snapshot
+        // keeps failing): not healthy either.
         m.connected(t, &r);
+        assert_eq!(m.take_request(t, &r).as_deref(), Some("ETH"));
+        m.snapshot_failed(t, "ETH", SnapshotFailure::Transport);
+        t += o.healthy_after;
+        m.requeue_due(t, &r);
+        m.lost(t, None, &r);
+        assert_eq!(m.poll_down(t), Down::Wait(t + Duration::from_millis(800)));
+        t += Duration::from_millis(800);
+        assert_eq!(m.poll_down(t), Down::Connect);
+        // Up with its books calm for `healthy_after`: the backoff resets.
+        m.connected(t, &r);
+        assert_eq!(m.take_request(t, &r).as_deref(), Some("ETH"));
+        m.snapshot_ok("ETH");
+        m.requeue_due(t, &r);
         t += o.healthy_after;
         m.lost(t, None, &r);
         assert_eq!(m.poll_down(t), Down::Wait(t + Duration::from_millis(100)));
         t += Duration::from_millis(100);
         assert_eq!(m.poll_down(t), Down::Connect);
-        assert_eq!(m.stats.reconnects, 4);
+        assert_eq!(m.stats.reconnects, 5);
         m.connect_failed(t);
         assert_eq!(m.poll_down(t + Duration::from_secs(9)), Down::Stop);
-        assert_eq!(m.stats.connects, 2);
+        assert_eq!(m.stats.connects, 3);
     }
 
     #[test]

@@ -114,8 +114,9 @@ pub struct FeedOptions {
     /// that stays open but sends nothing is replaced); zero disables.
     pub data_timeout: Duration,
     /// A session counts as healthy, and the reconnect backoff starts over,
-    /// only after it stayed up this long (a server dropping every few
-    /// hundred frames cannot reset it).
+    /// only after it stayed up this long with its books in sync (no
+    /// recovery pending, in flight or waiting out a retry): a server
+    /// dropping every few hundred frames cannot reset it.
     pub healthy_after: Duration,
     /// Connection attempts of the venue, shared by all its connections in
     /// the process (`None`: unlimited).
@@ -297,6 +298,12 @@ impl SnapshotRequests {
             }
             None => false,
         }
+    }
+
+    /// Whether no request is waiting (one atomic load).
+    #[must_use]
+    pub fn is_idle(&self) -> bool {
+        !self.pending.load(Ordering::Acquire)
     }
 
     /// Symbols waiting to be fetched (not counting the one in flight), in order.
