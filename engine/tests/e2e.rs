@@ -1370,6 +1370,27 @@ fn a_planned_rollover_loses_no_message() {
 }
 
 #[test]
+fn a_planned_rollover_of_the_busy_poll_receiver_loses_no_message() {
+    let Some((sim, cap)) = spot_sim(bench::sim::Faults::default(), |sc| {
+        sc.speed = SimSpeed::Factor(40.0);
+    }) else {
+        return;
+    };
+    let dir = temp_dir("e2e-rollover-busy");
+    let live = run_feed(
+        &sim,
+        &dir.join("live.jsonl"),
+        "receiver_mode = \"busy_poll\"",
+        "rollover_after_ms = 2500",
+        "binance-spot",
+        "BTCUSDT",
+        true,
+    );
+    sim.shutdown().unwrap();
+    assert_seamless(&live, &dir, &cap);
+}
+
+#[test]
 fn a_server_shutdown_notice_rolls_over_before_the_close() {
     let faults = bench::sim::Faults {
         closing_after: Some((4000, Duration::from_secs(3))),

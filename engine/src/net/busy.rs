@@ -4,7 +4,10 @@
 //! receiver thread never sleeps in `epoll_wait`, it spins on a non-blocking
 //! socket (`recv` returning `EAGAIN` is the poll) with the sync `tungstenite`
 //! client. Same [`FeedHandler`] callbacks, same [`SnapshotRequests`], same
-//! reconnect [`Backoff`], pings and idle timeout, and the same ordering
+//! reconnect [`Backoff`], pings, idle and data timeouts, the same
+//! make-before-break rollovers (the replacement's connect and subscribe
+//! block the thread, as a connect does; its frames are held until the
+//! switch, [`super::feed::Replacement`]), and the same ordering
 //! contract: the REST control thread performs the snapshot GET (one in
 //! flight), its answer is delivered only when no WebSocket frame is readable,
 //! every frame readable when it arrived is delivered before it, and the HTTP
@@ -24,8 +27,8 @@ use tungstenite::{Error as WsError, Message, WebSocket};
 
 use super::conn::{ConnMachine, Down, Up};
 use super::feed::{
-    close_reason, deliver, realtime_ns, FeedHandler, FeedOptions, FeedStats, InFlight,
-    SnapshotRequests, CLOSE_TIMEOUT, FRAME_BUF,
+    close_reason, deliver, realtime_ns, switched, FeedHandler, FeedOptions, FeedStats, InFlight,
+    Replacement, SnapshotRequests, Verdict, CLOSE_TIMEOUT, FRAME_BUF,
 };
 use super::http::Target;
 
@@ -118,6 +121,10 @@ fn session(
     frame_buf: &mut Vec<u8>,
 ) -> SessionEnd {
     let mut inflight: Option<InFlight> = None;
+    // The replacement connection of a rollover, while both run.
+    let mut next: Option<Replacement<Ws>> = None;
+    // The venue announced it will close this connection.
+    let mut notice = false;
     // The machine's next deadline; timers are looked at once per
     // `TIMER_EVERY` empty polls, not on every spin.
     let mut wake = Instant::now();
@@ -143,10 +150,12 @@ fn session(
                     Message::Text(t) => {
                         deliver(handler, &mut m.stats, frame_buf, recv_ns, t.as_bytes());
                         m.received(now, handler.frame_was_data());
+                        notice |= handler.take_closing_notice();
                     }
                     Message::Binary(b) => {
                         deliver(handler, &mut m.stats, frame_buf, recv_ns, &b);
                         m.received(now, handler.frame_was_data());
+                        notice |= handler.take_closing_notice();
                     }
                     // tungstenite queued the Pong; the next read flushes it.
                     Message::Ping(_) | Message::Frame(_) => m.received(now, false),
@@ -157,17 +166,40 @@ fn session(
                     Message::Close(frame) => {
                         // Answer the close handshake (the reply is queued).
                         let _ = ws.flush();
-                        break close_reason(frame.as_ref());
+                        if next.is_none() {
+                            break close_reason(frame.as_ref());
+                        }
+                        // The replacement is up: it takes over (books kept).
+                        switch_over(m, ws, &mut next, handler, frame_buf, now);
                     }
                 }
                 // More frames may be readable: the snapshot waits behind them.
                 continue;
             }
             Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) if next.is_some() => {
+                switch_over(m, ws, &mut next, handler, frame_buf, Instant::now());
+                continue;
+            }
             Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
                 break "websocket stream ended".to_owned();
             }
             Err(e) => break format!("websocket error: {e}"),
+        }
+
+        // The replacement's frames are held until the switch.
+        if let Some(n) = next.as_mut() {
+            let now = Instant::now();
+            match n.ws.read() {
+                Ok(Message::Text(t)) => n.hold(now, realtime_ns(), t.as_bytes()),
+                Ok(Message::Binary(b)) => n.hold(now, realtime_ns(), &b),
+                Ok(_) => {}
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    next = None;
+                    m.rollover_failed(now);
+                }
+            }
         }
 
         // No WebSocket frame is readable: only now may the snapshot be delivered.
@@ -189,7 +221,23 @@ fn session(
 
         empty_polls = empty_polls.wrapping_add(1);
         if empty_polls % TIMER_EVERY == 0 {
-            let now = Instant::now();
+            let mut now = Instant::now();
+            // Make before break: open the replacement, let both run, then switch.
+            if next.is_none() && m.rollover_due(now, std::mem::take(&mut notice)) {
+                next = open_replacement(m, opts, handler);
+                // The old socket was not read meanwhile: its timers do not count it.
+                let after = Instant::now();
+                m.excuse(after.saturating_duration_since(now));
+                now = after;
+            }
+            match next.as_ref().map(|n| n.verdict(now, opts)) {
+                Some(Verdict::Fail) => {
+                    next = None;
+                    m.rollover_failed(now);
+                }
+                Some(Verdict::Switch) => switch_over(m, ws, &mut next, handler, frame_buf, now),
+                Some(Verdict::Wait(_)) | None => {}
+            }
             if m.wants_send() {
                 wake = now;
             }
@@ -226,6 +274,50 @@ fn session(
     m.lost(Instant::now(), symbol, requests);
     handler.on_disconnected(&end);
     SessionEnd::Lost
+}
+
+/// Opens and subscribes the replacement of the current connection (blocking,
+/// like a connect; `None`: it failed, the current one carries on and the
+/// machine retries later).
+fn open_replacement(
+    m: &mut ConnMachine<'_>,
+    opts: &FeedOptions,
+    handler: &mut impl FeedHandler,
+) -> Option<Replacement<Ws>> {
+    let subscribed = connect(opts).and_then(|mut ws| {
+        for (i, text) in opts.subscribe.iter().enumerate() {
+            if i > 0 {
+                std::thread::sleep(opts.send_interval);
+            }
+            queue(&mut ws, Message::text(text.as_str()), "subscribe")?;
+        }
+        Ok(ws)
+    });
+    match subscribed {
+        Ok(ws) => Some(Replacement::new(ws, Instant::now())),
+        Err(e) => {
+            m.rollover_failed(Instant::now());
+            handler.on_connect_error(&format!("rollover: {e}"));
+            None
+        }
+    }
+}
+
+/// The replacement takes over: the old connection is closed politely and
+/// the replacement's held frames are delivered (see [`switched`]).
+fn switch_over(
+    m: &mut ConnMachine<'_>,
+    ws: &mut Ws,
+    next: &mut Option<Replacement<Ws>>,
+    handler: &mut impl FeedHandler,
+    frame_buf: &mut Vec<u8>,
+    now: Instant,
+) {
+    if let Some(n) = next.take() {
+        let mut old = std::mem::replace(ws, n.ws);
+        close_quietly(&mut old);
+        switched(m, handler, frame_buf, &n.buffer, now);
+    }
 }
 
 /// Best effort: send our Close frame, never hang on it.

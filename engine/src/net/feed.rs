@@ -481,7 +481,7 @@ async fn session(
 ) -> SessionEnd {
     let mut inflight: Option<InFlight> = None;
     // The replacement connection of a rollover, while both run.
-    let mut next: Option<Replacement> = None;
+    let mut next: Option<Replacement<Ws>> = None;
     // `now` is refreshed by every event (a frame reads the clock anyway), so
     // the machine is consulted without a clock read per frame of its own.
     let mut now = Instant::now();
@@ -496,17 +496,17 @@ async fn session(
             m.excuse(after.saturating_duration_since(now));
             now = after;
         }
-        if let Some(n) = &next {
-            if n.first_frame.is_none() && now >= n.opened + opts.connect_timeout {
-                // Subscribed but silent: give up on it; the old one carries on.
+        let mut next_due = None;
+        match next.as_ref().map(|n| n.verdict(now, opts)) {
+            Some(Verdict::Fail) => {
                 next = None;
                 m.rollover_failed(now);
-            } else if n.buffer.len() >= REPLACEMENT_BUFFER
-                || n.first_frame
-                    .is_some_and(|t| now >= t + opts.rollover_overlap)
-            {
+            }
+            Some(Verdict::Switch) => {
                 switch_over(m, ws, &mut next, handler, frame_buf, now).await;
             }
+            Some(Verdict::Wait(t)) => next_due = Some(t),
+            None => {}
         }
         // Everything the machine wants done now, then its next deadline.
         m.requeue_due(now, requests);
@@ -524,11 +524,8 @@ async fn session(
         if let Some(t) = m.rollover_at() {
             wake = wake.min(t);
         }
-        if let Some(n) = &next {
-            wake = wake.min(match n.first_frame {
-                Some(t) => t + opts.rollover_overlap,
-                None => n.opened + opts.connect_timeout,
-            });
+        if let Some(t) = next_due {
+            wake = wake.min(t);
         }
         while now >= wake {
             match m.poll_up(now) {
@@ -595,20 +592,14 @@ async fn session(
             msg = replacement_frame(&mut next) => {
                 let recv_ns = realtime_ns();
                 now = Instant::now();
-                // Held until the switch: the old connection delivers
-                // everything up to it, then these follow in their own
-                // order (what the old one already gave is dropped by id),
-                // so a faster replacement cannot overtake the old one.
+                // Held until the switch (see `Replacement::hold`).
                 let payload = match &msg {
                     Some(Ok(Message::Text(t))) => Some(t.as_bytes()),
                     Some(Ok(Message::Binary(b))) => Some(&b[..]),
                     _ => None,
                 };
                 match (payload, next.as_mut()) {
-                    (Some(p), Some(n)) => {
-                        n.buffer.push((recv_ns, p.to_vec()));
-                        n.first_frame.get_or_insert(now);
-                    }
+                    (Some(p), Some(n)) => n.hold(now, recv_ns, p),
                     (None, Some(_)) if !matches!(msg, Some(Ok(_))) => {
                         next = None;
                         m.rollover_failed(now);
@@ -655,15 +646,57 @@ async fn session(
 /// Frames of a replacement held at most until the switch.
 const REPLACEMENT_BUFFER: usize = 100_000;
 
-/// The replacement connection of a rollover.
-struct Replacement {
-    ws: Ws,
+/// The replacement connection of a rollover (either loop's socket).
+pub(super) struct Replacement<W> {
+    pub ws: W,
     /// When it was opened and subscribed.
     opened: Instant,
     /// When it delivered its first frame.
     first_frame: Option<Instant>,
     /// Its frames so far (receive time, payload), delivered at the switch.
-    buffer: Vec<(i64, Vec<u8>)>,
+    pub buffer: Vec<(i64, Vec<u8>)>,
+}
+
+/// What to do with a replacement now.
+pub(super) enum Verdict {
+    /// Subscribed but silent for `connect_timeout`: give up on it (the old
+    /// connection carries on).
+    Fail,
+    /// Both ran for `rollover_overlap` (or its buffer is full): switch.
+    Switch,
+    /// Nothing before this instant.
+    Wait(Instant),
+}
+
+impl<W> Replacement<W> {
+    /// A replacement just opened and subscribed.
+    pub fn new(ws: W, now: Instant) -> Self {
+        Self {
+            ws,
+            opened: now,
+            first_frame: None,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Holds a frame until the switch: the old connection delivers
+    /// everything up to it, then these follow in their own order (what the
+    /// old one already gave is dropped by id), so a faster replacement
+    /// cannot overtake the old one.
+    pub fn hold(&mut self, now: Instant, recv_ns: i64, payload: &[u8]) {
+        self.buffer.push((recv_ns, payload.to_vec()));
+        self.first_frame.get_or_insert(now);
+    }
+
+    pub fn verdict(&self, now: Instant, opts: &FeedOptions) -> Verdict {
+        match self.first_frame {
+            None if now >= self.opened + opts.connect_timeout => Verdict::Fail,
+            None => Verdict::Wait(self.opened + opts.connect_timeout),
+            Some(_) if self.buffer.len() >= REPLACEMENT_BUFFER => Verdict::Switch,
+            Some(t) if now >= t + opts.rollover_overlap => Verdict::Switch,
+            Some(t) => Verdict::Wait(t + opts.rollover_overlap),
+        }
+    }
 }
 
 /// Opens and subscribes the replacement of the current connection (`None`:
@@ -672,7 +705,7 @@ async fn open_replacement(
     m: &mut ConnMachine<'_>,
     opts: &FeedOptions,
     handler: &mut impl FeedHandler,
-) -> Option<Replacement> {
+) -> Option<Replacement<Ws>> {
     let mut ws = match timeout(opts.connect_timeout, connect(opts)).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
@@ -695,12 +728,7 @@ async fn open_replacement(
             return None;
         }
     }
-    Some(Replacement {
-        ws,
-        opened: Instant::now(),
-        first_frame: None,
-        buffer: Vec::new(),
-    })
+    Some(Replacement::new(ws, Instant::now()))
 }
 
 /// The replacement takes over: the old connection is closed politely, the
@@ -710,7 +738,7 @@ async fn open_replacement(
 async fn switch_over(
     m: &mut ConnMachine<'_>,
     ws: &mut Ws,
-    next: &mut Option<Replacement>,
+    next: &mut Option<Replacement<Ws>>,
     handler: &mut impl FeedHandler,
     frame_buf: &mut Vec<u8>,
     now: Instant,
@@ -718,18 +746,30 @@ async fn switch_over(
     if let Some(n) = next.take() {
         let mut old = std::mem::replace(ws, n.ws);
         let _ = timeout(CLOSE_TIMEOUT, old.close(None)).await;
-        m.rolled_over(now);
-        for (recv_ns, frame) in &n.buffer {
-            deliver(handler, &mut m.stats, frame_buf, *recv_ns, frame);
-            m.received(now, handler.frame_was_data());
-        }
-        handler.on_rollover();
+        switched(m, handler, frame_buf, &n.buffer, now);
     }
+}
+
+/// The replacement took over (the old connection is closed): its held
+/// frames are delivered and the handler is told.
+pub(super) fn switched(
+    m: &mut ConnMachine<'_>,
+    handler: &mut impl FeedHandler,
+    frame_buf: &mut Vec<u8>,
+    held: &[(i64, Vec<u8>)],
+    now: Instant,
+) {
+    m.rolled_over(now);
+    for (recv_ns, frame) in held {
+        deliver(handler, &mut m.stats, frame_buf, *recv_ns, frame);
+        m.received(now, handler.frame_was_data());
+    }
+    handler.on_rollover();
 }
 
 /// The next message of the replacement connection (pending while none).
 async fn replacement_frame(
-    next: &mut Option<Replacement>,
+    next: &mut Option<Replacement<Ws>>,
 ) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
     match next {
         Some(n) => n.ws.next().await,
