@@ -154,6 +154,10 @@ impl<W: Write> JsonlWriter<W> {
     }
 
     /// Handles one message.
+    // Not inlined into the sink loop: inlined, it made the loop's own
+    // bookkeeping cost ~80 more instructions per message when no JSONL is
+    // written (callgrind, spot capture).
+    #[inline(never)]
     pub fn write(&mut self, msg: &SinkMsg) -> io::Result<()> {
         match *msg {
             SinkMsg::Instrument(info) => {
