@@ -279,12 +279,8 @@ fn sink_loop(
     view: Arc<SinkShared>,
     registry: Arc<Registry>,
 ) -> std::io::Result<u64> {
-    let mut writer = output.map(|w| {
-        JsonlWriter::new(
-            std::io::BufWriter::with_capacity(1 << 20, w),
-            outputs.clone(),
-        )
-    });
+    // The JSONL writer buffers its rows itself (1 MiB), so no `BufWriter`.
+    let mut writer = output.map(|w| JsonlWriter::new(w, outputs.clone()));
     let mut state = SinkState::new(outputs, view, registry);
     let mut backoff = Backoff::eager_park();
     let mut rows = 0u64;

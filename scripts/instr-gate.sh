@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Instruction-count gate (issue 13 "Performance"): replays a fixed slice of a
+# shared capture under callgrind, with and without JSONL output, and fails when
+# either count of instructions per message is above 1.15x (`tolerance`) the
+# value recorded in bench/instructions.toml.
+#
+#   instr/msg = (Ir of the replay - Ir of a replay of the slice's header alone)
+#               / messages in the slice
+#
+# Instruction counts do not depend on the machine's load, so the gate is not
+# noisy the way a timing would be (two runs agree to ~0.01%). A change that is
+# meant to cost more updates the recorded values deliberately: run
+# `scripts/instr-gate.sh --record` and commit bench/instructions.toml.
+#
+# Needs ../shared next to the repository (WIRESIGNAL_SHARED overrides); without
+# it the gate is skipped, unless CI=true. ENGINE=<binary> skips the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wiresignal-target}"
+SHARED="${WIRESIGNAL_SHARED:-../shared}"
+RECORD="bench/instructions.toml"
+
+record=0
+case "${1:-}" in
+    --record) record=1 ;;
+    "") ;;
+    *) echo "usage: scripts/instr-gate.sh [--record]" >&2; exit 2 ;;
+esac
+
+# `key = value` from the recorded file (quotes and comments stripped).
+setting() {
+    local v
+    v=$(sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\\([^#]*\\).*/\\1/p" "$RECORD" | head -n 1)
+    v="${v//\"/}"
+    v="${v%"${v##*[![:space:]]}"}"
+    if [ -z "$v" ]; then
+        echo "instr-gate: $RECORD has no '$1'" >&2
+        exit 2
+    fi
+    printf '%s' "$v"
+}
+
+capture="$SHARED/$(setting capture)"
+lines=$(setting lines)
+tolerance=$(setting tolerance)
+
+if [ ! -f "$capture" ]; then
+    if [ "${CI:-}" = "true" ]; then
+        echo "instr-gate: FAIL: capture $capture not found (CI=true)" >&2
+        exit 1
+    fi
+    echo "instr-gate: skipped: capture $capture not found (set WIRESIGNAL_SHARED)"
+    exit 0
+fi
+
+if ! command -v valgrind >/dev/null 2>&1; then
+    echo "instr-gate: installing valgrind"
+    sudo=""
+    if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then sudo="sudo"; fi
+    $sudo apt-get install -y valgrind >/dev/null ||
+        { $sudo apt-get update >/dev/null && $sudo apt-get install -y valgrind >/dev/null; }
+fi
+
+if [ -z "${ENGINE:-}" ]; then
+    cargo build --release -p engine
+    ENGINE="$CARGO_TARGET_DIR/release/engine"
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/wiresignal-instr.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+start=$(date +%s.%N)
+
+# The slice: the first `lines` lines (header included); the baseline replays
+# the header alone, so start-up and shutdown cancel out.
+{ gzip -dc "$capture" || true; } | head -n "$lines" >"$tmp/slice.txt"
+grep '^#' "$tmp/slice.txt" >"$tmp/header.txt" || true
+msgs=$(grep -cv -e '^#' -e '^[[:space:]]*$' "$tmp/slice.txt" || true)
+if [ "$msgs" -lt 1000 ]; then
+    echo "instr-gate: FAIL: only $msgs messages in the first $lines lines of $capture" >&2
+    exit 1
+fi
+
+# Total Ir of one replay under callgrind; extra arguments go to `engine replay`.
+ir() {
+    local input=$1
+    shift
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" \
+        "$ENGINE" replay "$input" --speed max "$@" >"$tmp/stdout" 2>"$tmp/stderr" || {
+        echo "instr-gate: FAIL: engine replay $input $* under valgrind failed:" >&2
+        tail -n 20 "$tmp/stderr" >&2
+        exit 1
+    }
+    local total
+    total=$(sed -n 's/^totals: *\([0-9][0-9]*\).*/\1/p' "$tmp/cg.out" | head -n 1)
+    if [ -z "$total" ]; then
+        echo "instr-gate: FAIL: no 'totals:' line in the callgrind output" >&2
+        exit 1
+    fi
+    echo "$total"
+}
+
+empty=$(ir "$tmp/header.txt")
+none_ir=$(ir "$tmp/slice.txt")
+jsonl_ir=$(ir "$tmp/slice.txt" --out "$tmp/out.jsonl")
+rows=$(wc -l <"$tmp/out.jsonl")
+if [ "$rows" -lt 1 ]; then
+    echo "instr-gate: FAIL: the JSONL replay wrote $rows rows for $msgs messages" >&2
+    exit 1
+fi
+elapsed=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+
+per_msg() { awk -v t="$1" -v e="$empty" -v n="$msgs" 'BEGIN { printf "%d", (t - e) / n }'; }
+none=$(per_msg "$none_ir")
+jsonl=$(per_msg "$jsonl_ir")
+
+printf 'instr-gate: %s, first %s lines: %s messages, %s JSONL rows; baseline (header only) %s Ir; %s s\n' \
+    "$(setting capture)" "$lines" "$msgs" "$rows" "$empty" "$elapsed"
+
+if [ "$record" = 1 ]; then
+    sed -i -e "s/^\\([[:space:]]*no_output[[:space:]]*=[[:space:]]*\\)[0-9][0-9]*/\\1$none/" \
+        -e "s/^\\([[:space:]]*jsonl[[:space:]]*=[[:space:]]*\\)[0-9][0-9]*/\\1$jsonl/" "$RECORD"
+    echo "instr-gate: recorded no_output = $none, jsonl = $jsonl instr/msg in $RECORD"
+    exit 0
+fi
+
+fail=0
+check() {
+    local name=$1 measured=$2 recorded bound ratio verdict=ok
+    recorded=$(setting "$name")
+    if ! [ "$recorded" -gt 0 ] 2>/dev/null; then
+        echo "instr-gate: $RECORD: '$name' must be a positive count (run --record)" >&2
+        exit 2
+    fi
+    bound=$(awk -v r="$recorded" -v t="$tolerance" 'BEGIN { printf "%d", r * t }')
+    ratio=$(awk -v m="$measured" -v r="$recorded" 'BEGIN { printf "%.3f", m / r }')
+    if [ "$measured" -gt "$bound" ]; then
+        verdict=FAIL
+        fail=1
+    fi
+    printf 'instr-gate: %-9s %6s instr/msg  recorded %6s  bound %6s (x%s)  ratio %s  %s\n' \
+        "$name" "$measured" "$recorded" "$bound" "$tolerance" "$ratio" "$verdict"
+}
+check no_output "$none"
+check jsonl "$jsonl"
+if [ "$fail" = 1 ]; then
+    echo "instr-gate: above the bound; if the extra cost is intended, run" \
+        "'scripts/instr-gate.sh --record' and commit $RECORD" >&2
+    exit 1
+fi
