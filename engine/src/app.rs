@@ -158,7 +158,12 @@ pub fn start_pipeline_with(
         fn(crate::pipeline::processor::SinkMsg),
     >::output_names(&cfg.signals)
     .into();
-    Ok(Pipeline::start(PipelineConfig {
+    let engine = crate::sinks::engine_name(cfg.output.engine.as_deref());
+    let (mut collectors, sinks) = crate::sinks::open(&cfg.sinks, &outputs, &engine)?;
+    if let Some(c) = collector {
+        collectors.insert(0, c);
+    }
+    let pipeline = Pipeline::start(PipelineConfig {
         receivers,
         signal_threads: cfg.engine.signal_threads,
         ring_capacity: cfg.engine.ring_capacity,
@@ -167,12 +172,16 @@ pub fn start_pipeline_with(
         processor: processor_factory(cfg, cfg.output.status_rows.unwrap_or(resync.is_some())),
         outputs,
         output: output.open()?,
-        collector,
+        collectors,
         resync,
         cores: CorePlan::new(cfg.engine.pin_cores),
         busy_poll: cfg.engine.receiver_mode == crate::config::ReceiverMode::BusyPoll,
         inline: cfg.engine.signal_placement == crate::config::SignalPlacement::Inline,
-    }))
+    });
+    for (name, counters) in sinks {
+        pipeline.registry.add_sink(name, counters);
+    }
+    Ok(pipeline)
 }
 
 /// `engine replay`: captures → pipeline → signals, no socket. Header-less

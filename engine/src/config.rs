@@ -56,6 +56,8 @@ struct RawConfig {
     record: RawRecord,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    sinks: Vec<crate::sinks::RawSink>,
 }
 
 #[derive(Deserialize, Default)]
@@ -108,6 +110,7 @@ struct RawFeed {
 #[serde(deny_unknown_fields)]
 struct RawOutput {
     status_rows: Option<bool>,
+    engine: Option<String>,
     signals: Option<String>,
     stats: Option<String>,
 }
@@ -276,6 +279,8 @@ pub struct OutputConfig {
     pub status_rows: Option<bool>,
     /// Stats JSON path.
     pub stats: Option<String>,
+    /// This engine's name in the sinks' catalogs (`None`: host and pid).
+    pub engine: Option<String>,
 }
 
 /// Demo options (`[demo]`).
@@ -345,6 +350,8 @@ pub struct Config {
     pub record: RecordConfig,
     /// Metrics and health listener.
     pub metrics: MetricsConfig,
+    /// Where rows go besides `--out` (`[[sinks]]`, see [`crate::sinks`]).
+    pub sinks: Vec<crate::sinks::SinkSpec>,
 }
 
 impl Default for Config {
@@ -659,6 +666,15 @@ impl Config {
                 .map(|v| positive("metrics.memory_budget_mb", Some(v), 0).map(|v| (v as u64) << 20))
                 .transpose()?,
         };
+        let sinks = raw
+            .sinks
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| crate::sinks::SinkSpec::validate(i, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(name) = crate::sinks::duplicate_name(&sinks) {
+            return Err(err("sinks", format!("two sinks are named {name:?}")));
+        }
         Ok(Config {
             engine,
             instruments,
@@ -668,11 +684,13 @@ impl Config {
                 signals: raw.output.signals,
                 status_rows: raw.output.status_rows,
                 stats: raw.output.stats,
+                engine: raw.output.engine,
             },
             replay_speed,
             demo,
             record,
             metrics,
+            sinks,
         })
     }
 }

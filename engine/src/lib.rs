@@ -15,3 +15,4 @@ pub mod record;
 pub mod replay;
 pub mod report;
 pub mod shutdown;
+pub mod sinks;

@@ -110,6 +110,21 @@ pub fn stats_json(registry: &Registry, elapsed: Duration, rows: u64) -> Value {
         "messages_per_s": if secs > 0.0 { messages as f64 / secs } else { 0.0 },
         "max_rss_bytes": max_rss_bytes(),
         "instruments": instruments,
+        "sinks": registry
+            .sinks()
+            .iter()
+            .map(|(name, c)| {
+                (
+                    name.clone(),
+                    json!({
+                        "rows": c.rows.get(),
+                        "conflated": c.conflated.get(),
+                        "dropped": c.dropped.get(),
+                        "errors": c.errors.get(),
+                    }),
+                )
+            })
+            .collect::<Map<String, Value>>(),
         "latency_ns": latency,
     })
 }

@@ -311,6 +311,36 @@ fn inline_placement_replays_byte_identical_to_signal_threads() {
     assert_eq!(t, std::fs::read(dir.join("i.jsonl")).unwrap());
 }
 
+/// A `[[sinks]]` JSON Lines file (its own thread and ring) holds exactly
+/// the rows of `--out`, and the stats count them.
+#[test]
+fn a_jsonl_sink_writes_the_same_rows_as_out() {
+    let Some(shared) = shared_dir() else { return };
+    let cap = shared.join("vectors/capture_small.txt.gz");
+    let dir = temp_dir("jsonl-sink");
+    let copy = dir.join("copy.jsonl");
+    let cfg = test_config(&format!(
+        "[[sinks]]\nkind = \"jsonl\"\npath = {:?}\n",
+        copy.display().to_string()
+    ));
+    let stats = replay_to(
+        &cfg,
+        std::slice::from_ref(&cap),
+        Speed::Max,
+        &dir.join("out.jsonl"),
+    );
+    let out = std::fs::read(dir.join("out.jsonl")).unwrap();
+    assert!(!out.is_empty());
+    assert_eq!(std::fs::read(&copy).unwrap(), out);
+    let lines = out.iter().filter(|&&b| b == b'\n').count();
+    assert_eq!(
+        stats["sinks"]["jsonl0"]["rows"], lines,
+        "{}",
+        stats["sinks"]
+    );
+    assert_eq!(stats["sinks"]["jsonl0"]["conflated"], 0);
+}
+
 #[test]
 fn split_capture_replays_as_one_stream() {
     let Some(shared) = shared_dir() else { return };

@@ -418,6 +418,30 @@ pub fn render(registry: &Registry, health: &Health) -> String {
             .load(std::sync::atomic::Ordering::Relaxed),
     );
 
+    // The [[sinks]].
+    let sinks = registry.sinks();
+    type SinkCounter = fn(&crate::sinks::SinkCounters) -> u64;
+    let sink_counters: [(&str, &str, SinkCounter); 4] = [
+        ("wiresignal_sink_rows_total", "Rows a sink delivered.", |c| c.rows.get()),
+        (
+            "wiresignal_sink_conflated_total",
+            "Rows replaced by a later value of the same instrument and signal while the sink's ring was full.",
+            |c| c.conflated.get(),
+        ),
+        (
+            "wiresignal_sink_dropped_total",
+            "Rows a sink could not deliver (server down, write failed).",
+            |c| c.dropped.get(),
+        ),
+        ("wiresignal_sink_errors_total", "Delivery errors of a sink.", |c| c.errors.get()),
+    ];
+    for (name, help, get) in sink_counters {
+        e.family(name, Kind::Counter, help);
+        for (sink, c) in &sinks {
+            e.sample_u64(name, &[("sink", sink)], get(c));
+        }
+    }
+
     // Stage latencies.
     e.family(
         "wiresignal_stage_latency_seconds",

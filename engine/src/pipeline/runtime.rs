@@ -78,8 +78,9 @@ pub struct PipelineConfig {
     pub outputs: Arc<[String]>,
     /// Where the JSONL goes (`None` = discard, only count).
     pub output: Option<Box<dyn Write + Send>>,
-    /// A second, columnar consumer of the rows (`--parquet`), fed by the sink.
-    pub collector: Option<Box<dyn RowCollector>>,
+    /// Further consumers of the rows (`--parquet`, the `[[sinks]]`), fed by
+    /// the sink thread after the JSONL writer, in order.
+    pub collectors: Vec<Box<dyn RowCollector>>,
     /// Resync hooks (live feeds); `None` = replay.
     pub resync: Option<ResyncFactory>,
     /// Core pinning plan.
@@ -173,7 +174,7 @@ impl Pipeline {
             let view = view.clone();
             let outputs = cfg.outputs.clone();
             let output = cfg.output;
-            let collector = cfg.collector;
+            let collectors = cfg.collectors;
             std::thread::Builder::new()
                 .name("sink".into())
                 .spawn(move || {
@@ -182,7 +183,7 @@ impl Pipeline {
                         sink_rxs,
                         &sink_waiter,
                         output,
-                        collector,
+                        collectors,
                         &outputs,
                         view,
                         registry,
@@ -274,7 +275,7 @@ fn sink_loop(
     mut rxs: Vec<RingRx<SinkMsg>>,
     waiter: &Waiter,
     output: Option<Box<dyn Write + Send>>,
-    mut collector: Option<Box<dyn RowCollector>>,
+    mut collectors: Vec<Box<dyn RowCollector>>,
     outputs: &Arc<[String]>,
     view: Arc<SinkShared>,
     registry: Arc<Registry>,
@@ -297,10 +298,13 @@ fn sink_loop(
                                 err = Some(e);
                             }
                         }
-                        if let (Some(c), None) = (collector.as_mut(), err.as_ref()) {
-                            if let Err(e) = c.write(&msg, outputs) {
-                                eprintln!("error: writing signals failed: {e}");
-                                err = Some(e);
+                        if err.is_none() {
+                            for c in &mut collectors {
+                                if let Err(e) = c.write(&msg, outputs) {
+                                    eprintln!("error: writing signals failed: {e}");
+                                    err = Some(e);
+                                    break;
+                                }
                             }
                         }
                         if matches!(msg, SinkMsg::Row { .. }) {
@@ -327,6 +331,9 @@ fn sink_loop(
                 err = Some(e);
             }
         }
+        for c in &mut collectors {
+            c.idle();
+        }
         backoff.idle(waiter, || {
             rxs.iter().any(|r| !r.rx.is_empty() || r.rx.is_abandoned())
         });
@@ -337,7 +344,7 @@ fn sink_loop(
             w.flush()?;
         }
     }
-    if let Some(mut c) = collector {
+    for mut c in collectors {
         if err.is_none() {
             c.finish(outputs)?;
         }

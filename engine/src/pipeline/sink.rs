@@ -153,6 +153,32 @@ impl<W: Write> JsonlWriter<W> {
         }
     }
 
+    /// A renderer of single rows ([`render_row`](Self::render_row)) that
+    /// never writes anywhere: the JSON payload of the network sinks.
+    #[must_use]
+    pub fn renderer(outputs: Arc<[String]>) -> JsonlWriter<io::Sink> {
+        JsonlWriter {
+            w: io::sink(),
+            outputs,
+            slots: Vec::new(),
+            head_key: None,
+            head: Vec::with_capacity(64),
+            buf: Vec::with_capacity(512),
+            cap: usize::MAX,
+            rows: 0,
+        }
+    }
+
+    /// Renders `msg` alone: its JSON Lines row without the `\n` (empty for
+    /// an announcement, a non-finite value or an unknown pair).
+    pub fn render_row(&mut self, msg: &SinkMsg) -> &[u8] {
+        self.buf.clear();
+        // With `cap` unreachable nothing is passed on, so this cannot fail.
+        let _ = self.write(msg);
+        let n = self.buf.len().saturating_sub(1);
+        &self.buf[..n]
+    }
+
     /// Handles one message.
     // Not inlined into the sink loop: inlined, it made the loop's own
     // bookkeeping cost ~80 more instructions per message when no JSONL is
@@ -281,6 +307,9 @@ mod fmt {
 pub trait RowCollector: Send {
     /// Handles one message.
     fn write(&mut self, msg: &SinkMsg, outputs: &[String]) -> io::Result<()>;
+    /// The sink thread found nothing to do (a moment to flush or hand on
+    /// what was held back). Default: nothing.
+    fn idle(&mut self) {}
     /// Completes the output after the last message.
     fn finish(&mut self, outputs: &[String]) -> io::Result<()>;
 }

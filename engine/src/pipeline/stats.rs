@@ -304,6 +304,7 @@ pub struct Registry {
     /// Pushes that found a ring full.
     pub ring_full_waits: Arc<AtomicU64>,
     rings: Mutex<Vec<(String, Arc<RingStats>)>>,
+    sinks: Mutex<Vec<(String, Arc<crate::sinks::SinkCounters>)>>,
     metrics_addr: OnceLock<SocketAddr>,
 }
 
@@ -362,6 +363,18 @@ impl Registry {
             v.push((name, stats.clone()));
         }
         stats
+    }
+
+    /// Registers a `[[sinks]]` entry's counters.
+    pub fn add_sink(&self, name: String, counters: Arc<crate::sinks::SinkCounters>) {
+        if let Ok(mut v) = self.sinks.lock() {
+            v.push((name, counters));
+        }
+    }
+
+    /// Snapshot of the sinks.
+    pub fn sinks(&self) -> Vec<(String, Arc<crate::sinks::SinkCounters>)> {
+        self.sinks.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     /// Snapshot of the rings.

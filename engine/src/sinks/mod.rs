@@ -1,0 +1,320 @@
+//! The `[[sinks]]`: where signal rows go besides `--out`.
+//!
+//! ```toml
+//! [[sinks]]
+//! kind = "nats"                 # jsonl | nats
+//! url = "nats://127.0.0.1:4222"
+//! format = "json"               # or "binary" (records::Record, 48 bytes)
+//! ```
+//!
+//! Every sink runs on its own thread, fed by its own SPSC ring from the sink
+//! thread ([`fanout`]): a slow or dead sink never slows the pipeline. When
+//! its ring is full the sink **conflates**: it keeps only the latest row per
+//! (instrument, signal) until the ring has room again and counts every row
+//! it replaced (`conflated`); book-status rows and instrument announcements
+//! are never dropped or conflated. Every row carries a per-(venue, symbol)
+//! sequence number (from 1, gapless when nothing was lost), in the binary
+//! record and, for JSON payloads, in the `Wiresignal-Seq` header.
+
+mod fanout;
+mod jsonl;
+#[cfg(feature = "nats")]
+mod nats;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use fanout::{FanOut, Item, SinkCounters, Worker};
+
+use crate::config::ConfigError;
+use crate::pipeline::sink::RowCollector;
+
+/// Slots of a sink's ring unless configured.
+pub const DEFAULT_RING: usize = 65_536;
+
+/// Payload of the network sinks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    /// The JSON Lines row (SIGNALS.md section 10), without its newline.
+    #[default]
+    Json,
+    /// The 48-byte [`records::Record`].
+    Binary,
+}
+
+/// A validated `[[sinks]]` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SinkSpec {
+    /// Name in stats and metrics (`name`, else `<kind><index>`).
+    pub name: String,
+    /// Ring slots between the sink thread and this sink's thread.
+    pub ring_capacity: usize,
+    /// What it is.
+    pub kind: SinkKind,
+}
+
+/// The kinds of sink.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SinkKind {
+    /// JSON Lines into a file.
+    Jsonl {
+        /// The file (truncated at start).
+        path: PathBuf,
+    },
+    /// NATS subjects `wiresignal.<venue>.<symbol>.<signal>`.
+    Nats(NatsSpec),
+}
+
+/// A NATS sink.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NatsSpec {
+    /// Server URL(s), comma-separated (`nats://host:port`).
+    pub url: String,
+    /// Payload format.
+    pub format: Format,
+    /// JetStream stream capturing `wiresignal.>` (created if missing), so a
+    /// restarted bot can catch up; `None`: core NATS only.
+    pub stream: Option<String>,
+    /// The stream's retention (`max_age_s`, default one hour).
+    pub max_age: Duration,
+}
+
+/// A `[[sinks]]` entry as written.
+#[derive(Deserialize, Default, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    kind: Option<String>,
+    name: Option<String>,
+    path: Option<String>,
+    url: Option<String>,
+    format: Option<String>,
+    ring_capacity: Option<i64>,
+    stream: Option<String>,
+    max_age_s: Option<i64>,
+}
+
+impl SinkSpec {
+    /// Validates `sinks[i]`.
+    ///
+    /// # Errors
+    /// Every problem, with its key path.
+    pub fn validate(i: usize, raw: RawSink) -> Result<Self, ConfigError> {
+        let at = |key: &str| format!("sinks[{i}].{key}");
+        let bad = |key: &str, message: String| ConfigError {
+            path: at(key),
+            message,
+        };
+        let kind = raw.kind.as_deref().unwrap_or("");
+        let ring_capacity = match raw.ring_capacity {
+            None => DEFAULT_RING,
+            Some(n) if (16..=1 << 24).contains(&n) => n as usize,
+            Some(n) => return Err(bad("ring_capacity", format!("{n} is not in 16..=16777216"))),
+        };
+        let format = match raw.format.as_deref() {
+            None | Some("json") => Format::Json,
+            Some("binary") => Format::Binary,
+            Some(f) => {
+                return Err(bad(
+                    "format",
+                    format!("{f:?} is not \"json\" or \"binary\""),
+                ))
+            }
+        };
+        let unused = |key: &str, set: bool| {
+            if set {
+                Err(bad(key, format!("not a key of a {kind:?} sink")))
+            } else {
+                Ok(())
+            }
+        };
+        let kind = match kind {
+            "jsonl" => {
+                let path = raw
+                    .path
+                    .ok_or_else(|| bad("path", "a jsonl sink needs a path".into()))?;
+                unused("url", raw.url.is_some())?;
+                unused("format", raw.format.is_some())?;
+                unused("stream", raw.stream.is_some())?;
+                unused("max_age_s", raw.max_age_s.is_some())?;
+                SinkKind::Jsonl { path: path.into() }
+            }
+            "nats" => {
+                unused("path", raw.path.is_some())?;
+                let url = raw
+                    .url
+                    .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned());
+                let max_age = match raw.max_age_s {
+                    None => Duration::from_secs(3600),
+                    Some(s) if s > 0 => Duration::from_secs(s as u64),
+                    Some(s) => return Err(bad("max_age_s", format!("{s} is not positive"))),
+                };
+                if raw.stream.as_deref().is_some_and(|s| {
+                    s.is_empty()
+                        || !s
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                }) {
+                    return Err(bad("stream", "letters, digits, '_' and '-' only".into()));
+                }
+                SinkKind::Nats(NatsSpec {
+                    url,
+                    format,
+                    stream: raw.stream,
+                    max_age,
+                })
+            }
+            "" => return Err(bad("kind", "missing (jsonl | nats)".into())),
+            k => return Err(bad("kind", format!("unknown kind {k:?} (jsonl | nats)"))),
+        };
+        let default_name = match &kind {
+            SinkKind::Jsonl { .. } => format!("jsonl{i}"),
+            SinkKind::Nats(_) => format!("nats{i}"),
+        };
+        Ok(Self {
+            name: raw.name.unwrap_or(default_name),
+            ring_capacity,
+            kind,
+        })
+    }
+}
+
+/// Each sink's name and counters.
+pub type NamedCounters = Vec<(String, Arc<SinkCounters>)>;
+
+/// A name two sinks share, if any.
+#[must_use]
+pub fn duplicate_name(specs: &[SinkSpec]) -> Option<&str> {
+    specs.iter().enumerate().find_map(|(i, a)| {
+        specs[..i]
+            .iter()
+            .any(|b| b.name == a.name)
+            .then_some(a.name.as_str())
+    })
+}
+
+/// Starts every configured sink: their collectors (for the sink thread, in
+/// config order) and their counters (for stats and metrics).
+///
+/// # Errors
+/// A sink that cannot start (a file that cannot be created; a NATS sink in
+/// a build without the `nats` feature). An unreachable NATS server is no
+/// error: the sink connects in the background and counts what it drops.
+pub fn open(
+    specs: &[SinkSpec],
+    outputs: &Arc<[String]>,
+    engine: &str,
+) -> std::io::Result<(Vec<Box<dyn RowCollector>>, NamedCounters)> {
+    let mut collectors: Vec<Box<dyn RowCollector>> = Vec::new();
+    let mut counters = Vec::new();
+    for spec in specs {
+        let worker: Box<dyn Worker> = match &spec.kind {
+            SinkKind::Jsonl { path } => Box::new(jsonl::JsonlSink::create(path, outputs.clone())?),
+            #[cfg(feature = "nats")]
+            SinkKind::Nats(n) => Box::new(nats::NatsSink::connect(n, outputs.clone(), engine)?),
+            #[cfg(not(feature = "nats"))]
+            SinkKind::Nats(_) => {
+                let _ = engine;
+                return Err(std::io::Error::other(format!(
+                    "sink {}: this build has no NATS support (feature `nats`)",
+                    spec.name
+                )));
+            }
+        };
+        let fan = FanOut::start(&spec.name, spec.ring_capacity, outputs, worker)?;
+        counters.push((spec.name.clone(), fan.counters()));
+        collectors.push(Box::new(fan));
+    }
+    Ok((collectors, counters))
+}
+
+/// This engine's name in catalogs (`[output] engine`, else host and pid).
+#[must_use]
+pub fn engine_name(configured: Option<&str>) -> String {
+    match configured {
+        Some(n) => n.to_owned(),
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default();
+            let host = if host.is_empty() {
+                "engine".to_owned()
+            } else {
+                host
+            };
+            format!("{host}-{}", std::process::id())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn sinks_are_validated_with_their_key_paths() {
+        let cfg = Config::from_toml_str(
+            "[[sinks]]\nkind = \"nats\"\nformat = \"binary\"\nstream = \"WS\"\n\
+             [[sinks]]\nkind = \"jsonl\"\npath = \"x.jsonl\"\nname = \"copy\"\nring_capacity = 1024\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(cfg.sinks.len(), 2);
+        assert_eq!(cfg.sinks[0].name, "nats0");
+        assert_eq!(
+            cfg.sinks[0].kind,
+            SinkKind::Nats(NatsSpec {
+                url: "nats://127.0.0.1:4222".into(),
+                format: Format::Binary,
+                stream: Some("WS".into()),
+                max_age: Duration::from_secs(3600),
+            })
+        );
+        assert_eq!(
+            (cfg.sinks[1].name.as_str(), cfg.sinks[1].ring_capacity),
+            ("copy", 1024)
+        );
+        for (toml, path) in [
+            ("[[sinks]]\nkind = \"kafka\"\n", "sinks[0].kind"),
+            ("[[sinks]]\nurl = \"nats://x\"\n", "sinks[0].kind"),
+            ("[[sinks]]\nkind = \"jsonl\"\n", "sinks[0].path"),
+            (
+                "[[sinks]]\nkind = \"jsonl\"\npath = \"a\"\nurl = \"nats://x\"\n",
+                "sinks[0].url",
+            ),
+            (
+                "[[sinks]]\nkind = \"nats\"\nformat = \"xml\"\n",
+                "sinks[0].format",
+            ),
+            (
+                "[[sinks]]\nkind = \"nats\"\nring_capacity = 1\n",
+                "sinks[0].ring_capacity",
+            ),
+            (
+                "[[sinks]]\nkind = \"nats\"\nstream = \"a.b\"\n",
+                "sinks[0].stream",
+            ),
+            (
+                "[[sinks]]\nkind = \"nats\"\nmax_age_s = 0\n",
+                "sinks[0].max_age_s",
+            ),
+            (
+                "[[sinks]]\nkind = \"nats\"\n[[sinks]]\nkind = \"nats\"\nname = \"nats0\"\n",
+                "sinks",
+            ),
+        ] {
+            let e = Config::from_toml_str(toml, "t").unwrap_err();
+            assert_eq!(e.path, path, "{toml}: {e}");
+        }
+        assert!(Config::from_toml_str("[[sinks]]\nkind = \"nats\"\nbogus = 1\n", "t").is_err());
+    }
+
+    #[test]
+    fn engine_names_default_to_host_and_pid() {
+        assert_eq!(engine_name(Some("shard-a")), "shard-a");
+        assert!(engine_name(None).ends_with(&format!("-{}", std::process::id())));
+    }
+}
