@@ -787,6 +787,10 @@ mod tests {
             "bybit-spot-live.toml",
             "bybit-linear-live.toml",
             "replay.toml",
+            "demo-nats.toml",
+            "shard-a.toml",
+            "shard-b.toml",
+            "shard-c.toml",
         ] {
             Config::load(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         }

@@ -80,7 +80,8 @@ impl NatsSink {
                 async_nats::ConnectOptions::new()
                     .name(format!("wiresignal {engine}"))
                     .retry_on_initial_connect()
-                    .connect(url.as_str()),
+                    // A cluster: `nats://a:4222,nats://b:4222,…`.
+                    .connect(url.split(',').map(str::trim).collect::<Vec<_>>()),
             )
             .map_err(|e| io::Error::other(format!("nats sink {url}: {e}")))?;
         // A server that is up is connected to before the first row (a short
