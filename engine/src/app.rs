@@ -159,10 +159,26 @@ pub fn start_pipeline_with(
     >::output_names(&cfg.signals)
     .into();
     let engine = crate::sinks::engine_name(cfg.output.engine.as_deref());
-    let (mut collectors, sinks) = crate::sinks::open(&cfg.sinks, &outputs, &engine)?;
+    let (mut collectors, mut sinks) = crate::sinks::open(&cfg.sinks, &outputs, &engine)?;
     if let Some(c) = collector {
         collectors.insert(0, c);
     }
+    // The WebSocket gateway rides the metrics listener: a sink like the others.
+    let gateway = match cfg.metrics.addr {
+        Some(_) => {
+            let hub = crate::metrics::gateway::Hub::new(outputs.clone());
+            let fan = crate::sinks::FanOut::start(
+                "gateway",
+                crate::sinks::DEFAULT_RING,
+                &outputs,
+                Box::new(hub.worker()),
+            )?;
+            sinks.push(("gateway".to_owned(), fan.counters()));
+            collectors.push(Box::new(fan));
+            Some(hub)
+        }
+        None => None,
+    };
     let pipeline = Pipeline::start(PipelineConfig {
         receivers,
         signal_threads: cfg.engine.signal_threads,
@@ -180,6 +196,9 @@ pub fn start_pipeline_with(
     });
     for (name, counters) in sinks {
         pipeline.registry.add_sink(name, counters);
+    }
+    if let Some(hub) = gateway {
+        pipeline.registry.set_gateway(hub);
     }
     Ok(pipeline)
 }

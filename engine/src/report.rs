@@ -125,6 +125,10 @@ pub fn stats_json(registry: &Registry, elapsed: Duration, rows: u64) -> Value {
                 )
             })
             .collect::<Map<String, Value>>(),
+        "gateway": registry.gateway().map_or(Value::Null, |g| json!({
+            "clients": g.connected.load(std::sync::atomic::Ordering::Relaxed),
+            "conflated": g.conflated.load(std::sync::atomic::Ordering::Relaxed),
+        })),
         "latency_ns": latency,
     })
 }

@@ -1,24 +1,32 @@
-//! Observability: `/metrics` (Prometheus text format 0.0.4) and `/health`
-//! (JSON) on a small HTTP/1.1 listener (docs/observability.md).
+//! Observability and the gateway on one HTTP/1.1 listener (hyper):
+//! `/metrics` (Prometheus text format 0.0.4), `/health` (JSON)
+//! (docs/observability.md), `/ws` (the WebSocket gateway, [`gateway`]) and
+//! `/` (the live page).
 //!
-//! Off the hot path: one plain thread with a std `TcpListener` that only
-//! reads what the pipeline already publishes in
+//! Off the hot path: one thread runs a tokio runtime that only reads what
+//! the pipeline already publishes in
 //! [`Registry`](crate::pipeline::stats::Registry) (single-writer atomics and
-//! merged histograms). Requests are served one at a time with
-//! `Connection: close`; a scrape never blocks a pipeline thread. The same
+//! merged histograms); a scrape never blocks a pipeline thread. The same
 //! thread checks the resident set size against `[metrics] memory_budget_mb`
 //! once a second and warns once on stderr when it is exceeded.
 
 pub mod expo;
+pub mod gateway;
 pub mod health;
 pub mod render;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::pipeline::clock::mono_ns;
@@ -82,17 +90,14 @@ impl MetricsOptions {
 /// A running listener; stops (and joins its thread) when dropped.
 pub struct MetricsServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// How often the accept loop looks at the stop flag and the memory budget.
-const POLL: Duration = Duration::from_millis(20);
-/// Requests larger than this are refused.
-const MAX_REQUEST: usize = 8192;
-/// A client that does not send its request (or read the answer) in this time
-/// is dropped, so it cannot hold the single serving thread.
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// A client that does not send its request head in this time is dropped.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// The live page (static, no build step).
+const PAGE: &str = include_str!("page.html");
 
 impl MetricsServer {
     /// Binds `addr` (port 0 picks a free port), publishes the bound address
@@ -106,14 +111,18 @@ impl MetricsServer {
             .map_err(|e| std::io::Error::new(e.kind(), format!("metrics listener {addr}: {e}")))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        registry.set_metrics_addr(addr);
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("metrics".into())
-                .spawn(move || serve_loop(&listener, &registry, &opts, &stop))?
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _guard = rt.enter();
+            tokio::net::TcpListener::from_std(listener)?
         };
+        registry.set_metrics_addr(addr);
+        let (stop, stopped) = watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || rt.block_on(serve_loop(listener, registry, Arc::new(opts), stopped)))?;
         Ok(Self {
             addr,
             stop,
@@ -130,7 +139,7 @@ impl MetricsServer {
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -158,18 +167,25 @@ pub fn serve(
     Ok(Some(server))
 }
 
-fn serve_loop(
-    listener: &TcpListener,
-    registry: &Registry,
-    opts: &MetricsOptions,
-    stop: &AtomicBool,
+async fn serve_loop(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    opts: Arc<MetricsOptions>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let mut warned = false;
-    let mut next_check = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        if let Some(budget) = opts.memory_budget_bytes {
-            if !warned && Instant::now() >= next_check {
-                next_check = Instant::now() + Duration::from_secs(1);
+    let mut memory = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => {
+                // Every row of the run was offered: let clients take them.
+                if let Some(hub) = registry.gateway() {
+                    hub.close(Duration::from_secs(1)).await;
+                }
+                break;
+            }
+            _ = memory.tick(), if !warned && opts.memory_budget_bytes.is_some() => {
+                let budget = opts.memory_budget_bytes.unwrap_or(u64::MAX);
                 let rss = current_rss_bytes();
                 if rss > budget {
                     warned = true;
@@ -180,130 +196,147 @@ fn serve_loop(
                     );
                 }
             }
-        }
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if let Err(e) = handle(stream, registry, opts) {
-                    if !matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::BrokenPipe
-                            | std::io::ErrorKind::ConnectionReset
-                            | std::io::ErrorKind::UnexpectedEof
-                    ) {
-                        eprintln!("metrics: {e}");
-                    }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let (registry, opts) = (registry.clone(), opts.clone());
+                    let mut stop = stop.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            let (registry, opts) = (registry.clone(), opts.clone());
+                            async move { Ok::<_, Infallible>(route(req, &registry, &opts)) }
+                        });
+                        // Names title-cased as most tools print them.
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .title_case_headers(true)
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(HEADER_TIMEOUT)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .with_upgrades();
+                        tokio::select! {
+                            _ = conn => {}
+                            _ = stop.changed() => {}
+                        }
+                    });
                 }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
-            Err(e) => {
-                eprintln!("metrics: accept failed: {e}");
-                std::thread::sleep(POLL);
-            }
+                Err(e) => {
+                    eprintln!("metrics: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
         }
     }
 }
 
-/// A response: status line, content type, body.
-struct Response {
-    status: &'static str,
-    content_type: &'static str,
-    body: String,
+type Body = Full<Bytes>;
+
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // One request per connection (scrapers and pages ask rarely); the
+    // WebSocket upgrade keeps its connection.
+    r.headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
-/// Answers one request of `method` for `path` (query ignored).
-fn respond(method: &str, path: &str, registry: &Registry, opts: &MetricsOptions) -> Response {
-    let path = path.split('?').next().unwrap_or(path);
-    if method != "GET" && method != "HEAD" {
-        return Response {
-            status: "405 Method Not Allowed",
-            content_type: "text/plain; charset=utf-8",
-            body: "only GET and HEAD\n".into(),
-        };
+/// Answers one request (query ignored).
+fn route(
+    mut req: Request<Incoming>,
+    registry: &Arc<Registry>,
+    opts: &MetricsOptions,
+) -> Response<Body> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let head = req.method() == hyper::Method::HEAD;
+    if req.method() != hyper::Method::GET && !head {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET and HEAD\n");
     }
-    match path {
+    let r = match req.uri().path() {
         "/metrics" => {
             let h = health::evaluate(registry, opts, mono_ns(), current_rss_bytes());
-            Response {
-                status: "200 OK",
-                content_type: expo::CONTENT_TYPE,
-                body: render::render(registry, &h),
-            }
+            reply(
+                StatusCode::OK,
+                expo::CONTENT_TYPE,
+                render::render(registry, &h),
+            )
         }
         "/health" => {
             let h = health::evaluate(registry, opts, mono_ns(), current_rss_bytes());
             let mut body = serde_json::to_string_pretty(&h.to_json()).unwrap_or_default();
             body.push('\n');
-            Response {
-                status: if h.ok {
-                    "200 OK"
-                } else {
-                    "503 Service Unavailable"
-                },
-                content_type: "application/json",
-                body,
-            }
+            let status = if h.ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            reply(status, "application/json", body)
         }
-        "/" => Response {
-            status: "200 OK",
-            content_type: "text/plain; charset=utf-8",
-            body: "wiresignal: /metrics /health\n".into(),
-        },
-        _ => Response {
-            status: "404 Not Found",
-            content_type: "text/plain; charset=utf-8",
-            body: "not found; try /metrics or /health\n".into(),
-        },
+        "/ws" => return upgrade(&mut req, registry),
+        "/" => reply(StatusCode::OK, "text/html; charset=utf-8", PAGE),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "not found; try /, /metrics, /health or /ws\n",
+        ),
+    };
+    if head {
+        let (parts, _) = r.into_parts();
+        return Response::from_parts(parts, Full::new(Bytes::new()));
     }
+    r
 }
 
-fn handle(
-    mut stream: TcpStream,
-    registry: &Registry,
-    opts: &MetricsOptions,
-) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut buf = vec![0u8; MAX_REQUEST];
-    let mut len = 0;
-    let (method, path) = loop {
-        let n = stream.read(&mut buf[len..])?;
-        if n == 0 {
-            return Ok(());
-        }
-        len += n;
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf[..len]) {
-            Ok(httparse::Status::Complete(_)) => {
-                break (
-                    req.method.unwrap_or("GET").to_owned(),
-                    req.path.unwrap_or("/").to_owned(),
-                );
-            }
-            Ok(httparse::Status::Partial) if len < buf.len() => {}
-            _ => {
-                let _ = stream.write_all(
-                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-                return Ok(());
-            }
-        }
+/// `GET /ws`: the WebSocket handshake, then the gateway serves the socket.
+fn upgrade(req: &mut Request<Incoming>, registry: &Registry) -> Response<Body> {
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let Some(hub) = registry.gateway() else {
+        return reply(StatusCode::NOT_FOUND, TEXT, "no gateway in this run\n");
     };
-    let r = respond(&method, &path, registry, opts);
-    let head = format!(
-        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        r.status,
-        r.content_type,
-        r.body.len()
+    let headers = req.headers();
+    let is_ws = headers
+        .get(hyper::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let key = headers.get(hyper::header::SEC_WEBSOCKET_KEY).cloned();
+    let (true, Some(key)) = (is_ws, key) else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            TEXT,
+            "a WebSocket upgrade request\n",
+        );
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                None,
+            )
+            .await;
+            hub.serve(ws).await;
+        }
+    });
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::UPGRADE,
+        HeaderValue::from_static("websocket"),
     );
-    stream.write_all(head.as_bytes())?;
-    if method != "HEAD" {
-        stream.write_all(r.body.as_bytes())?;
+    h.insert(
+        hyper::header::CONNECTION,
+        HeaderValue::from_static("upgrade"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(hyper::header::SEC_WEBSOCKET_ACCEPT, v);
     }
-    stream.flush()?;
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    Ok(())
+    r
 }

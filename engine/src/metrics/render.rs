@@ -442,6 +442,29 @@ pub fn render(registry: &Registry, health: &Health) -> String {
         }
     }
 
+    if let Some(g) = registry.gateway() {
+        e.family(
+            "wiresignal_gateway_clients",
+            Kind::Gauge,
+            "WebSocket gateway clients connected now.",
+        );
+        e.sample_u64(
+            "wiresignal_gateway_clients",
+            &[],
+            g.connected.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        e.family(
+            "wiresignal_gateway_conflated_total",
+            Kind::Counter,
+            "Rows a slow gateway client got only as a later value of the same instrument and signal.",
+        );
+        e.sample_u64(
+            "wiresignal_gateway_conflated_total",
+            &[],
+            g.conflated.load(std::sync::atomic::Ordering::Relaxed),
+        );
+    }
+
     // Stage latencies.
     e.family(
         "wiresignal_stage_latency_seconds",

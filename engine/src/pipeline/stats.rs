@@ -305,6 +305,7 @@ pub struct Registry {
     pub ring_full_waits: Arc<AtomicU64>,
     rings: Mutex<Vec<(String, Arc<RingStats>)>>,
     sinks: Mutex<Vec<(String, Arc<crate::sinks::SinkCounters>)>>,
+    gateway: OnceLock<Arc<crate::metrics::gateway::Hub>>,
     metrics_addr: OnceLock<SocketAddr>,
 }
 
@@ -370,6 +371,16 @@ impl Registry {
         if let Ok(mut v) = self.sinks.lock() {
             v.push((name, counters));
         }
+    }
+
+    /// The WebSocket gateway's hub (set once when the run has a listener).
+    pub fn set_gateway(&self, hub: Arc<crate::metrics::gateway::Hub>) {
+        let _ = self.gateway.set(hub);
+    }
+
+    /// The WebSocket gateway's hub, if the run has one.
+    pub fn gateway(&self) -> Option<Arc<crate::metrics::gateway::Hub>> {
+        self.gateway.get().cloned()
     }
 
     /// Snapshot of the sinks.

@@ -34,7 +34,7 @@ impl JsonlSink {
 }
 
 /// The sink message of an item (what the JSON Lines writer renders).
-pub(super) fn sink_msg(item: &Item) -> SinkMsg {
+pub fn sink_msg(item: &Item) -> SinkMsg {
     match *item {
         Item::Instrument(info) => SinkMsg::Instrument(info),
         Item::Row(r) => SinkMsg::Row {

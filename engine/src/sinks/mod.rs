@@ -18,6 +18,7 @@
 
 mod fanout;
 mod jsonl;
+pub use jsonl::sink_msg;
 #[cfg(feature = "nats")]
 mod nats;
 
