@@ -365,3 +365,116 @@ fn a_nats_restart_mid_run_is_counted_and_delivery_resumes() {
         "the replay did not wait for NATS: {stats}"
     );
 }
+
+/// The first capture of `venue` and its header's symbols.
+fn venue_capture(venue: &str) -> Option<(PathBuf, Vec<String>)> {
+    let shared = shared_dir()?;
+    let cap = common::venue_captures(&shared, venue).into_iter().next()?;
+    let symbols = read_lines(&cap)
+        .iter()
+        .take_while(|l| l.starts_with('#'))
+        .find_map(|l| {
+            l.split_whitespace()
+                .find_map(|t| t.strip_prefix("symbols="))
+                .map(|s| s.split(',').map(str::to_owned).collect())
+        })
+        .unwrap_or_default();
+    Some((cap, symbols))
+}
+
+/// Scale-out: two engine processes, each owning one venue of a two-venue
+/// setup over its own simulator, publish into one NATS server; a
+/// subscriber sees the union: every row of each engine's own file, in that
+/// engine's order, with gapless sequence numbers, and each engine's books
+/// end where a replay of its capture ends.
+#[test]
+fn two_sharded_engine_processes_publish_one_stream() {
+    let dir = temp_dir("nats-shards");
+    let (Some((spot, spot_syms)), Some((cb, cb_syms))) =
+        (venue_capture("binance-spot"), venue_capture("coinbase"))
+    else {
+        return;
+    };
+    let nats = NatsServer::start(free_port(), &dir.join("js"));
+    let sub = Subscriber::start(&nats.url());
+    let shards = [
+        ("shard-a", "binance-spot", &spot, &spot_syms),
+        ("shard-b", "coinbase-exchange", &cb, &cb_syms),
+    ];
+    let mut sims = Vec::new();
+    let mut children = Vec::new();
+    for (name, venue, cap, symbols) in shards {
+        let sim = common::start_sim(cap, Default::default());
+        let addr = sim.local_addr();
+        let list = symbols
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let toml = format!(
+            "[engine]\npin_cores = false\n[output]\nengine = \"{name}\"\n\
+             [[sinks]]\nkind = \"nats\"\nurl = \"{}\"\n\
+             [[feeds]]\nvenue = \"{venue}\"\nws_url = \"ws://{addr}\"\nrest_url = \"http://{addr}\"\nsymbols = [{list}]\n",
+            nats.url()
+        );
+        let cfg = dir.join(format!("{name}.toml"));
+        std::fs::write(&cfg, toml).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_engine"))
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--out")
+            .arg(dir.join(format!("{name}.jsonl")))
+            .arg("--stats")
+            .arg(dir.join(format!("{name}.stats.json")))
+            .args(["--duration", "8"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start an engine");
+        sims.push(sim);
+        children.push(child);
+    }
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "an engine failed");
+    }
+    for s in sims {
+        s.shutdown().unwrap();
+    }
+    let files: Vec<Vec<String>> = shards
+        .iter()
+        .map(|(name, ..)| read_lines(&dir.join(format!("{name}.jsonl"))))
+        .collect();
+    let total: usize = files.iter().map(Vec::len).sum();
+    let got = sub.rows_when(total, Duration::from_secs(30));
+    assert_eq!(got.len(), total, "the union of both engines' rows");
+    for ((name, venue, cap, _), lines) in shards.iter().zip(&files) {
+        assert!(lines.len() > 1000, "{name}: {} rows", lines.len());
+        let mine: Vec<&Got> = got
+            .iter()
+            .filter(|g| g.subject.starts_with(&format!("wiresignal.{venue}.")))
+            .collect();
+        assert_eq!(mine.len(), lines.len(), "{name}");
+        for (g, line) in mine.iter().zip(lines) {
+            assert_eq!(String::from_utf8_lossy(&g.payload), *line, "{name}");
+        }
+        let owned: Vec<Got> = mine.into_iter().cloned().collect();
+        assert_gapless(&owned);
+        // The engine's books end where a replay of its capture ends.
+        let live: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{name}.stats.json"))).unwrap(),
+        )
+        .unwrap();
+        let replay_stats = replay(
+            "",
+            cap,
+            &dir.join(format!("{name}.replay.jsonl")),
+            engine::config::Speed::Max,
+        );
+        for (k, want) in replay_stats["instruments"].as_object().unwrap() {
+            for f in ["best_bid", "best_ask", "trades"] {
+                assert_eq!(live["instruments"][k][f], want[f], "{name} {k}.{f}");
+            }
+        }
+    }
+}
