@@ -66,6 +66,7 @@ pub fn stats_json(registry: &Registry, elapsed: Duration, rows: u64) -> Value {
                 "count": h.len(),
                 "p50": h.value_at_quantile(0.50),
                 "p90": h.value_at_quantile(0.90),
+                "p95": h.value_at_quantile(0.95),
                 "p99": h.value_at_quantile(0.99),
                 "p999": h.value_at_quantile(0.999),
                 "max": h.max(),
@@ -80,6 +81,7 @@ pub fn stats_json(registry: &Registry, elapsed: Duration, rows: u64) -> Value {
             "count": h.len(),
             "p50": h.value_at_quantile(0.50),
             "p90": h.value_at_quantile(0.90),
+            "p95": h.value_at_quantile(0.95),
             "p99": h.value_at_quantile(0.99),
             "p999": h.value_at_quantile(0.999),
             "max": h.max(),
@@ -137,17 +139,18 @@ pub fn stats_json(registry: &Registry, elapsed: Duration, rows: u64) -> Value {
 #[must_use]
 pub fn latency_table(registry: &Registry) -> String {
     let mut s = String::from(
-        "stage                 count        p50 µs    p90 µs    p99 µs  p99.9 µs    max µs\n",
+        "stage                 count        p50 µs    p90 µs    p95 µs    p99 µs  p99.9 µs    max µs\n",
     );
     for stage in Stage::ALL {
         let h = registry.stage(stage);
         let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         s.push_str(&format!(
-            "{:<18} {:>10} {:>11.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}\n",
+            "{:<18} {:>10} {:>11.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}\n",
             stage.name(),
             h.len(),
             us(0.5),
             us(0.9),
+            us(0.95),
             us(0.99),
             us(0.999),
             h.max() as f64 / 1000.0

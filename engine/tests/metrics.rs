@@ -296,7 +296,7 @@ fn scrapes_move_and_health_is_ok_while_streaming() {
         for stage in ["parse", "ring_hop", "book_and_signals", "frame_to_signal"] {
             let c = format!("wiresignal_stage_latency_seconds_count{{stage=\"{stage}\"}}");
             assert!(b[&c] > 0.0, "{c}");
-            for q in ["0.5", "0.9", "0.99", "0.999"] {
+            for q in ["0.5", "0.9", "0.95", "0.99", "0.999", "1"] {
                 let s = format!(
                     "wiresignal_stage_latency_seconds{{stage=\"{stage}\",quantile=\"{q}\"}}"
                 );
@@ -471,6 +471,8 @@ fn exposition_of_a_filled_registry() {
     assert!((q("0.5") - 500e-6).abs() < 1e-6, "{}", q("0.5"));
     assert!((q("0.99") - 990e-6).abs() < 2e-6, "{}", q("0.99"));
     assert!((q("0.999") - 999e-6).abs() < 2e-6);
+    assert!((q("0.95") - 950e-6).abs() < 2e-6, "{}", q("0.95"));
+    assert!((q("1") - 1000e-6).abs() < 2e-6, "max: {}", q("1"));
     assert_eq!(
         m["wiresignal_stage_latency_seconds_count{stage=\"parse\"}"],
         1000.0

@@ -79,11 +79,13 @@ fn lat_row(s: &mut String, r: &RunResult, base: Option<&Lat>) {
     );
     let _ = writeln!(
         s,
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         r.name,
         offered(r),
         rate(r.rate),
         us(l.p50),
+        us(l.p90),
+        us(l.p95),
         us(l.p99),
         us(l.p999),
         us(l.max),
@@ -185,7 +187,7 @@ pub fn markdown(rs: &[RunResult], title: &str, env: &str) -> String {
     let _ = writeln!(s, "\n## Loopback latency vs offered rate\n");
     let _ = writeln!(
         s,
-        "| scenario | offered | achieved msg/s | p50 | p99 | p99.9 | max | over baseline a p50 / p99 | sender lag p99 | ring-full waits |\n|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+        "| scenario | offered | achieved msg/s | p50 | p90 | p95 | p99 | p99.9 | max | over baseline a p50 / p99 | sender lag p99 | ring-full waits |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
     );
     for r in rs.iter().filter(|r| {
         r.offered.is_some()
@@ -196,7 +198,7 @@ pub fn markdown(rs: &[RunResult], title: &str, env: &str) -> String {
         if let Some(why) = &r.skipped {
             let _ = writeln!(
                 s,
-                "| {} | {} | skipped: {why} |||||||| ",
+                "| {} | {} | skipped: {why} |||||||||| ",
                 r.name,
                 offered(r)
             );
@@ -213,7 +215,7 @@ pub fn markdown(rs: &[RunResult], title: &str, env: &str) -> String {
     let _ = writeln!(s, "\n## Spike, soak, memory\n");
     let _ = writeln!(
         s,
-        "| scenario | offered | achieved msg/s | p50 | p99 | p99.9 | max | over baseline a p50 / p99 | sender lag p99 | ring-full waits |\n|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+        "| scenario | offered | achieved msg/s | p50 | p90 | p95 | p99 | p99.9 | max | over baseline a p50 / p99 | sender lag p99 | ring-full waits |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
     );
     let a10 = rs
         .iter()
@@ -224,7 +226,7 @@ pub fn markdown(rs: &[RunResult], title: &str, env: &str) -> String {
         if let Some(why) = &r.skipped {
             let _ = writeln!(
                 s,
-                "| {} | {} | skipped: {why} |||||||| ",
+                "| {} | {} | skipped: {why} |||||||||| ",
                 r.name,
                 offered(r)
             );

@@ -23,6 +23,8 @@ pub struct Lat {
     pub p50: u64,
     /// 90th percentile.
     pub p90: u64,
+    /// 95th percentile.
+    pub p95: u64,
     /// 99th percentile.
     pub p99: u64,
     /// 99.9th percentile.
@@ -39,6 +41,7 @@ impl Lat {
             count: h.len(),
             p50: h.value_at_quantile(0.5),
             p90: h.value_at_quantile(0.9),
+            p95: h.value_at_quantile(0.95),
             p99: h.value_at_quantile(0.99),
             p999: h.value_at_quantile(0.999),
             max: h.max(),
@@ -53,6 +56,7 @@ impl Lat {
             count: g("count"),
             p50: g("p50"),
             p90: g("p90"),
+            p95: g("p95"),
             p99: g("p99"),
             p999: g("p999"),
             max: g("max"),

@@ -7,8 +7,14 @@ use super::expo::{Exposition, Kind};
 use super::health::{Health, InstrumentHealth};
 
 /// Quantiles of every stage summary.
-pub const QUANTILES: [(f64, &str); 4] =
-    [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (0.999, "0.999")];
+pub const QUANTILES: [(f64, &str); 6] = [
+    (0.5, "0.5"),
+    (0.9, "0.9"),
+    (0.95, "0.95"),
+    (0.99, "0.99"),
+    (0.999, "0.999"),
+    (1.0, "1"),
+];
 
 type FeedCounter = (&'static str, &'static str, fn(&FeedStats) -> u64);
 /// A labelled counter family of a feed: name, help, label, label values,
