@@ -10,6 +10,7 @@ pub mod checksum;
 pub mod event;
 pub mod fixed;
 pub mod instruments;
+mod plain_json;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod tape;

@@ -237,6 +237,14 @@ impl TapeParser {
         // `reset` empties the tape and rebinds its lifetime to this frame.
         let mut tape: simd_json::Tape<'_> =
             std::mem::replace(&mut p.tape, simd_json::Tape(Vec::new())).reset();
+        // Plain frames (nearly all) skip simd-json: the same tape, built in
+        // one pass; anything else is simd-json's to parse or reject.
+        if crate::plain_json::fill(frame, &mut tape.0) {
+            let res = f(&tape.0);
+            p.tape = tape.reset();
+            return res;
+        }
+        let mut tape: simd_json::Tape<'_> = tape.reset();
         let res = match simd_json::fill_tape(frame, &mut p.buffers, &mut tape) {
             Ok(()) => f(&tape.0),
             Err(e) => Err(ParseError::json(&e)),
