@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod book;
+mod bytes;
 pub mod capture;
 pub mod checksum;
 pub mod event;

@@ -16,6 +16,8 @@
 
 use simd_json::{Node, StaticNode};
 
+use crate::bytes::ascii;
+
 /// Deepest nesting the fast path handles (Binance frames nest 4 deep).
 const MAX_DEPTH: usize = 16;
 
@@ -221,16 +223,6 @@ fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
         }
     }
     None
-}
-
-/// A string's text, checked ASCII by [`string_end`].
-#[inline]
-fn ascii(s: &[u8]) -> &str {
-    debug_assert!(s.is_ascii());
-    // SAFETY: `string_end` returned only after seeing every byte of `s`
-    // below 0x80 (the SWAR test flags any byte with its high bit set, the
-    // byte loop any byte ≥ 0x80), and ASCII is valid UTF-8.
-    unsafe { std::str::from_utf8_unchecked(s) }
 }
 
 #[cfg(test)]
