@@ -36,19 +36,78 @@ pub(crate) fn find(hay: &[u8], needle: u8) -> Option<usize> {
     }
 }
 
+/// In the 16 bytes at `b[i..]`: the offset of the first byte that is `"`,
+/// `\\`, below 0x20 or at least 0x80 (`Some(16)`: none of them); `None`
+/// if fewer than 16 bytes are left (the caller then looks byte by byte).
+#[inline(always)]
+pub(crate) fn string_stop16(b: &[u8], i: usize) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8,
+            _mm_or_si128, _mm_set1_epi8,
+        };
+        let chunk = b.get(i..)?.first_chunk::<16>()?;
+        // SAFETY: SSE2 is in the x86-64 baseline; the load reads exactly the
+        // 16 bytes of `chunk` (a `&[u8; 16]`), `loadu` needs no alignment.
+        let m = unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+            // Signed compare: bytes >= 0x80 are negative, so `< 0x20` also
+            // flags every non-ASCII byte.
+            let stop = _mm_or_si128(
+                _mm_or_si128(
+                    _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)),
+                    _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
+                ),
+                _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+            );
+            _mm_movemask_epi8(stop)
+        };
+        Some(if m == 0 {
+            16
+        } else {
+            m.trailing_zeros() as usize
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (b, i);
+        None
+    }
+}
+
 /// `s` as text; the caller has checked every byte below 0x80.
 #[inline]
 pub(crate) fn ascii(s: &[u8]) -> &str {
     debug_assert!(s.is_ascii());
     // SAFETY: callers pass only bytes they have seen to be below 0x80
-    // (`plain_json::string_end`: the SWAR test flags any byte with its high
-    // bit set, the byte loop any byte >= 0x80); ASCII is valid UTF-8.
+    // (`plain_json::string_end`: `string_stop16` and the SWAR test flag any
+    // byte with its high bit set, the byte loop any byte >= 0x80); ASCII is
+    // valid UTF-8.
     unsafe { std::str::from_utf8_unchecked(s) }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::find;
+    use super::{find, string_stop16};
+
+    #[test]
+    fn string_stops() {
+        for stop in [b'"', b'\\', 0x00, 0x1f, 0x80, 0xff] {
+            for at in 0..16 {
+                let mut b = [b'a'; 20];
+                b[at + 2] = stop;
+                b[19] = stop;
+                assert_eq!(string_stop16(&b, 2), Some(at), "{stop:#x} at {at}");
+            }
+        }
+        let b = [b' '; 20];
+        assert_eq!(string_stop16(&b, 4), Some(16));
+        assert_eq!(string_stop16(&b, 5), None);
+        for ok in [0x20u8, 0x7f, b'!', b'#', b'[', b']'] {
+            assert_eq!(string_stop16(&[ok; 16], 0), Some(16), "{ok:#x}");
+        }
+    }
 
     #[test]
     fn find_agrees_with_position() {
