@@ -198,7 +198,7 @@ fn ws_slow(b: &[u8], mut i: usize) -> usize {
 /// The closing quote of a string whose text starts at `b[i]`; `None` if the
 /// string is not plain (an escape, a byte < 0x20 or ≥ 0x80) or unterminated.
 #[inline]
-fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
+pub(crate) fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
     // Sixteen bytes at a time (SSE2) while that many are left.
     while let Some(k) = crate::bytes::string_stop16(b, i) {
         if k < 16 {

@@ -42,6 +42,7 @@
 //! level arrays allocate. The tape variant reads each key once and converts
 //! straight into events.
 
+mod combined;
 mod messages;
 mod parse;
 #[cfg(feature = "sim")]

@@ -51,10 +51,15 @@ impl Binance {
         // Taken out for the parse so the dispatch can borrow the adapter
         // (a move of a few words; nothing is allocated).
         let mut parser = self.parser.take();
-        let res = crate::tape::TapeParser::parse(&mut parser, frame, |nodes| match mode {
-            Mode::Frame => self.dispatch(nodes, recv_ns, out),
-            Mode::RestSnapshot(sym) => self.rest_snapshot(nodes, sym, recv_ns, out),
-        });
+        let shaped: for<'a> fn(&'a [u8], &mut Vec<Node<'a>>) -> bool = match mode {
+            Mode::Frame => super::combined::fill,
+            Mode::RestSnapshot(_) => |_, _| false,
+        };
+        let res =
+            crate::tape::TapeParser::parse_shaped(&mut parser, frame, shaped, |nodes| match mode {
+                Mode::Frame => self.dispatch(nodes, recv_ns, out),
+                Mode::RestSnapshot(sym) => self.rest_snapshot(nodes, sym, recv_ns, out),
+            });
         self.parser = parser;
         crate::tape::keep_data(res, start, out, &mut self.instruments)
     }
