@@ -30,7 +30,7 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Cursor, Read, Write};
+use std::io::{self, BufReader, BufWriter, Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 
 use flate2::bufread::MultiGzDecoder;
@@ -201,7 +201,7 @@ impl Record<'_> {
 // Reader
 // ---------------------------------------------------------------------------
 
-type Source = Box<dyn BufRead + Send>;
+type Source = Box<dyn Read + Send>;
 
 enum Pending {
     None,
@@ -214,7 +214,15 @@ enum Pending {
 /// Streaming capture reader (plain or gzip, detected by the magic bytes).
 pub struct CaptureReader {
     src: Source,
-    line: Vec<u8>,
+    /// Read buffer: lines are handed out in place (no copy per line);
+    /// grows only for a line longer than it.
+    buf: Vec<u8>,
+    /// `buf[..filled]` holds data read from `src`.
+    filled: usize,
+    /// The current line (terminator included) is `buf[line.0..line.1]`.
+    line: (usize, usize),
+    /// `src` reported its end.
+    eof: bool,
     line_no: u64,
     header: CaptureHeader,
     stats: CaptureStats,
@@ -273,13 +281,16 @@ impl CaptureReader {
         let chained = Cursor::new(magic[..n].to_vec()).chain(r);
         let src: Source = if gzip {
             let raw = BufReader::with_capacity(RAW_BUF, chained);
-            Box::new(BufReader::with_capacity(LINE_BUF, MultiGzDecoder::new(raw)))
+            Box::new(MultiGzDecoder::new(raw))
         } else {
-            Box::new(BufReader::with_capacity(LINE_BUF, chained))
+            Box::new(chained)
         };
         let mut me = Self {
             src,
-            line: Vec::with_capacity(4096),
+            buf: vec![0; LINE_BUF],
+            filled: 0,
+            line: (0, 0),
+            eof: false,
             line_no: 0,
             header: CaptureHeader::default(),
             stats: CaptureStats::default(),
@@ -344,7 +355,8 @@ impl CaptureReader {
                     }
                 }
             }
-            match classify(&self.line) {
+            let (at, end) = self.line;
+            match classify(&self.buf[at..end]) {
                 Line::Blank => self.stats.blank_lines += 1,
                 Line::Comment => self.stats.comment_lines += 1,
                 Line::Bad(kind) => {
@@ -358,7 +370,7 @@ impl CaptureReader {
                     recv_ns,
                     start,
                     end,
-                } => break (recv_ns, start, end),
+                } => break (recv_ns, at + start, at + end),
             }
         };
         self.stats.records += 1;
@@ -373,7 +385,7 @@ impl CaptureReader {
         Record {
             line: self.line_no,
             recv_ns,
-            frame: &mut self.line[start..end],
+            frame: &mut self.buf[start..end],
         }
     }
 
@@ -391,7 +403,7 @@ impl CaptureReader {
                     break;
                 }
             }
-            let body = strip_eol(&self.line);
+            let body = strip_eol(&self.buf[self.line.0..self.line.1]);
             if body.first() == Some(&b'#') {
                 let text = String::from_utf8_lossy(&body[1..]);
                 self.header.parse_line(&text);
@@ -405,15 +417,49 @@ impl CaptureReader {
         self.header.finalize();
     }
 
-    /// Reads one line (with its terminator) into `self.line`; `false` at EOF.
+    /// Makes the next line (with its terminator; the last one may have
+    /// none) the current one, `self.line`; `false` at EOF.
     fn read_line(&mut self) -> io::Result<bool> {
-        self.line.clear();
-        let n = self.src.read_until(b'\n', &mut self.line)?;
-        if n == 0 {
-            return Ok(false);
+        let mut at = self.line.1;
+        let mut scanned = at;
+        loop {
+            if let Some(k) = crate::bytes::find(&self.buf[scanned..self.filled], b'\n') {
+                self.line = (at, scanned + k + 1);
+                self.line_no += 1;
+                return Ok(true);
+            }
+            scanned = self.filled;
+            if self.eof {
+                if at == self.filled {
+                    self.line = (at, at);
+                    return Ok(false);
+                }
+                self.line = (at, self.filled);
+                self.line_no += 1;
+                return Ok(true);
+            }
+            // Keep the partial line, make room behind it, read on.
+            if at > 0 {
+                self.buf.copy_within(at..self.filled, 0);
+                self.filled -= at;
+                scanned -= at;
+                self.line = (0, 0);
+                at = 0;
+            }
+            if self.filled == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            match self.src.read(&mut self.buf[self.filled..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // The partial line is dropped; reading stops here.
+                    self.line = (self.filled, self.filled);
+                    return Err(e);
+                }
+            }
         }
-        self.line_no += 1;
-        Ok(true)
     }
 
     #[cold]
@@ -484,8 +530,21 @@ fn parse_i64(s: &[u8]) -> Option<i64> {
     if digits.is_empty() {
         return None;
     }
+    // Up to 18 digits cannot overflow (a 19-digit ns timestamp: 18 plain
+    // steps, one checked).
+    let plain = digits.len().min(18);
     let mut v: i64 = 0;
-    for &c in digits {
+    for &c in &digits[..plain] {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + i64::from(d);
+    }
+    if neg {
+        v = -v;
+    }
+    for &c in &digits[plain..] {
         if !c.is_ascii_digit() {
             return None;
         }

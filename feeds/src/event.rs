@@ -60,7 +60,14 @@ impl Symbol {
     #[must_use]
     pub fn as_str(&self) -> &str {
         // Built only from a `&str` with ASCII upper-casing, so always UTF-8.
-        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+
+    /// The symbol's bytes (upper-cased, UTF-8).
+    #[must_use]
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
     }
 }
 

@@ -69,6 +69,11 @@ fn parse_plain(s: &[u8], decimals: u8) -> Option<i64> {
         if s[i] != b'.' {
             return None;
         }
+        if let (Some(w), 1..=8, 9) = (s[i + 1..].first_chunk::<8>(), d, s.len() - i) {
+            // Exactly eight fraction digits, as Binance sends every price
+            // and size: one SWAR step.
+            return eight_digits(u64::from_le_bytes(*w), d).map(|f| (v * POW10[d] + f) as i64);
+        }
         for &b in &s[i + 1..] {
             let c = b.wrapping_sub(b'0');
             if c > 9 {
@@ -84,6 +89,29 @@ fn parse_plain(s: &[u8], decimals: u8) -> Option<i64> {
     }
     // < 10^18 by the digit count check: fits in i64.
     Some((v * POW10[d - taken]) as i64)
+}
+
+/// The value of the first `d` (1..=8) of the eight ASCII digits in `w`
+/// (first digit in the lowest byte); `None` if a byte is not a digit or a
+/// digit after the first `d` is not 0.
+#[inline]
+fn eight_digits(w: u64, d: usize) -> Option<u64> {
+    const HI: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    // High nibble 3 and low nibble <= 9 (adding 6 does not carry into it).
+    if w & HI != ZEROS || w.wrapping_add(0x0606_0606_0606_0606) & HI != ZEROS {
+        return None;
+    }
+    let x = w & 0x0F0F_0F0F_0F0F_0F0F;
+    if d < 8 && x >> (8 * d) != 0 {
+        return None;
+    }
+    // The first `d` digits right-aligned behind leading zeros, then the
+    // classic three multiply-shift steps (pairs, quads, all eight).
+    let x = x << (8 * (8 - d));
+    let x = (x.wrapping_mul(10) + (x >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let x = (x.wrapping_mul(100) + (x >> 16)) & 0x0000_FFFF_0000_FFFF;
+    Some((x.wrapping_mul(10_000) + (x >> 32)) & 0xFFFF_FFFF)
 }
 
 /// [`parse`] for any input: signs, a leading point, long numbers, errors.
@@ -267,6 +295,9 @@ mod tests {
             prop_oneof![
                 "[-+]?[0-9]{0,20}(\\.[0-9]{0,20})?",
                 "[0-9]{1,6}\\.[0-9]{0,12}",
+                "[0-9]{1,10}\\.[0-9]{8}",
+                "[0-9]{1,6}\\.[0-9]{1,4}0{4,7}",
+                "[0-9]{1,6}\\.[0-9/:]{8}",
                 "[-+.0-9x]{0,24}",
             ],
             0u8..=19,
@@ -276,6 +307,13 @@ mod tests {
         });
         for (s, d) in [
             ("61737.63000000", 2u8),
+            ("61737.63000000", 1),
+            ("61737.63000001", 7),
+            ("61737.63000001", 8),
+            ("0.00200000", 5),
+            ("0.0020000:", 5),
+            ("0.002/0000", 5),
+            ("1234567890.12345678", 8),
             ("0.00308000", 8),
             ("5.", 3),
             ("123456789012345678", 0),

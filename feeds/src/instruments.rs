@@ -159,6 +159,13 @@ impl Instruments {
         out: &mut Vec<Event>,
         wire: impl FnOnce() -> Scale,
     ) -> Option<(InstrumentId, InstrumentSpec)> {
+        // The run of one symbol, sent upper-case as it is stored: a byte
+        // compare (a hit is exactly what the checked path below finds).
+        if let Some((s, e)) = &self.last {
+            if e.announced && s.as_bytes() == symbol {
+                return e.known;
+            }
+        }
         let sym = symbol_from_bytes(symbol)?;
         if let Some((s, e)) = &self.last {
             if *s == sym && e.announced {

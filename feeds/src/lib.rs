@@ -5,11 +5,13 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod book;
+mod bytes;
 pub mod capture;
 pub mod checksum;
 pub mod event;
 pub mod fixed;
 pub mod instruments;
+mod plain_json;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod tape;

@@ -231,12 +231,33 @@ impl TapeParser {
         frame: &mut [u8],
         f: impl FnOnce(&[Node<'_>]) -> Result<R, ParseError>,
     ) -> Result<R, ParseError> {
+        Self::parse_shaped(this, frame, |_, _| false, f)
+    }
+
+    /// [`parse`](Self::parse), trying `shaped` first: a venue's builder for
+    /// the tape of its commonest frame shape, which returns `false` (and
+    /// the general paths run) for any frame it does not build exactly.
+    #[inline]
+    pub(crate) fn parse_shaped<R>(
+        this: &mut Option<Self>,
+        frame: &mut [u8],
+        shaped: impl for<'a> FnOnce(&'a [u8], &mut Vec<Node<'a>>) -> bool,
+        f: impl FnOnce(&[Node<'_>]) -> Result<R, ParseError>,
+    ) -> Result<R, ParseError> {
         let Some(p) = this.as_mut() else {
             return Err(ParseError::missing("parser"));
         };
         // `reset` empties the tape and rebinds its lifetime to this frame.
         let mut tape: simd_json::Tape<'_> =
             std::mem::replace(&mut p.tape, simd_json::Tape(Vec::new())).reset();
+        // Plain frames (nearly all) skip simd-json: the same tape, built in
+        // one pass; anything else is simd-json's to parse or reject.
+        if shaped(frame, &mut tape.0) || crate::plain_json::fill(frame, &mut tape.0) {
+            let res = f(&tape.0);
+            p.tape = tape.reset();
+            return res;
+        }
+        let mut tape: simd_json::Tape<'_> = tape.reset();
         let res = match simd_json::fill_tape(frame, &mut p.buffers, &mut tape) {
             Ok(()) => f(&tape.0),
             Err(e) => Err(ParseError::json(&e)),

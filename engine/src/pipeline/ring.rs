@@ -201,6 +201,31 @@ impl<T> RingTx<T> {
         }
     }
 
+    /// Pushes every item of `items`, in order, without notifying: one
+    /// ring commit per run of free slots instead of one per item. Blocks
+    /// (spin, then yield) while the ring is full, as [`push_quiet`](Self::push_quiet).
+    #[inline]
+    pub fn push_all_quiet(&mut self, mut items: impl ExactSizeIterator<Item = T>) {
+        while items.len() > 0 {
+            let k = match self.tx.write_chunk_uninit(items.len()) {
+                Ok(chunk) => chunk.fill_from_iter(items.by_ref()),
+                Err(rtrb::chunks::ChunkError::TooFewSlots(free)) if free > 0 => self
+                    .tx
+                    .write_chunk_uninit(free)
+                    .map_or(0, |chunk| chunk.fill_from_iter(items.by_ref())),
+                Err(_) => 0,
+            };
+            if k == 0 {
+                self.full_waits.fetch_add(1, Ordering::Relaxed);
+                self.waiter.notify();
+                if self.tx.is_abandoned() {
+                    return;
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+
     /// Wakes the consumer if it sleeps.
     #[inline]
     pub fn notify(&self) {
@@ -267,6 +292,17 @@ impl EventTx {
             return;
         }
         let n = self.rings.len();
+        if let [ring] = &mut self.rings[..] {
+            // One signal thread: the whole frame in one ring commit.
+            ring.push_all_quiet(events.iter().map(|&ev| Slot {
+                ev,
+                t_frame,
+                t_push,
+            }));
+            self.dirty |= 1;
+            self.flush();
+            return;
+        }
         for ev in events {
             let inst = match ev {
                 Event::Instrument(i) => Some(i.inst),

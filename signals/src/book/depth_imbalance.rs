@@ -1,6 +1,7 @@
 //! `imbalance_depth` (SIGNALS.md §4): `(SB − SA) / (SB + SA)` over the best
 //! `levels` levels of each side. Triggered by L2 events; warm-up: none.
 
+use crate::num::f64_of;
 use crate::DepthView;
 
 /// Multi-level size imbalance of an L2 book.
@@ -30,7 +31,7 @@ impl DepthImbalance {
         if sb <= 0 || sa <= 0 {
             return None;
         }
-        self.value = Some((sb - sa) as f64 / (sb + sa) as f64);
+        self.value = Some(f64_of(sb - sa) / f64_of(sb + sa));
         self.value
     }
 

@@ -1,5 +1,6 @@
 //! `imbalance_l1 = (QB − QA) / (QB + QA)` (SIGNALS.md §4). Warm-up: none.
 
+use crate::num::f64_of;
 use crate::Quote;
 
 /// Top-of-book size imbalance, in (−1, 1).
@@ -22,7 +23,7 @@ impl ImbalanceL1 {
             return None;
         }
         let (b, a) = (i128::from(q.bid_qty), i128::from(q.ask_qty));
-        self.value = Some((b - a) as f64 / (b + a) as f64);
+        self.value = Some(f64_of(b - a) / f64_of(b + a));
         self.value
     }
 

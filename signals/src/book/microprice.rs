@@ -1,6 +1,7 @@
 //! `microprice = (B·QA + A·QB) / ((QB + QA)·Sp)` (SIGNALS.md §4), numerator
 //! in `i128`. Warm-up: none.
 
+use crate::num::f64_of;
 use crate::{Quote, Scale};
 
 /// Size-weighted mid price.
@@ -29,7 +30,7 @@ impl Microprice {
         let num = i128::from(q.bid_px) * i128::from(q.ask_qty)
             + i128::from(q.ask_px) * i128::from(q.bid_qty);
         let den = (i128::from(q.bid_qty) + i128::from(q.ask_qty)) * self.sp;
-        self.value = Some(num as f64 / den as f64);
+        self.value = Some(f64_of(num) / f64_of(den));
         self.value
     }
 

@@ -1,5 +1,6 @@
 //! `spread_bps = 20000·(A − B) / (A + B)` (SIGNALS.md §4). Warm-up: none.
 
+use crate::num::f64_of;
 use crate::Quote;
 
 /// Relative quoted spread in basis points of the mid.
@@ -23,7 +24,7 @@ impl SpreadBps {
         }
         let num = 20_000 * (i128::from(q.ask_px) - i128::from(q.bid_px));
         let den = i128::from(q.ask_px) + i128::from(q.bid_px);
-        self.value = Some(num as f64 / den as f64);
+        self.value = Some(f64_of(num) / f64_of(den));
         self.value
     }
 

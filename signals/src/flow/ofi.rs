@@ -3,7 +3,7 @@
 //!
 //! Warm-up: emitted once `τ_n − τ_1 ≥ W`.
 
-use crate::num::{add, sub};
+use crate::num::{add, f64_of, sub};
 use crate::ring::TimeWindow;
 use crate::{Quote, Scale};
 
@@ -70,7 +70,7 @@ impl Ofi {
     #[inline]
     #[must_use]
     pub fn value(&self) -> Option<f64> {
-        self.window.is_warm().then(|| self.sum as f64 / self.sq)
+        self.window.is_warm().then(|| f64_of(self.sum) / self.sq)
     }
 
     /// Samples evicted early because the window was full.

@@ -3,7 +3,7 @@
 //!
 //! Warm-up: emitted once `τ_k − τ_1 ≥ W`.
 
-use crate::num::{add, sub};
+use crate::num::{add, f64_of, sub};
 use crate::ring::TimeWindow;
 use crate::Trade;
 
@@ -48,7 +48,8 @@ impl TradeImbalance {
     #[inline]
     #[must_use]
     pub fn value(&self) -> Option<f64> {
-        (self.window.is_warm() && self.volume > 0).then(|| self.signed as f64 / self.volume as f64)
+        (self.window.is_warm() && self.volume > 0)
+            .then(|| f64_of(self.signed) / f64_of(self.volume))
     }
 
     /// Trades evicted early because the window was full.

@@ -3,7 +3,7 @@
 //!
 //! Warm-up: emitted once `τ_k − τ_1 ≥ W`.
 
-use crate::num::{add, mul, sub};
+use crate::num::{add, f64_of, mul, sub};
 use crate::ring::TimeWindow;
 use crate::{Scale, Trade};
 
@@ -49,7 +49,7 @@ impl Vwap {
     #[must_use]
     pub fn value(&self) -> Option<f64> {
         (self.window.is_warm() && self.volume > 0)
-            .then(|| self.notional as f64 / self.volume as f64 / self.sp)
+            .then(|| f64_of(self.notional) / f64_of(self.volume) / self.sp)
     }
 
     /// Trades evicted early because the window was full.

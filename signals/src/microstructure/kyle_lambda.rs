@@ -6,7 +6,7 @@
 //! Warm-up: emitted from trade `N+1` on; not emitted when the denominator
 //! is 0 (all `x` equal).
 
-use crate::num::{add, mul, sub};
+use crate::num::{add, f64_of, mul, sub};
 use crate::ring::Ring;
 use crate::{Scale, Trade};
 
@@ -76,7 +76,7 @@ impl KyleLambda {
             return None;
         }
         let num = sub(mul(n, self.sxy), mul(self.sx, self.sy));
-        Some(num as f64 / den as f64 * self.ratio)
+        Some(f64_of(num) / f64_of(den) * self.ratio)
     }
 }
 

@@ -4,6 +4,7 @@
 //!
 //! Warm-up: emitted from sample `N` on, as three outputs.
 
+use crate::num::f64_of;
 use crate::ring::CountMoments;
 
 /// The three Bollinger outputs, in emission order upper, middle, lower.
@@ -50,8 +51,8 @@ impl Bollinger {
         if !self.m.is_full() {
             return None;
         }
-        let middle = self.m.sum() as f64 / self.n_scale;
-        let sd = (self.m.d() as f64).sqrt() / self.n_scale;
+        let middle = f64_of(self.m.sum()) / self.n_scale;
+        let sd = f64_of(self.m.d()).sqrt() / self.n_scale;
         Some(Bands {
             upper: middle + self.k * sd,
             middle,

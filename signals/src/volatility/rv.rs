@@ -10,7 +10,7 @@
 //!
 //! Warm-up: emitted once `τ_n − τ_1 ≥ W`.
 
-use crate::num::NeumaierSum;
+use crate::num::{f64_of, NeumaierSum};
 use crate::ring::TimeWindow;
 
 /// Windowed realized volatility of the mid.
@@ -41,7 +41,7 @@ impl Rv {
     #[inline]
     pub fn update(&mut self, ts: i64, m2: i64) -> Option<f64> {
         let rho = match self.prev_m2 {
-            Some(p) => ((i128::from(m2) - i128::from(p)) as f64 / p as f64).ln_1p(),
+            Some(p) => (f64_of(i128::from(m2) - i128::from(p)) / p as f64).ln_1p(),
             None => 0.0,
         };
         self.prev_m2 = Some(m2);

@@ -4,7 +4,7 @@
 //!
 //! Warm-up: emitted from sample `N` on.
 
-use crate::num::{mul, sub};
+use crate::num::{f64_of, mul, sub};
 use crate::ring::CountMoments;
 
 /// Rolling population z-score.
@@ -44,7 +44,7 @@ impl Zscore {
             return Some(0.0);
         }
         let num = sub(mul(self.m.n() as i128, i128::from(self.last)), self.m.sum());
-        Some(num as f64 / (d as f64).sqrt())
+        Some(f64_of(num) / f64_of(d).sqrt())
     }
 }
 

@@ -45,10 +45,23 @@ impl<'t, 'i> Fields<'t, 'i> {
     /// (or the tape is inconsistent).
     #[inline]
     pub(super) fn scan(obj: Raw<'t, 'i>) -> Option<Self> {
+        let mut f = Self::default();
+        f.scan_into(obj).then_some(f)
+    }
+
+    /// [`scan`](Self::scan) into `self` (a default value): no copy of the
+    /// struct (24 fields) on the way out; `false` where `scan` is `None`.
+    #[inline]
+    pub(super) fn scan_into(&mut self, obj: Raw<'t, 'i>) -> bool {
+        self.scan_fields(obj).is_some()
+    }
+
+    #[inline]
+    fn scan_fields(&mut self, obj: Raw<'t, 'i>) -> Option<()> {
         let &Node::Object { len, .. } = obj.first()? else {
             return None;
         };
-        let mut f = Self::default();
+        let f = self;
         let mut idx = 1;
         for _ in 0..len {
             let Node::String(key) = *obj.get(idx)? else {
@@ -86,6 +99,6 @@ impl<'t, 'i> Fields<'t, 'i> {
             };
             *slot = Some(v);
         }
-        Some(f)
+        Some(())
     }
 }

@@ -14,11 +14,17 @@
 //!
 //! # Parsing strategy
 //!
-//! Frames are parsed in place with simd-json into a reused tape
-//! ([`simd_json::fill_tape`] with reused [`simd_json::Buffers`]); one pass over
-//! the object collects the raw value of each known key (`messages.rs`), then the
-//! kind is classified per SIGNALS.md 2.2 and the fields are converted straight
-//! into events (`parse.rs`). After warm-up nothing is allocated per frame.
+//! Frames are read into a reused simd-json tape: compact combined-stream
+//! frames (every trade, bookTicker and depthUpdate Binance sends) by a
+//! builder that follows their shape (`combined.rs`), other plain JSON by the
+//! crate's scalar pass (`plain_json.rs`), anything else by simd-json in place
+//! ([`simd_json::fill_tape`] with reused [`simd_json::Buffers`]); all three
+//! build the same tape. One pass over the object collects the raw value of
+//! each known key (`messages.rs`), then the kind is classified per SIGNALS.md
+//! 2.2 and the fields are converted straight into events (`parse.rs`). After
+//! warm-up nothing is allocated per frame. (The timings below are from before
+//! the two fast paths; the instruction counts are in
+//! `bench/results/2026-12-02-instructions.md`.)
 //!
 //! Measured on real frames of `binance-spot/btcusdt_20240808.txt.gz`
 //! (`cargo bench -p feeds --bench parse`: 256 frames per kind, criterion
@@ -42,6 +48,7 @@
 //! level arrays allocate. The tape variant reads each key once and converts
 //! straight into events.
 
+mod combined;
 mod messages;
 mod parse;
 #[cfg(feature = "sim")]

@@ -51,10 +51,15 @@ impl Binance {
         // Taken out for the parse so the dispatch can borrow the adapter
         // (a move of a few words; nothing is allocated).
         let mut parser = self.parser.take();
-        let res = crate::tape::TapeParser::parse(&mut parser, frame, |nodes| match mode {
-            Mode::Frame => self.dispatch(nodes, recv_ns, out),
-            Mode::RestSnapshot(sym) => self.rest_snapshot(nodes, sym, recv_ns, out),
-        });
+        let shaped: for<'a> fn(&'a [u8], &mut Vec<Node<'a>>) -> bool = match mode {
+            Mode::Frame => super::combined::fill,
+            Mode::RestSnapshot(_) => |_, _| false,
+        };
+        let res =
+            crate::tape::TapeParser::parse_shaped(&mut parser, frame, shaped, |nodes| match mode {
+                Mode::Frame => self.dispatch(nodes, recv_ns, out),
+                Mode::RestSnapshot(sym) => self.rest_snapshot(nodes, sym, recv_ns, out),
+            });
         self.parser = parser;
         crate::tape::keep_data(res, start, out, &mut self.instruments)
     }
@@ -65,27 +70,30 @@ impl Binance {
         recv_ns: i64,
         out: &mut Vec<Event>,
     ) -> Result<FrameKind, ParseError> {
-        let Some(root) = Fields::scan(nodes) else {
+        // Scanned in place and borrowed (a copy of `Fields` is 400 bytes).
+        let mut root = Fields::default();
+        if !root.scan_into(nodes) {
             return Ok(FrameKind::Unknown);
-        };
+        }
+        let mut data_fields = Fields::default();
         let (f, stream) = match (root.stream, root.data) {
             (Some(st), Some(data)) => {
                 let Ok(st) = as_str(st, "stream") else {
                     return Ok(FrameKind::Unknown);
                 };
-                match Fields::scan(data) {
-                    Some(f) => (f, Some(st)),
-                    None => return Ok(FrameKind::Unknown),
+                if !data_fields.scan_into(data) {
+                    return Ok(FrameKind::Unknown);
                 }
+                (&data_fields, Some(st))
             }
-            _ => (root, None),
+            _ => (&root, None),
         };
         if let Some(e) = f.e {
             return match as_str(e, "e") {
-                Ok("trade") => self.trade(&f, TradeKind::Trade, recv_ns, out),
-                Ok("aggTrade") => self.trade(&f, TradeKind::AggTrade, recv_ns, out),
-                Ok("depthUpdate") => self.depth(&f, recv_ns, out),
-                Ok("bookTicker") => self.quote(&f, recv_ns, out),
+                Ok("trade") => self.trade(f, TradeKind::Trade, recv_ns, out),
+                Ok("aggTrade") => self.trade(f, TradeKind::AggTrade, recv_ns, out),
+                Ok("depthUpdate") => self.depth(f, recv_ns, out),
+                Ok("bookTicker") => self.quote(f, recv_ns, out),
                 // The venue will close this connection soon (maintenance,
                 // the 24 h limit): a planned rollover.
                 Ok("serverShutdown") => Ok(FrameKind::Closing),
@@ -100,13 +108,13 @@ impl Binance {
             && f.a.is_some()
             && f.A.is_some()
         {
-            return self.quote(&f, recv_ns, out);
+            return self.quote(f, recv_ns, out);
         }
         if f.last_update_id.is_some() && f.bids.is_some() && f.asks.is_some() {
             if stream.is_some_and(is_partial_depth) {
                 return Ok(FrameKind::Ignored);
             }
-            return self.snapshot(&f, stream, recv_ns, out);
+            return self.snapshot(f, stream, recv_ns, out);
         }
         if stream.is_none() && f.result.is_some() && f.id.is_some() {
             return Ok(FrameKind::Control);
