@@ -386,7 +386,9 @@ fn venue_capture(venue: &str) -> Option<(PathBuf, Vec<String>)> {
 /// setup over its own simulator, publish into one NATS server; a
 /// subscriber sees the union: every row of each engine's own file, in that
 /// engine's order, with gapless sequence numbers, and each engine's books
-/// end where a replay of its capture ends.
+/// end where a replay of its capture ends. (The simulators play at full
+/// speed, faster than one NATS connection takes rows: the sinks get rings
+/// big enough to hold a whole run, so nothing is conflated.)
 #[test]
 fn two_sharded_engine_processes_publish_one_stream() {
     let dir = temp_dir("nats-shards");
@@ -413,7 +415,7 @@ fn two_sharded_engine_processes_publish_one_stream() {
             .join(", ");
         let toml = format!(
             "[engine]\npin_cores = false\n[output]\nengine = \"{name}\"\n\
-             [[sinks]]\nkind = \"nats\"\nurl = \"{}\"\n\
+             [[sinks]]\nkind = \"nats\"\nurl = \"{}\"\nring_capacity = 524288\n\
              [[feeds]]\nvenue = \"{venue}\"\nws_url = \"ws://{addr}\"\nrest_url = \"http://{addr}\"\nsymbols = [{list}]\n",
             nats.url()
         );
@@ -447,7 +449,20 @@ fn two_sharded_engine_processes_publish_one_stream() {
         .collect();
     let total: usize = files.iter().map(Vec::len).sum();
     let got = sub.rows_when(total, Duration::from_secs(30));
-    assert_eq!(got.len(), total, "the union of both engines' rows");
+    let sink_stats: Vec<String> = shards
+        .iter()
+        .map(|(name, ..)| {
+            let s =
+                std::fs::read_to_string(dir.join(format!("{name}.stats.json"))).unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(&s).unwrap_or_default();
+            format!("{name}: {}", v["sinks"])
+        })
+        .collect();
+    assert_eq!(
+        got.len(),
+        total,
+        "the union of both engines' rows; {sink_stats:?}"
+    );
     for ((name, venue, cap, _), lines) in shards.iter().zip(&files) {
         assert!(lines.len() > 1000, "{name}: {} rows", lines.len());
         let mine: Vec<&Got> = got
