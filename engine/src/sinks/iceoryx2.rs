@@ -20,8 +20,8 @@
 //! - Each record is loaned from the publisher's shared memory, written
 //!   once ([`records::Record::encode`]) and sent: no other copy.
 //!
-//! [`rows_service`], [`catalog_service`] and [`subscriber_node`] are what a
-//! bot (or a test) uses to open the same services: `engine/examples/iox_bot.rs`.
+//! [`subscribe`] is what a bot (or a test) uses to get both services:
+//! `engine/examples/iox_bot.rs`.
 //!
 //! iceoryx2 keeps its state under `/tmp/iceoryx2` and `/dev/shm/iox2_*`;
 //! a node removes its services when it goes, and the resources of nodes
@@ -31,6 +31,7 @@ use std::io;
 use std::sync::Arc;
 
 use ::iceoryx2::port::publisher::Publisher;
+use ::iceoryx2::port::subscriber::Subscriber;
 use ::iceoryx2::port::update_connections::UpdateConnections;
 use ::iceoryx2::prelude::*;
 use ::iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSub;
@@ -45,6 +46,11 @@ pub type Payload = [u8; records::SIZE];
 pub type RowsService = PubSub<ipc::Service, Payload, ()>;
 /// The catalog's service (JSON bytes).
 pub type CatalogService = PubSub<ipc::Service, [u8], ()>;
+
+/// A subscriber of the records.
+pub type RowsSubscriber = Subscriber<ipc::Service, Payload, ()>;
+/// A subscriber of the catalog (JSON bytes).
+pub type CatalogSubscriber = Subscriber<ipc::Service, [u8], ()>;
 
 /// The catalog's service is the records' one plus this.
 pub const CATALOG_SUFFIX: &str = "/catalog";
@@ -127,6 +133,47 @@ pub fn catalog_service(
         .max_nodes(spec.max_subscribers + 4)
         .open_or_create()
         .map_err(|e| err(&catalog, e))
+}
+
+/// A subscriber's two ports on the records' `service` and its catalog: the
+/// services as the engine made them, or (a bot started before its engine)
+/// made here with `spec`'s settings, which the engine's must then match.
+/// The catalog port gets the latest catalog at once when there is one.
+///
+/// # Errors
+/// When a service cannot be opened or created, or has no room for
+/// another subscriber.
+pub fn subscribe(
+    node: &Node<ipc::Service>,
+    service: &str,
+    spec: &IoxSpec,
+) -> io::Result<(RowsSubscriber, CatalogSubscriber)> {
+    let rows = match node
+        .service_builder(&name(service)?)
+        .publish_subscribe::<Payload>()
+        .open()
+    {
+        Ok(s) => s,
+        Err(_) => rows_service(node, service, spec)?,
+    };
+    let catalog = catalog_name(service);
+    let catalogs = match node
+        .service_builder(&name(&catalog)?)
+        .publish_subscribe::<[u8]>()
+        .open()
+    {
+        Ok(s) => s,
+        Err(_) => catalog_service(node, service, spec)?,
+    };
+    Ok((
+        rows.subscriber_builder()
+            .create()
+            .map_err(|e| err(service, e))?,
+        catalogs
+            .subscriber_builder()
+            .create()
+            .map_err(|e| err(&catalog, e))?,
+    ))
 }
 
 /// The worker of an iceoryx2 sink (lives on its sink thread: iceoryx2's
