@@ -152,8 +152,9 @@ fn receive(mut next: impl FnMut() -> Option<Record>) -> Measured {
     m
 }
 
-/// The sending loop of both hops: paced, then flooding, then the end mark.
-fn send(rate: f64, seconds: f64, mut push: impl FnMut(Record)) {
+/// The sending loop of both hops: paced, then flooding (for one second:
+/// returns how many it sent), then the end mark.
+fn send(rate: f64, seconds: f64, mut push: impl FnMut(Record)) -> u64 {
     let n = (rate * seconds) as u64;
     let period = 1e9 / rate;
     let t0 = mono_ns();
@@ -172,9 +173,10 @@ fn send(rate: f64, seconds: f64, mut push: impl FnMut(Record)) {
     }
     std::thread::sleep(Duration::from_millis(50));
     push(record(0, END));
+    i
 }
 
-fn rtrb_hop(rate: f64, seconds: f64) -> Measured {
+fn rtrb_hop(rate: f64, seconds: f64) -> (Measured, u64) {
     // The same ring size as a sink's (DEFAULT_RING); the producer spins
     // when it is full, so nothing is lost.
     let (mut tx, mut rx) = rtrb::RingBuffer::<Record>::new(engine::sinks::DEFAULT_RING);
@@ -183,16 +185,16 @@ fn rtrb_hop(rate: f64, seconds: f64) -> Measured {
         receive(|| rx.pop().ok())
     });
     pin(0);
-    send(rate, seconds, |mut r| loop {
+    let sent = send(rate, seconds, |mut r| loop {
         match tx.push(r) {
             Ok(()) => break,
             Err(rtrb::PushError::Full(back)) => r = back,
         }
     });
-    consumer.join().expect("rtrb consumer")
+    (consumer.join().expect("rtrb consumer"), sent)
 }
 
-fn iox_hop(rate: f64, seconds: f64) -> Result<(Measured, u64), Box<dyn std::error::Error>> {
+fn iox_hop(rate: f64, seconds: f64) -> Result<(Measured, u64, u64), Box<dyn std::error::Error>> {
     let service = format!("wiresignal-bench/{}", std::process::id());
     let mut child = Command::new(std::env::current_exe()?)
         .args(["--subscriber", &service])
@@ -213,12 +215,12 @@ fn iox_hop(rate: f64, seconds: f64) -> Result<(Measured, u64), Box<dyn std::erro
     let c = SinkCounters::default();
     // The subscriber is connected once the publisher has seen it.
     sink.idle(&c);
-    send(rate, seconds, |r| sink.deliver(&[Item::Row(r)], &c));
+    let sent = send(rate, seconds, |r| sink.deliver(&[Item::Row(r)], &c));
     line.clear();
     out.read_line(&mut line)?;
     let _ = child.wait();
     let m = Measured::parse(&line).ok_or_else(|| format!("subscriber said {line:?}"))?;
-    Ok((m, c.dropped.get()))
+    Ok((m, sent, c.dropped.get()))
 }
 
 fn subscriber(service: &str) -> Result<(), Box<dyn std::error::Error>> {
@@ -260,19 +262,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
-    let rt = rtrb_hop(rate, seconds);
-    let (iox, dropped) = iox_hop(rate, seconds)?;
+    let (rt, rt_sent) = rtrb_hop(rate, seconds);
+    let (iox, iox_sent, dropped) = iox_hop(rate, seconds)?;
     println!(
         "{rate:.0} msg/s paced for {seconds} s, then 1 s unpaced; {} cores, load average {} before",
         cores(),
         load.join(" ")
     );
     println!();
-    println!("| hop | p50 µs | p99 µs | p99.9 µs | max µs | paced received | unpaced rate (msg/s received) | unpaced lost |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (name, m) in [
-        ("rtrb SPSC, thread → thread (baseline)", &rt),
-        ("iceoryx2 sink → subscriber process", &iox),
+    println!("| hop | p50 µs | p99 µs | p99.9 µs | max µs | paced received | unpaced sent msg/s | unpaced received msg/s | unpaced lost |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (name, m, sent) in [
+        ("rtrb SPSC, thread → thread (baseline)", &rt, rt_sent),
+        ("iceoryx2 sink → subscriber process", &iox, iox_sent),
     ] {
         let rate = if m.flood_ns > 0 {
             m.flood_got as f64 * 1e9 / m.flood_ns as f64
@@ -280,7 +282,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             0.0
         };
         println!(
-            "| {name} | {} | {} | {} | {} | {} | {:.0} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {sent} | {:.0} | {} |",
             us(m.lat[0]),
             us(m.lat[1]),
             us(m.lat[2]),

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::{read_lines, shared_dir, temp_dir};
 use engine::sinks::iceoryx2::{subscribe, subscriber_node, IoxSink};
-use iceoryx2::port::update_connections::UpdateConnections;
 use engine::sinks::{IoxSpec, Item, SinkCounters, Worker};
+use iceoryx2::port::update_connections::UpdateConnections;
 use records::{Catalog, Record};
 
 const ENV: &str = "WIRESIGNAL_IOX_SUB";
