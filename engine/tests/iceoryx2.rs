@@ -361,3 +361,21 @@ fn a_late_subscriber_gets_the_latest_catalog() {
     assert_eq!(Record::decode(got.payload()), Ok(Record { seq: 2, ..row }));
     assert_eq!((c.dropped.get(), c.errors.get()), (0, 0));
 }
+
+/// Instrument ids are one engine's: a second engine on the same service is
+/// an error at start, not a mix of two id spaces.
+#[test]
+fn a_second_engine_on_the_same_service_fails_to_start() {
+    let spec = IoxSpec {
+        service: Some(service("twice")),
+        ..spec(64)
+    };
+    let first = IoxSink::create(&spec, &[], "a").unwrap();
+    let Err(e) = IoxSink::create(&spec, &[], "b") else {
+        panic!("two publishers on one service");
+    };
+    assert!(e.to_string().contains("another engine"), "{e}");
+    drop(first);
+    // Once the first is gone, the service is free again.
+    assert!(IoxSink::create(&spec, &[], "b").is_ok());
+}

@@ -333,7 +333,7 @@ fn ready(worker: impl Worker + Send + 'static) -> MakeWorker {
 }
 
 #[cold]
-#[allow(dead_code)] // every feature on
+#[cfg(not(all(feature = "nats", feature = "iceoryx2")))]
 fn no_feature(sink: &str, what: &str, feature: &str) -> std::io::Error {
     std::io::Error::other(format!(
         "sink {sink}: this build has no {what} support (feature `{feature}`)"
@@ -472,6 +472,17 @@ mod tests {
             let e = Config::from_toml_str(&toml, "t").unwrap_err();
             assert_eq!(e.path, path, "{toml}: {e}");
         }
+    }
+
+    #[cfg(not(feature = "iceoryx2"))]
+    #[test]
+    fn an_iceoryx2_sink_needs_its_feature() {
+        let cfg = Config::from_toml_str("[[sinks]]\nkind = \"iceoryx2\"\n", "t").unwrap();
+        let outputs: Arc<[String]> = Vec::new().into();
+        let Err(e) = open(&cfg.sinks, &outputs, "e") else {
+            panic!("opened without the feature");
+        };
+        assert!(e.to_string().contains("feature `iceoryx2`"), "{e}");
     }
 
     #[test]
