@@ -74,7 +74,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 catalog = Some(c);
             }
         }
-        while let Some(s) = rows.receive()? {
+        // Rows wait in the subscriber's buffer until the catalog names them
+        // (a new subscriber gets it with the engine's next batch).
+        let named = catalog.is_some() || started.elapsed() > Duration::from_secs(2);
+        while let Some(s) = if named { rows.receive()? } else { None } {
             let Ok(r) = Record::decode(s.payload()) else {
                 bad += 1;
                 continue;
