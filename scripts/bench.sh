@@ -9,7 +9,9 @@
 #     100 instruments x 1000 levels for memory;
 #   * recovery (engine/examples/recovery.rs): time from a fault (drop, gap, silent feed,
 #     429) to the first in-sync signal, p50/p99 over repetitions, and messages lost per
-#     planned rollover.
+#     planned rollover;
+#   * iceoryx2 (engine/examples/iox_latency.rs): the iceoryx2 sink to a subscriber process,
+#     p50/p99/p99.9/max and unpaced rate, against an rtrb SPSC hop in the same run.
 # Writes bench/results/<date>.md (+ .json and SVG plots). Latency = frame stamp (the load
 # server's scheduled send time, carried in the Binance E/T fields) -> signals computed.
 #
@@ -21,7 +23,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wiresignal-target}"
 SHARED="${WIRESIGNAL_SHARED:-../shared}"
 NAME="${BENCH_NAME:-$(date -u +%F)}"
 
-cargo build --release -p engine -p bench --bins --example recovery
+cargo build --release -p engine -p bench --bins --example recovery --example iox_latency
 BIN="$CARGO_TARGET_DIR/release"
 
 captures=()
@@ -39,4 +41,12 @@ echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
     echo "## Recovery (engine/examples/recovery.rs, 5 runs per fault, loopback simulator at 40x)"
     echo
     "$BIN/examples/recovery" "${RECOVERY_RUNS:-5}" "$SHARED"
+} | tee -a "bench/results/$NAME.md"
+
+# iceoryx2 sink latency vs an in-process SPSC hop, appended to the day's results.
+{
+    echo
+    echo "## iceoryx2 sink → subscriber process (engine/examples/iox_latency.rs, vs rtrb in the same run)"
+    echo
+    "$BIN/examples/iox_latency" "${IOX_RATE:-100000}" "${IOX_SECONDS:-3}" 2>/dev/null
 } | tee -a "bench/results/$NAME.md"

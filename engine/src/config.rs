@@ -788,6 +788,7 @@ mod tests {
             "bybit-linear-live.toml",
             "replay.toml",
             "demo-nats.toml",
+            "demo-iox.toml",
             "shard-a.toml",
             "shard-b.toml",
             "shard-c.toml",

@@ -48,8 +48,10 @@ pub struct SinkCounters {
     pub errors: Counter,
 }
 
-/// The kind-specific half of a sink, on its own thread.
-pub trait Worker: Send {
+/// The kind-specific half of a sink, on its own thread. Not `Send`: a
+/// worker built on its thread ([`FanOut::spawn`]) may hold thread-bound
+/// handles (iceoryx2's ports).
+pub trait Worker {
     /// Delivers `batch` (in order), counting into `c`.
     fn deliver(&mut self, batch: &[Item], c: &SinkCounters);
     /// Nothing came for a moment (flush, housekeeping).
@@ -57,6 +59,9 @@ pub trait Worker: Send {
     /// The run is over: deliver what is buffered.
     fn finish(&mut self, _c: &SinkCounters) {}
 }
+
+/// Makes a sink's worker on the sink's own thread ([`FanOut::spawn`]).
+pub type MakeWorker = Box<dyn FnOnce() -> io::Result<Box<dyn Worker>> + Send>;
 
 struct Shared {
     counters: Arc<SinkCounters>,
@@ -92,9 +97,25 @@ impl FanOut {
         name: &str,
         capacity: usize,
         outputs: &[String],
-        mut worker: Box<dyn Worker>,
+        worker: Box<dyn Worker + Send>,
+    ) -> io::Result<Self> {
+        Self::spawn(name, capacity, outputs, Box::new(move || Ok(worker)))
+    }
+
+    /// Like [`FanOut::start`], but the worker is made by `make` on the sink's
+    /// own thread (and stays there); waits for it, so a worker that cannot
+    /// be made is this call's error.
+    ///
+    /// # Errors
+    /// When the thread cannot be spawned or `make` fails.
+    pub fn spawn(
+        name: &str,
+        capacity: usize,
+        outputs: &[String],
+        make: MakeWorker,
     ) -> io::Result<Self> {
         let (tx, mut rx) = rtrb::RingBuffer::new(capacity);
+        let (made_tx, made_rx) = std::sync::mpsc::sync_channel::<io::Result<()>>(1);
         let shared = Arc::new(Shared {
             counters: Arc::default(),
             sleeping: AtomicBool::new(false),
@@ -109,6 +130,16 @@ impl FanOut {
         let thread = std::thread::Builder::new()
             .name(format!("sink-{name}"))
             .spawn(move || {
+                let mut worker = match make() {
+                    Ok(w) => {
+                        let _ = made_tx.send(Ok(()));
+                        w
+                    }
+                    Err(e) => {
+                        let _ = made_tx.send(Err(e));
+                        return;
+                    }
+                };
                 let mut batch = Vec::with_capacity(BATCH);
                 loop {
                     batch.clear();
@@ -134,6 +165,9 @@ impl FanOut {
                 }
                 worker.finish(&s.counters);
             })?;
+        made_rx
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other(format!("sink {name}: its thread died"))))?;
         Ok(Self {
             tx: Some(tx),
             thread: Some(thread),

@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [[sinks]]
-//! kind = "nats"                 # jsonl | nats
+//! kind = "nats"                 # jsonl | nats | iceoryx2
 //! url = "nats://127.0.0.1:4222"
 //! format = "json"               # or "binary" (records::Record, 48 bytes)
 //! ```
@@ -17,6 +17,8 @@
 //! record and, for JSON payloads, in the `Wiresignal-Seq` header.
 
 mod fanout;
+#[cfg(feature = "iceoryx2")]
+pub mod iceoryx2;
 mod jsonl;
 pub use jsonl::sink_msg;
 #[cfg(feature = "nats")]
@@ -28,7 +30,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use fanout::{FanOut, Item, SinkCounters, Worker};
+pub use fanout::{FanOut, Item, MakeWorker, SinkCounters, Worker};
 
 use crate::config::ConfigError;
 use crate::pipeline::sink::RowCollector;
@@ -67,6 +69,34 @@ pub enum SinkKind {
     },
     /// NATS subjects `wiresignal.<venue>.<symbol>.<signal>`.
     Nats(NatsSpec),
+    /// iceoryx2 publish-subscribe (same host, shared memory).
+    Iceoryx2(IoxSpec),
+}
+
+/// An iceoryx2 sink: records on one service per engine, its catalog on
+/// `<service>/catalog` (see `sinks::iceoryx2`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IoxSpec {
+    /// The records' service (`service`; `None`: `wiresignal/<engine>`).
+    pub service: Option<String>,
+    /// Records each subscriber's buffer holds before the oldest are
+    /// overwritten (`buffer`, default 16384).
+    pub buffer: usize,
+    /// Latest records a subscriber gets when it connects (`history`, default 0).
+    pub history: usize,
+    /// Subscribers at most (`max_subscribers`, default 8).
+    pub max_subscribers: usize,
+}
+
+impl Default for IoxSpec {
+    fn default() -> Self {
+        Self {
+            service: None,
+            buffer: 16_384,
+            history: 0,
+            max_subscribers: 8,
+        }
+    }
 }
 
 /// A NATS sink.
@@ -95,6 +125,10 @@ pub struct RawSink {
     ring_capacity: Option<i64>,
     stream: Option<String>,
     max_age_s: Option<i64>,
+    service: Option<String>,
+    buffer: Option<i64>,
+    history: Option<i64>,
+    max_subscribers: Option<i64>,
 }
 
 impl SinkSpec {
@@ -131,6 +165,17 @@ impl SinkSpec {
                 Ok(())
             }
         };
+        let iox_keys = [
+            ("service", raw.service.is_some()),
+            ("buffer", raw.buffer.is_some()),
+            ("history", raw.history.is_some()),
+            ("max_subscribers", raw.max_subscribers.is_some()),
+        ];
+        if kind == "jsonl" || kind == "nats" {
+            for (key, set) in iox_keys {
+                unused(key, set)?;
+            }
+        }
         let kind = match kind {
             "jsonl" => {
                 let path = raw
@@ -167,12 +212,61 @@ impl SinkSpec {
                     max_age,
                 })
             }
-            "" => return Err(bad("kind", "missing (jsonl | nats)".into())),
-            k => return Err(bad("kind", format!("unknown kind {k:?} (jsonl | nats)"))),
+            "iceoryx2" => {
+                for (key, set) in [
+                    ("path", raw.path.is_some()),
+                    ("url", raw.url.is_some()),
+                    ("format", raw.format.is_some()),
+                    ("stream", raw.stream.is_some()),
+                    ("max_age_s", raw.max_age_s.is_some()),
+                ] {
+                    unused(key, set)?;
+                }
+                let count = |key: &str, v: Option<i64>, default: usize, range: (i64, i64)| match v {
+                    None => Ok(default),
+                    Some(n) if (range.0..=range.1).contains(&n) => Ok(n as usize),
+                    Some(n) => Err(bad(key, format!("{n} is not in {}..={}", range.0, range.1))),
+                };
+                let d = IoxSpec::default();
+                let buffer = count("buffer", raw.buffer, d.buffer, (1, 1 << 22))?;
+                let history = count("history", raw.history, d.history, (0, 1 << 16))?;
+                let max_subscribers = count(
+                    "max_subscribers",
+                    raw.max_subscribers,
+                    d.max_subscribers,
+                    (1, 64),
+                )?;
+                if let Some(s) = &raw.service {
+                    if s.is_empty()
+                        || s.len() > 240
+                        || s.starts_with("iox2://")
+                        || !s.bytes().all(|b| b.is_ascii_graphic())
+                    {
+                        return Err(bad(
+                            "service",
+                            "1 to 240 printable ASCII characters, no spaces, not iox2://".into(),
+                        ));
+                    }
+                }
+                SinkKind::Iceoryx2(IoxSpec {
+                    service: raw.service,
+                    buffer,
+                    history,
+                    max_subscribers,
+                })
+            }
+            "" => return Err(bad("kind", "missing (jsonl | nats | iceoryx2)".into())),
+            k => {
+                return Err(bad(
+                    "kind",
+                    format!("unknown kind {k:?} (jsonl | nats | iceoryx2)"),
+                ))
+            }
         };
         let default_name = match &kind {
             SinkKind::Jsonl { .. } => format!("jsonl{i}"),
             SinkKind::Nats(_) => format!("nats{i}"),
+            SinkKind::Iceoryx2(_) => format!("iox{i}"),
         };
         Ok(Self {
             name: raw.name.unwrap_or(default_name),
@@ -200,9 +294,10 @@ pub fn duplicate_name(specs: &[SinkSpec]) -> Option<&str> {
 /// config order) and their counters (for stats and metrics).
 ///
 /// # Errors
-/// A sink that cannot start (a file that cannot be created; a NATS sink in
-/// a build without the `nats` feature). An unreachable NATS server is no
-/// error: the sink connects in the background and counts what it drops.
+/// A sink that cannot start (a file that cannot be created; a NATS or
+/// iceoryx2 sink in a build without its feature; an iceoryx2 service that
+/// cannot be created or already has a publisher). An unreachable NATS server
+/// is no error: the sink connects in the background and counts what it drops.
 pub fn open(
     specs: &[SinkSpec],
     outputs: &Arc<[String]>,
@@ -211,24 +306,39 @@ pub fn open(
     let mut collectors: Vec<Box<dyn RowCollector>> = Vec::new();
     let mut counters = Vec::new();
     for spec in specs {
-        let worker: Box<dyn Worker> = match &spec.kind {
-            SinkKind::Jsonl { path } => Box::new(jsonl::JsonlSink::create(path, outputs.clone())?),
+        let make: MakeWorker = match &spec.kind {
+            SinkKind::Jsonl { path } => ready(jsonl::JsonlSink::create(path, outputs.clone())?),
             #[cfg(feature = "nats")]
-            SinkKind::Nats(n) => Box::new(nats::NatsSink::connect(n, outputs.clone(), engine)?),
+            SinkKind::Nats(n) => ready(nats::NatsSink::connect(n, outputs.clone(), engine)?),
             #[cfg(not(feature = "nats"))]
             SinkKind::Nats(_) => {
                 let _ = engine;
-                return Err(std::io::Error::other(format!(
-                    "sink {}: this build has no NATS support (feature `nats`)",
-                    spec.name
-                )));
+                return Err(no_feature(&spec.name, "NATS", "nats"));
             }
+            // Its ports are bound to one thread: made on the sink's own.
+            #[cfg(feature = "iceoryx2")]
+            SinkKind::Iceoryx2(x) => iceoryx2::IoxSink::maker(x, outputs.clone(), engine),
+            #[cfg(not(feature = "iceoryx2"))]
+            SinkKind::Iceoryx2(_) => return Err(no_feature(&spec.name, "iceoryx2", "iceoryx2")),
         };
-        let fan = FanOut::start(&spec.name, spec.ring_capacity, outputs, worker)?;
+        let fan = FanOut::spawn(&spec.name, spec.ring_capacity, outputs, make)?;
         counters.push((spec.name.clone(), fan.counters()));
         collectors.push(Box::new(fan));
     }
     Ok((collectors, counters))
+}
+
+/// A worker made here (on the engine's thread), moved to its sink thread.
+fn ready(worker: impl Worker + Send + 'static) -> MakeWorker {
+    Box::new(move || Ok(Box::new(worker)))
+}
+
+#[cold]
+#[cfg(not(all(feature = "nats", feature = "iceoryx2")))]
+fn no_feature(sink: &str, what: &str, feature: &str) -> std::io::Error {
+    std::io::Error::other(format!(
+        "sink {sink}: this build has no {what} support (feature `{feature}`)"
+    ))
 }
 
 /// This engine's name in catalogs (`[output] engine`, else host and pid).
@@ -311,6 +421,69 @@ mod tests {
             assert_eq!(e.path, path, "{toml}: {e}");
         }
         assert!(Config::from_toml_str("[[sinks]]\nkind = \"nats\"\nbogus = 1\n", "t").is_err());
+    }
+
+    #[test]
+    fn iceoryx2_sinks_are_validated() {
+        let cfg = Config::from_toml_str(
+            "[[sinks]]\nkind = \"iceoryx2\"\n\
+             [[sinks]]\nkind = \"iceoryx2\"\nservice = \"bots/a\"\nbuffer = 1024\nhistory = 16\nmax_subscribers = 2\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(cfg.sinks[0].name, "iox0");
+        assert_eq!(cfg.sinks[0].kind, SinkKind::Iceoryx2(IoxSpec::default()));
+        assert_eq!(
+            cfg.sinks[1].kind,
+            SinkKind::Iceoryx2(IoxSpec {
+                service: Some("bots/a".into()),
+                buffer: 1024,
+                history: 16,
+                max_subscribers: 2,
+            })
+        );
+        for (toml, path) in [
+            ("kind = \"iceoryx2\"\nservice = \"\"\n", "sinks[0].service"),
+            (
+                "kind = \"iceoryx2\"\nservice = \"a b\"\n",
+                "sinks[0].service",
+            ),
+            (
+                "kind = \"iceoryx2\"\nservice = \"iox2://x\"\n",
+                "sinks[0].service",
+            ),
+            ("kind = \"iceoryx2\"\nbuffer = 0\n", "sinks[0].buffer"),
+            ("kind = \"iceoryx2\"\nhistory = -1\n", "sinks[0].history"),
+            (
+                "kind = \"iceoryx2\"\nmax_subscribers = 0\n",
+                "sinks[0].max_subscribers",
+            ),
+            (
+                "kind = \"iceoryx2\"\nformat = \"binary\"\n",
+                "sinks[0].format",
+            ),
+            ("kind = \"iceoryx2\"\nurl = \"nats://x\"\n", "sinks[0].url"),
+            ("kind = \"nats\"\nservice = \"x\"\n", "sinks[0].service"),
+            (
+                "kind = \"jsonl\"\npath = \"a\"\nbuffer = 4\n",
+                "sinks[0].buffer",
+            ),
+        ] {
+            let toml = format!("[[sinks]]\n{toml}");
+            let e = Config::from_toml_str(&toml, "t").unwrap_err();
+            assert_eq!(e.path, path, "{toml}: {e}");
+        }
+    }
+
+    #[cfg(not(feature = "iceoryx2"))]
+    #[test]
+    fn an_iceoryx2_sink_needs_its_feature() {
+        let cfg = Config::from_toml_str("[[sinks]]\nkind = \"iceoryx2\"\n", "t").unwrap();
+        let outputs: Arc<[String]> = Vec::new().into();
+        let Err(e) = open(&cfg.sinks, &outputs, "e") else {
+            panic!("opened without the feature");
+        };
+        assert!(e.to_string().contains("feature `iceoryx2`"), "{e}");
     }
 
     #[test]
