@@ -40,6 +40,10 @@ fn replay(shared: &Path, dir: &Path) -> (PathBuf, PathBuf) {
     app::replay_with(
         &cfg,
         &[shared.join("vectors/capture_small.txt.gz")],
+        &engine::replay::ReplayDefaults {
+            venue: cfg.engine.venue.clone(),
+            symbols: Vec::new(),
+        },
         Speed::Max,
         Output::File(jsonl.clone()),
         collector,
