@@ -4,53 +4,20 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use common::{read_lines, shared_dir, temp_dir};
+use common::{free_port, read_lines, spot_slice, temp_dir};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// The first `lines` lines of the first spot capture, as a plain file.
-fn spot_slice(dir: &Path, lines: usize) -> Option<PathBuf> {
-    let shared = shared_dir()?;
-    let cap = common::spot_captures(&shared).into_iter().next()?;
-    let path = dir.join("slice.txt");
-    let mut f = std::fs::File::create(&path).unwrap();
-    for l in read_lines(&cap).into_iter().take(lines) {
-        writeln!(f, "{l}").unwrap();
-    }
-    Some(path)
-}
-
 /// Replays `input` paced at `speed` with the listener on `port`.
 fn replay(input: &Path, out: &Path, port: u16, speed: engine::config::Speed) -> Value {
     let toml = format!("[metrics]\naddr = \"127.0.0.1:{port}\"\n");
-    let mut cfg = engine::config::Config::from_toml_str(&toml, "gateway-test").unwrap();
-    cfg.engine.pin_cores = false;
-    engine::app::replay_with(
-        &cfg,
-        &[input.to_path_buf()],
-        &engine::replay::ReplayDefaults::default(),
-        speed,
-        engine::app::Output::File(out.to_path_buf()),
-        None,
-        &AtomicBool::new(false),
-    )
-    .unwrap()
-    .stats
+    common::replay_toml(&toml, input, out, speed)
 }
 
 type Ws =

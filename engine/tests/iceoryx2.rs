@@ -8,14 +8,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{read_lines, shared_dir, temp_dir};
+use common::{read_lines, spot_slice, temp_dir};
 use engine::sinks::iceoryx2::{subscribe, subscriber_node, IoxSink};
 use engine::sinks::{IoxSpec, Item, SinkCounters, Worker};
 use iceoryx2::port::update_connections::UpdateConnections;
@@ -156,32 +154,8 @@ impl Drop for Sub {
     }
 }
 
-/// The first `lines` lines of the first spot capture, as a plain file.
-fn spot_slice(dir: &Path, lines: usize) -> Option<PathBuf> {
-    let shared = shared_dir()?;
-    let cap = common::spot_captures(&shared).into_iter().next()?;
-    let path = dir.join("slice.txt");
-    let mut f = std::fs::File::create(&path).unwrap();
-    for l in read_lines(&cap).into_iter().take(lines) {
-        writeln!(f, "{l}").unwrap();
-    }
-    Some(path)
-}
-
 fn replay(toml: &str, input: &Path, out: &Path) -> serde_json::Value {
-    let mut cfg = engine::config::Config::from_toml_str(toml, "iox-test").unwrap();
-    cfg.engine.pin_cores = false;
-    engine::app::replay_with(
-        &cfg,
-        &[input.to_path_buf()],
-        &engine::replay::ReplayDefaults::default(),
-        engine::config::Speed::Max,
-        engine::app::Output::File(out.to_path_buf()),
-        None,
-        &AtomicBool::new(false),
-    )
-    .unwrap()
-    .stats
+    common::replay_toml(toml, input, out, engine::config::Speed::Max)
 }
 
 /// The sink's ring holds a whole replay: on a loaded machine the sink

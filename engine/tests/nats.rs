@@ -6,15 +6,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{read_lines, shared_dir, temp_dir};
+use common::{free_port, read_lines, shared_dir, spot_slice, temp_dir};
 use futures_util::StreamExt;
 
 /// A nats-server child process on 127.0.0.1 (killed on drop).
@@ -36,13 +35,6 @@ fn nats_binary() -> PathBuf {
         "scripts/nats-server.sh found no nats-server"
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 impl NatsServer {
@@ -193,32 +185,8 @@ impl Subscriber {
     }
 }
 
-/// The first `lines` lines of the first spot capture, as a plain file.
-fn spot_slice(dir: &Path, lines: usize) -> Option<PathBuf> {
-    let shared = shared_dir()?;
-    let cap = common::spot_captures(&shared).into_iter().next()?;
-    let path = dir.join("slice.txt");
-    let mut f = std::fs::File::create(&path).unwrap();
-    for l in read_lines(&cap).into_iter().take(lines) {
-        writeln!(f, "{l}").unwrap();
-    }
-    Some(path)
-}
-
 fn replay(toml: &str, input: &Path, out: &Path, speed: engine::config::Speed) -> serde_json::Value {
-    let mut cfg = engine::config::Config::from_toml_str(toml, "nats-test").unwrap();
-    cfg.engine.pin_cores = false;
-    engine::app::replay_with(
-        &cfg,
-        &[input.to_path_buf()],
-        &engine::replay::ReplayDefaults::default(),
-        speed,
-        engine::app::Output::File(out.to_path_buf()),
-        None,
-        &AtomicBool::new(false),
-    )
-    .unwrap()
-    .stats
+    common::replay_toml(toml, input, out, speed)
 }
 
 fn subject_of(row: &serde_json::Value) -> String {

@@ -231,16 +231,7 @@ impl IoxSink {
             .allocation_strategy(AllocationStrategy::PowerOfTwo)
             .create()
             .map_err(|e| one_publisher(&e))?;
-        let catalog = Catalog {
-            version: records::VERSION,
-            engine: engine.to_owned(),
-            venues: feeds::venue::VENUES
-                .iter()
-                .map(|v| v.name.to_owned())
-                .collect(),
-            signals: outputs.to_vec(),
-            instruments: Vec::new(),
-        };
+        let catalog = super::new_catalog(engine, outputs);
         let mut sink = Self {
             rows,
             catalog_port,

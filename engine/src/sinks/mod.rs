@@ -341,6 +341,22 @@ fn no_feature(sink: &str, what: &str, feature: &str) -> std::io::Error {
     ))
 }
 
+/// An empty catalog of this engine's ids: every registry venue and these
+/// outputs; instruments are added as they are announced.
+#[must_use]
+pub fn new_catalog(engine: &str, outputs: &[String]) -> records::Catalog {
+    records::Catalog {
+        version: records::VERSION,
+        engine: engine.to_owned(),
+        venues: feeds::venue::VENUES
+            .iter()
+            .map(|v| v.name.to_owned())
+            .collect(),
+        signals: outputs.to_vec(),
+        instruments: Vec::new(),
+    }
+}
+
 /// This engine's name in catalogs (`[output] engine`, else host and pid).
 #[must_use]
 pub fn engine_name(configured: Option<&str>) -> String {

@@ -111,16 +111,7 @@ impl NatsSink {
                 ),
             }
         }
-        let catalog = Catalog {
-            version: records::VERSION,
-            engine: engine.to_owned(),
-            venues: feeds::venue::VENUES
-                .iter()
-                .map(|v| v.name.to_owned())
-                .collect(),
-            signals: outputs.to_vec(),
-            instruments: Vec::new(),
-        };
+        let catalog = super::new_catalog(engine, &outputs);
         Ok(Self {
             rt,
             state: Conn {

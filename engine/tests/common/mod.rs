@@ -302,3 +302,47 @@ pub fn rows(path: &std::path::Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// A port nothing listens on now (bound, then released), on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The first `lines` lines of the first spot capture, as a plain file in `dir`.
+pub fn spot_slice(dir: &std::path::Path, lines: usize) -> Option<PathBuf> {
+    use std::io::Write;
+    let shared = shared_dir()?;
+    let cap = spot_captures(&shared).into_iter().next()?;
+    let path = dir.join("slice.txt");
+    let mut f = std::fs::File::create(&path).unwrap();
+    for l in read_lines(&cap).into_iter().take(lines) {
+        writeln!(f, "{l}").unwrap();
+    }
+    Some(path)
+}
+
+/// Replays `input` under the config `toml` (cores never pinned) at `speed`,
+/// writing rows to `out`; returns the stats.
+pub fn replay_toml(
+    toml: &str,
+    input: &std::path::Path,
+    out: &std::path::Path,
+    speed: engine::config::Speed,
+) -> serde_json::Value {
+    let mut cfg = engine::config::Config::from_toml_str(toml, "test").unwrap();
+    cfg.engine.pin_cores = false;
+    engine::app::replay_with(
+        &cfg,
+        &[input.to_path_buf()],
+        &engine::replay::ReplayDefaults::default(),
+        speed,
+        engine::app::Output::File(out.to_path_buf()),
+        None,
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap()
+    .stats
+}
