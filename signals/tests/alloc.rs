@@ -4,6 +4,7 @@
 //! quotes, depth events, equal and backwards timestamps).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use signals::{
@@ -14,10 +15,22 @@ struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
+thread_local! {
+    /// Allocations are counted on the measuring thread only: the test
+    /// harness's own threads may allocate at any time.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count() {
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 // SAFETY: forwards to the system allocator unchanged; only counts calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -26,7 +39,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -78,6 +91,7 @@ fn no_allocation_per_event() {
     let mut ts: i64 = 1_700_000_000_000_000_000;
     let mut mid: i64 = 9_700_000_000_000; // 97 000.00000000
     let before = ALLOCS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
     for _ in 0..100_000 {
         let r = rnd();
         match r % 16 {
@@ -138,6 +152,7 @@ fn no_allocation_per_event() {
             }
         }
     }
+    COUNTING.with(|c| c.set(false));
     let after = ALLOCS.load(Ordering::Relaxed);
     assert!(rows > 100_000, "too few rows: {rows}");
     assert!(acc.is_finite());
