@@ -103,8 +103,17 @@ impl<const BID: bool> Ladder<BID> {
     fn grow(&mut self, chunks: usize) {
         let old = self.px.len();
         let new = old + chunks * CHUNK;
-        self.px.resize(new, 0);
-        self.qty.resize(new, 0);
+        if old == 0 {
+            // A zeroed allocation: the allocator hands out fresh pages that
+            // only count in RSS once a level is written to them, so a book
+            // reserved deep but filled shallow costs what it holds
+            // (`resize` would write every slot up front).
+            self.px = vec![0; new];
+            self.qty = vec![0; new];
+        } else {
+            self.px.resize(new, 0);
+            self.qty.resize(new, 0);
+        }
         let total = new / CHUNK;
         // Room for every chunk in both lists: pushes never reallocate.
         self.free.reserve(total.saturating_sub(self.free.len()));

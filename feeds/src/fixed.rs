@@ -51,6 +51,19 @@ const POW10: [u64; 19] = {
 #[inline]
 fn parse_plain(s: &[u8], decimals: u8) -> Option<i64> {
     let d = usize::from(decimals);
+    // Binance's shape: one to eight integer digits, a point and exactly
+    // eight fraction digits (`61837.63000000`): two SWAR steps, no loop.
+    if let (10..=17, 1..=8) = (s.len(), d) {
+        let n = s.len() - 9;
+        if s[n] == b'.' {
+            if let (Some(a), Some(f)) = (s.first_chunk::<8>(), s[n + 1..].first_chunk::<8>()) {
+                let int = lead_digits(u64::from_le_bytes(*a), n)?;
+                let frac = eight_digits(u64::from_le_bytes(*f), d)?;
+                // n + d <= 16 digits: no overflow.
+                return Some((int * POW10[d] + frac) as i64);
+            }
+        }
+    }
     let mut v: u64 = 0;
     let mut i = 0;
     while i < s.len() {
@@ -109,6 +122,26 @@ fn eight_digits(w: u64, d: usize) -> Option<u64> {
     // The first `d` digits right-aligned behind leading zeros, then the
     // classic three multiply-shift steps (pairs, quads, all eight).
     let x = x << (8 * (8 - d));
+    let x = (x.wrapping_mul(10) + (x >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let x = (x.wrapping_mul(100) + (x >> 16)) & 0x0000_FFFF_0000_FFFF;
+    Some((x.wrapping_mul(10_000) + (x >> 32)) & 0xFFFF_FFFF)
+}
+
+/// The value of the first `n` (1..=8) ASCII digits in `w` (first digit in
+/// the lowest byte; the bytes after them are ignored); `None` if one of
+/// them is not a digit.
+#[inline]
+fn lead_digits(w: u64, n: usize) -> Option<u64> {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Digits become 0..=9, any other byte something else; shifting left
+    // drops the bytes after the first `n` and puts leading zeros in front.
+    let x = (w ^ 0x3030_3030_3030_3030) << (8 * (8 - n));
+    // A byte above 9 (or with its high bit set) sets its high bit here;
+    // `(b & 0x7F) + 0x76` never carries into the next byte.
+    if ((x & LOW7).wrapping_add(0x7676_7676_7676_7676) | x) & HIGHS != 0 {
+        return None;
+    }
     let x = (x.wrapping_mul(10) + (x >> 8)) & 0x00FF_00FF_00FF_00FF;
     let x = (x.wrapping_mul(100) + (x >> 16)) & 0x0000_FFFF_0000_FFFF;
     Some((x.wrapping_mul(10_000) + (x >> 32)) & 0xFFFF_FFFF)
@@ -298,6 +331,7 @@ mod tests {
                 "[0-9]{1,10}\\.[0-9]{8}",
                 "[0-9]{1,6}\\.[0-9]{1,4}0{4,7}",
                 "[0-9]{1,6}\\.[0-9/:]{8}",
+                "[0-9/: é]{0,9}\\.[0-9]{8}",
                 "[-+.0-9x]{0,24}",
             ],
             0u8..=19,
@@ -321,6 +355,11 @@ mod tests {
             ("99999999999", 8),
             ("9999999999", 8),
             ("0.0000000000000000001", 18),
+            ("/1.00000000", 8),
+            ("1:.00000000", 8),
+            ("12345678.12345678", 8),
+            ("00000000.00000001", 8),
+            ("é1.00000000", 8),
         ] {
             assert_eq!(
                 parse(s.as_bytes(), d),

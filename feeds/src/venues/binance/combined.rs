@@ -1,58 +1,51 @@
-//! The tape of a compact combined-stream frame, built straight from its
-//! shape: `{"stream":"…","data":{"k":v,…}}` with no whitespace, `data` a
-//! flat object whose values are plain strings, unsigned integers, booleans
-//! or depth level arrays (`[["px","qty"],…]`). That is every trade,
-//! bookTicker and depthUpdate frame Binance sends, and it reads as about
-//! half the instructions of the general plain-JSON pass (no container
-//! stack, no whitespace skipping, one 4-byte test per one-letter key).
+//! A compact combined-stream frame read straight into its [`Fields`]:
+//! `{"stream":"…","data":{"k":v,…}}` with no whitespace, `data` a flat
+//! object whose values are plain strings, unsigned integers, booleans or
+//! depth level arrays (`[["px","qty"],…]`). That is every trade,
+//! bookTicker and depthUpdate frame Binance sends; reading it here costs
+//! no tape at all (no node per value, no second pass over the nodes to
+//! find the fields), and level arrays are read once more, in place, as
+//! the normalizer takes their levels.
 //!
-//! Anything else returns `false` and the frame goes on to the general
-//! paths (`plain_json`, then simd-json), so an accepted frame has exactly
-//! the tape those would build (tested against them on every Binance frame
-//! of `../shared` and on mutations).
+//! Anything else returns `None` and the frame goes on to the general paths
+//! (`plain_json`, then simd-json) and the same normalizer, so an accepted
+//! frame gives exactly the events those give (tested on every Binance
+//! frame of `../shared` and on mutations).
 
-use simd_json::{Node, StaticNode};
-
+use super::messages::{Fields, Flat};
 use crate::bytes::ascii;
 use crate::plain_json::string_end;
 
 /// Most digits of an integer taken here (as in `plain_json`).
 const MAX_DIGITS: usize = 18;
 
-/// Builds the tape of `b` into `tape` if `b` has the shape above.
+/// The stream name and `data` fields of `b` if it has the shape above.
 #[inline]
-pub(crate) fn fill<'i>(b: &'i [u8], tape: &mut Vec<Node<'i>>) -> bool {
-    tape.clear();
-    fill_inner(b, tape).is_some()
-}
-
-#[inline]
-fn fill_inner<'i>(b: &'i [u8], tape: &mut Vec<Node<'i>>) -> Option<()> {
+pub(super) fn scan(b: &[u8]) -> Option<(&str, Fields<Flat<'_>>)> {
     const HEAD: &[u8] = b"{\"stream\":\"";
     const DATA: &[u8] = b",\"data\":{";
     if !b.starts_with(HEAD) {
         return None;
     }
     let end = string_end(b, HEAD.len())?;
-    tape.push(Node::Static(StaticNode::Null)); // root header, set below
-    tape.push(Node::String("stream"));
-    tape.push(Node::String(ascii(&b[HEAD.len()..end])));
+    let stream = ascii(&b[HEAD.len()..end]);
     let mut i = end + 1;
     if !b.get(i..)?.starts_with(DATA) {
         return None;
     }
     i += DATA.len();
-    tape.push(Node::String("data"));
-    let data = tape.len();
-    tape.push(Node::Static(StaticNode::Null)); // data header, set below
-    let mut len = 0usize;
+    let mut f = Fields::default();
     if b.get(i) == Some(&b'}') {
         i += 1;
     } else {
         loop {
-            i = key(b, i, tape)?;
-            i = value(b, i, tape)?;
-            len += 1;
+            let (k, at) = key(b, i)?;
+            let (v, at) = value(b, at)?;
+            if let Some(slot) = f.slot(k) {
+                // A repeated key keeps its last value, as the tape scan does.
+                *slot = Some(v);
+            }
+            i = at;
             match b.get(i) {
                 Some(b',') => i += 1,
                 Some(b'}') => {
@@ -67,40 +60,33 @@ fn fill_inner<'i>(b: &'i [u8], tape: &mut Vec<Node<'i>>) -> Option<()> {
     if i + 1 != b.len() || b[i] != b'}' {
         return None;
     }
-    tape[data] = Node::Object {
-        len,
-        count: tape.len() - data - 1,
-    };
-    tape[0] = Node::Object {
-        len: 2,
-        count: tape.len() - 1,
-    };
-    Some(())
+    Some((stream, f))
 }
 
-/// A key at `b[i]` (`"k":`); returns where its value starts.
+/// A key at `b[i]` (`"k":`); returns its text and where its value starts.
 #[inline(always)]
-fn key<'i>(b: &'i [u8], i: usize, tape: &mut Vec<Node<'i>>) -> Option<usize> {
+fn key(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
     // One-letter keys: `"k":` in one 4-byte test.
     if let Some(&[b'"', c, b'"', b':']) = b.get(i..i + 4) {
         if (0x20..0x80).contains(&c) && c != b'"' && c != b'\\' {
-            tape.push(Node::String(ascii(&b[i + 1..i + 2])));
-            return Some(i + 4);
+            return Some((&b[i + 1..i + 2], i + 4));
         }
     }
     if b.get(i) != Some(&b'"') {
         return None;
     }
     let end = string_end(b, i + 1)?;
-    tape.push(Node::String(ascii(&b[i + 1..end])));
-    (b.get(end + 1) == Some(&b':')).then_some(end + 2)
+    (b.get(end + 1) == Some(&b':')).then_some((&b[i + 1..end], end + 2))
 }
 
-/// A value at `b[i]`; returns the index after it.
+/// A value at `b[i]`; returns it and the index after it.
 #[inline(always)]
-fn value<'i>(b: &'i [u8], i: usize, tape: &mut Vec<Node<'i>>) -> Option<usize> {
+fn value(b: &[u8], i: usize) -> Option<(Flat<'_>, usize)> {
     match *b.get(i)? {
-        b'"' => string(b, i, tape),
+        b'"' => {
+            let end = string_end(b, i + 1)?;
+            Some((Flat::Str(ascii(&b[i + 1..end])), end + 1))
+        }
         c @ b'0'..=b'9' => {
             let mut j = i;
             let mut v: u64 = 0;
@@ -117,88 +103,194 @@ fn value<'i>(b: &'i [u8], i: usize, tape: &mut Vec<Node<'i>>) -> Option<usize> {
             if n > MAX_DIGITS || (c == b'0' && n > 1) || !matches!(b.get(j), Some(b',' | b'}')) {
                 return None;
             }
-            tape.push(Node::Static(StaticNode::U64(v)));
-            Some(j)
+            Some((Flat::U64(v), j))
         }
-        b't' if b[i..].starts_with(b"true") => {
-            tape.push(Node::Static(StaticNode::Bool(true)));
-            Some(i + 4)
+        b't' if b[i..].starts_with(b"true") => Some((Flat::Bool(true), i + 4)),
+        b'f' if b[i..].starts_with(b"false") => Some((Flat::Bool(false), i + 5)),
+        b'[' => {
+            let end = levels_end(b, i + 1)?;
+            Some((Flat::Levels(&b[i + 1..end]), end + 1))
         }
-        b'f' if b[i..].starts_with(b"false") => {
-            tape.push(Node::Static(StaticNode::Bool(false)));
-            Some(i + 5)
-        }
-        b'[' => levels(b, i + 1, tape),
         _ => None,
     }
 }
 
-/// A plain string value at `b[i]` (its opening quote); returns the index
-/// after its closing quote.
-#[inline(always)]
-fn string<'i>(b: &'i [u8], i: usize, tape: &mut Vec<Node<'i>>) -> Option<usize> {
-    let end = string_end(b, i + 1)?;
-    tape.push(Node::String(ascii(&b[i + 1..end])));
-    Some(end + 1)
+/// A level array whose `[` is just before `b[i]`: `[]` or
+/// `[["px","qty"],…]`; returns the index of its closing `]`.
+#[inline]
+fn levels_end(b: &[u8], mut i: usize) -> Option<usize> {
+    if b.get(i) == Some(&b']') {
+        return Some(i);
+    }
+    loop {
+        i = entry(b, i)?.2;
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b']') => return Some(i),
+            _ => return None,
+        }
+    }
 }
 
-/// A level array whose `[` is just before `b[i]`: `[]` or
-/// `[["px","qty"],…]`; returns the index after its `]`.
-#[inline]
-fn levels<'i>(b: &'i [u8], mut i: usize, tape: &mut Vec<Node<'i>>) -> Option<usize> {
-    let header = tape.len();
-    tape.push(Node::Static(StaticNode::Null));
-    let mut len = 0usize;
-    if b.get(i) != Some(&b']') {
-        loop {
-            if b.get(i..i + 2) != Some(b"[\"") {
-                return None;
+/// One `["px","qty"]` entry at `b[i]`: its two strings and the index after
+/// its `]`.
+#[inline(always)]
+fn entry(b: &[u8], i: usize) -> Option<(&str, &str, usize)> {
+    if b.get(i..i + 2) != Some(b"[\"") {
+        return None;
+    }
+    let pe = string_end(b, i + 2)?;
+    if b.get(pe..pe + 3) != Some(b"\",\"") {
+        return None;
+    }
+    let qe = string_end(b, pe + 3)?;
+    if b.get(qe..qe + 2) != Some(b"\"]") {
+        return None;
+    }
+    Some((ascii(&b[i + 2..pe]), ascii(&b[pe + 3..qe]), qe + 2))
+}
+
+/// The entries of a [`Flat::Levels`] text, in order. An item is `None`
+/// where the text is not a level array (never, for a text [`scan`] took).
+pub(super) struct Levels<'i> {
+    b: &'i [u8],
+    i: usize,
+}
+
+impl<'i> Levels<'i> {
+    /// Entries of `b` (a level array's text between its brackets).
+    #[inline]
+    pub(super) fn new(b: &'i [u8]) -> Self {
+        Self { b, i: 0 }
+    }
+}
+
+impl<'i> Iterator for Levels<'i> {
+    type Item = Option<(&'i str, &'i str)>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.i >= self.b.len() {
+            return None;
+        }
+        match entry(self.b, self.i) {
+            // `,` between entries, nothing after the last.
+            Some((px, qty, end)) if matches!(self.b.get(end), None | Some(b',')) => {
+                self.i = end + 1;
+                Some(Some((px, qty)))
             }
-            tape.push(Node::Array { len: 2, count: 2 });
-            i = string(b, i + 1, tape)?;
-            if b.get(i..i + 2) != Some(b",\"") {
-                return None;
-            }
-            i = string(b, i + 1, tape)?;
-            if b.get(i) != Some(&b']') {
-                return None;
-            }
-            len += 1;
-            match b.get(i + 1) {
-                Some(b',') => i += 2,
-                Some(b']') => {
-                    i += 1;
-                    break;
-                }
-                _ => return None,
+            _ => {
+                self.i = self.b.len();
+                Some(None)
             }
         }
     }
-    tape[header] = Node::Array {
-        len,
-        count: tape.len() - header - 1,
-    };
-    Some(i + 1)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::fill;
+    use super::scan;
+    use crate::venues::binance::messages::{Fields, Flat, Raw, Value};
+    use simd_json::Node;
 
-    /// Where this path accepts `src`, the general plain-JSON pass (itself
-    /// tested against simd-json) builds the same tape.
-    fn agrees(src: &[u8]) -> bool {
-        let mut ours = Vec::new();
-        if !fill(src, &mut ours) {
-            return false;
+    /// A field value, comparable across the two readings.
+    #[derive(Debug, PartialEq)]
+    enum V {
+        Str(String),
+        U64(u64),
+        Bool(bool),
+        Levels(Vec<(String, String)>),
+        Other,
+    }
+
+    fn of_flat(v: Flat<'_>) -> V {
+        match v {
+            Flat::Str(s) => V::Str(s.into()),
+            Flat::U64(n) => V::U64(n),
+            Flat::Bool(b) => V::Bool(b),
+            Flat::Levels(_) => {
+                let mut out = Vec::new();
+                v.levels("t", |p, q| {
+                    out.push((p.into(), q.into()));
+                    Ok(())
+                })
+                .map_or(V::Other, |()| V::Levels(out))
+            }
         }
-        let mut general = Vec::new();
+    }
+
+    fn of_tape(v: Raw<'_, '_>) -> V {
+        match v.first() {
+            Some(Node::String(s)) => V::Str((*s).into()),
+            Some(Node::Static(simd_json::StaticNode::U64(n))) => V::U64(*n),
+            Some(Node::Static(simd_json::StaticNode::Bool(b))) => V::Bool(*b),
+            Some(Node::Array { .. }) => {
+                let mut out = Vec::new();
+                v.levels("t", |p, q| {
+                    out.push((p.into(), q.into()));
+                    Ok(())
+                })
+                .map_or(V::Other, |()| V::Levels(out))
+            }
+            _ => V::Other,
+        }
+    }
+
+    /// Every field the normalizer reads, as comparable values.
+    fn fields<T: Copy>(f: &Fields<T>, of: impl Fn(T) -> V) -> Vec<Option<V>> {
+        [
+            f.e,
+            f.E,
+            f.T,
+            f.s,
+            f.symbol,
+            f.t,
+            f.a,
+            f.p,
+            f.q,
+            f.m,
+            f.u,
+            f.U,
+            f.pu,
+            f.b,
+            f.B,
+            f.A,
+            f.last_update_id,
+            f.bids,
+            f.asks,
+            f.stream,
+            f.data,
+            f.result,
+            f.error,
+            f.id,
+        ]
+        .into_iter()
+        .map(|v| v.map(&of))
+        .collect()
+    }
+
+    /// Where this path accepts `src`, the general plain-JSON tape (itself
+    /// tested against simd-json) holds the same stream name and the same
+    /// value in every field the normalizer reads.
+    fn agrees(src: &[u8]) -> bool {
+        let Some((stream, flat)) = scan(src) else {
+            return false;
+        };
+        let mut tape = Vec::new();
         assert!(
-            crate::plain_json::fill(src, &mut general),
+            crate::plain_json::fill(src, &mut tape),
             "{:?}",
             String::from_utf8_lossy(src)
         );
-        assert_eq!(ours, general, "{:?}", String::from_utf8_lossy(src));
+        let root = Fields::scan(&tape).expect("an object");
+        assert_eq!(root.stream.and_then(Value::text), Some(stream));
+        let data = Fields::scan(root.data.expect("data")).expect("data object");
+        assert_eq!(
+            fields(&flat, of_flat),
+            fields(&data, of_tape),
+            "{:?}",
+            String::from_utf8_lossy(src)
+        );
         true
     }
 
@@ -209,6 +301,7 @@ mod tests {
             br#"{"stream":"x","data":{"u":0,"s":"BTCUSDT","b":"1","B":"2","a":"3","A":"4"}}"#,
             br#"{"stream":"x","data":{"e":"depthUpdate","b":[["1.0","0"],["2","3"]],"a":[],"lastUpdateId":7}}"#,
             br#"{"stream":"","data":{}}"#,
+            br#"{"stream":"x","data":{"a":"1","a":[["1","2"]],"pu":5,"zz":[],"lastUpdateId":1}}"#,
         ] {
             assert!(agrees(src), "{:?}", String::from_utf8_lossy(src));
         }
@@ -229,8 +322,7 @@ mod tests {
             br#"{"data":{},"stream":"x"}"#,
             br#"{"stream":"x","data":{"a":1}"#,
         ] {
-            let mut tape = Vec::new();
-            assert!(!fill(src, &mut tape), "{:?}", String::from_utf8_lossy(src));
+            assert!(scan(src).is_none(), "{:?}", String::from_utf8_lossy(src));
         }
     }
 

@@ -2,7 +2,7 @@
 
 use simd_json::Node;
 
-use super::messages::{as_bool, as_i64, as_str, as_u64, for_each_level, req, Fields, Raw};
+use super::messages::{req, Fields, Value};
 use super::{Binance, DepthSeen};
 use crate::event::{
     BookSide, DepthHeader, Event, InstrumentId, Level, QuoteEvent, Scale, Side, SnapshotHeader,
@@ -10,7 +10,7 @@ use crate::event::{
 };
 use crate::fixed;
 use crate::instruments::{InstrumentSpec, NO_WIRE};
-use crate::tape::{decimal, decimal_text};
+use crate::tape::decimal_text;
 use crate::venue::{exchange_ts_ns, FrameKind, ParseError};
 
 /// Event types Binance sends that the engine does not use.
@@ -48,18 +48,34 @@ impl Binance {
         out: &mut Vec<Event>,
     ) -> Result<FrameKind, ParseError> {
         let start = out.len();
+        // Nearly every frame: a compact combined-stream frame, read straight
+        // into its fields (no tape).
+        if let Mode::Frame = mode {
+            if let Some((stream, f)) = super::combined::scan(frame) {
+                let res = self.dispatch_fields(&f, Some(stream), recv_ns, out);
+                return crate::tape::keep_data(res, start, out, &mut self.instruments);
+            }
+        }
+        self.parse_tape(mode, recv_ns, frame, out, start)
+    }
+
+    /// [`parse_impl`](Self::parse_impl) through a tape (plain JSON or
+    /// simd-json): any frame, and REST snapshots.
+    pub(super) fn parse_tape(
+        &mut self,
+        mode: Mode<'_>,
+        recv_ns: i64,
+        frame: &mut [u8],
+        out: &mut Vec<Event>,
+        start: usize,
+    ) -> Result<FrameKind, ParseError> {
         // Taken out for the parse so the dispatch can borrow the adapter
         // (a move of a few words; nothing is allocated).
         let mut parser = self.parser.take();
-        let shaped: for<'a> fn(&'a [u8], &mut Vec<Node<'a>>) -> bool = match mode {
-            Mode::Frame => super::combined::fill,
-            Mode::RestSnapshot(_) => |_, _| false,
-        };
-        let res =
-            crate::tape::TapeParser::parse_shaped(&mut parser, frame, shaped, |nodes| match mode {
-                Mode::Frame => self.dispatch(nodes, recv_ns, out),
-                Mode::RestSnapshot(sym) => self.rest_snapshot(nodes, sym, recv_ns, out),
-            });
+        let res = crate::tape::TapeParser::parse(&mut parser, frame, |nodes| match mode {
+            Mode::Frame => self.dispatch(nodes, recv_ns, out),
+            Mode::RestSnapshot(sym) => self.rest_snapshot(nodes, sym, recv_ns, out),
+        });
         self.parser = parser;
         crate::tape::keep_data(res, start, out, &mut self.instruments)
     }
@@ -78,7 +94,7 @@ impl Binance {
         let mut data_fields = Fields::default();
         let (f, stream) = match (root.stream, root.data) {
             (Some(st), Some(data)) => {
-                let Ok(st) = as_str(st, "stream") else {
+                let Ok(st) = st.str("stream") else {
                     return Ok(FrameKind::Unknown);
                 };
                 if !data_fields.scan_into(data) {
@@ -88,8 +104,21 @@ impl Binance {
             }
             _ => (&root, None),
         };
+        self.dispatch_fields(f, stream, recv_ns, out)
+    }
+
+    /// Classifies and normalizes a message by its fields (`stream`: the
+    /// combined-stream wrapper's name, `None` for a raw payload).
+    #[inline]
+    fn dispatch_fields<'i, V: Value<'i>>(
+        &mut self,
+        f: &Fields<V>,
+        stream: Option<&str>,
+        recv_ns: i64,
+        out: &mut Vec<Event>,
+    ) -> Result<FrameKind, ParseError> {
         if let Some(e) = f.e {
-            return match as_str(e, "e") {
+            return match e.str("e") {
                 Ok("trade") => self.trade(f, TradeKind::Trade, recv_ns, out),
                 Ok("aggTrade") => self.trade(f, TradeKind::AggTrade, recv_ns, out),
                 Ok("depthUpdate") => self.depth(f, recv_ns, out),
@@ -121,7 +150,7 @@ impl Binance {
         }
         if stream.is_none() && f.error.is_some() {
             // `{"error":{"code":2,"msg":".."},"id":N}`: a refused request.
-            let id = f.id.and_then(|v| as_u64(v, "id").ok()).unwrap_or(0);
+            let id = f.id.and_then(|v| v.u64("id").ok()).unwrap_or(0);
             return Ok(FrameKind::Rejected(id));
         }
         Ok(FrameKind::Unknown)
@@ -129,20 +158,20 @@ impl Binance {
 
     /// Resolves the `s` field; `None`: not configured.
     #[inline]
-    fn symbol(
+    fn symbol<'i, V: Value<'i>>(
         &mut self,
-        f: &Fields<'_, '_>,
+        f: &Fields<V>,
         out: &mut Vec<Event>,
     ) -> Result<Option<(InstrumentId, InstrumentSpec)>, ParseError> {
-        let s = as_str(req(f.s, "s")?, "s")?;
+        let s = req(f.s, "s")?.str("s")?;
         Ok(self
             .instruments
             .resolve_learning(s.as_bytes(), out, || wire_decimals(f)))
     }
 
-    fn trade(
+    fn trade<'i, V: Value<'i>>(
         &mut self,
-        f: &Fields<'_, '_>,
+        f: &Fields<V>,
         kind: TradeKind,
         recv_ns: i64,
         out: &mut Vec<Event>,
@@ -157,11 +186,11 @@ impl Binance {
             TradeKind::Trade => ("t", f.t),
             TradeKind::AggTrade => ("a", f.a),
         };
-        let id = as_u64(req(id, id_field)?, id_field)?;
+        let id = req(id, id_field)?.u64(id_field)?;
         let px = decimal(f.p, "p", spec.scale.price_decimals)?;
         let qty = decimal(f.q, "q", spec.scale.qty_decimals)?;
         let side = match f.m {
-            Some(m) if as_bool(m, "m")? => Side::Sell,
+            Some(m) if m.bool("m")? => Side::Sell,
             _ => Side::Buy,
         };
         let ts_ns = exchange_ts(f, recv_ns)?;
@@ -178,9 +207,9 @@ impl Binance {
         Ok(FrameKind::Trade)
     }
 
-    fn quote(
+    fn quote<'i, V: Value<'i>>(
         &mut self,
-        f: &Fields<'_, '_>,
+        f: &Fields<V>,
         recv_ns: i64,
         out: &mut Vec<Event>,
     ) -> Result<FrameKind, ParseError> {
@@ -190,7 +219,7 @@ impl Binance {
         let (pd, qd) = (spec.scale.price_decimals, spec.scale.qty_decimals);
         out.push(Event::Quote(QuoteEvent {
             inst,
-            update_id: as_u64(req(f.u, "u")?, "u")?,
+            update_id: req(f.u, "u")?.u64("u")?,
             ts_ns: exchange_ts(f, recv_ns)?,
             recv_ns,
             bid_px: decimal(f.b, "b", pd)?,
@@ -201,19 +230,19 @@ impl Binance {
         Ok(FrameKind::Quote)
     }
 
-    fn depth(
+    fn depth<'i, V: Value<'i>>(
         &mut self,
-        f: &Fields<'_, '_>,
+        f: &Fields<V>,
         recv_ns: i64,
         out: &mut Vec<Event>,
     ) -> Result<FrameKind, ParseError> {
         let Some((inst, spec)) = self.symbol(f, out)? else {
             return Ok(FrameKind::Ignored);
         };
-        let first_id = as_u64(req(f.U, "U")?, "U")?;
-        let last_id = as_u64(req(f.u, "u")?, "u")?;
+        let first_id = req(f.U, "U")?.u64("U")?;
+        let last_id = req(f.u, "u")?.u64("u")?;
         let prev_last_id = match f.pu {
-            Some(v) => as_u64(v, "pu")?,
+            Some(v) => v.u64("pu")?,
             None => 0,
         };
         let ts_ns = exchange_ts(f, recv_ns)?;
@@ -242,15 +271,15 @@ impl Binance {
     }
 
     /// A snapshot inside the stream: attribute a symbol (SIGNALS.md 2.2).
-    fn snapshot(
+    fn snapshot<'i, V: Value<'i>>(
         &mut self,
-        f: &Fields<'_, '_>,
+        f: &Fields<V>,
         stream: Option<&str>,
         recv_ns: i64,
         out: &mut Vec<Event>,
     ) -> Result<FrameKind, ParseError> {
         let sym = if let Some(v) = f.symbol.or(f.s) {
-            Symbol::new(as_str(v, "symbol")?)
+            Symbol::new(v.str("symbol")?)
         } else if let Some(st) = stream {
             Symbol::new(st.split('@').next().unwrap_or(st))
         } else if let Some(s) = self.capture_symbol {
@@ -299,14 +328,14 @@ impl Binance {
     }
 }
 
-fn emit_snapshot(
-    f: &Fields<'_, '_>,
+fn emit_snapshot<'i, V: Value<'i>>(
+    f: &Fields<V>,
     inst: InstrumentId,
     spec: &InstrumentSpec,
     recv_ns: i64,
     out: &mut Vec<Event>,
 ) -> Result<FrameKind, ParseError> {
-    let last_update_id = as_u64(req(f.last_update_id, "lastUpdateId")?, "lastUpdateId")?;
+    let last_update_id = req(f.last_update_id, "lastUpdateId")?.u64("lastUpdateId")?;
     let (bids, asks) = (req(f.bids, "bids")?, req(f.asks, "asks")?);
     let header = out.len();
     out.push(Event::Snapshot(SnapshotHeader {
@@ -328,11 +357,11 @@ fn emit_snapshot(
 
 /// Pushes bid then ask levels (size 0 kept: it deletes); returns their count.
 #[inline]
-fn push_levels(
+fn push_levels<'i, V: Value<'i>>(
     out: &mut Vec<Event>,
-    bids: Raw<'_, '_>,
+    bids: V,
     bids_field: &'static str,
-    asks: Raw<'_, '_>,
+    asks: V,
     asks_field: &'static str,
     spec: &InstrumentSpec,
 ) -> Result<u32, ParseError> {
@@ -342,7 +371,7 @@ fn push_levels(
         (bids, bids_field, BookSide::Bid),
         (asks, asks_field, BookSide::Ask),
     ] {
-        for_each_level(v, field, |px, qty| {
+        v.levels(field, |px, qty| {
             out.push(Event::Level(Level {
                 side,
                 px: decimal_text(px, field, pd)?,
@@ -357,10 +386,10 @@ fn push_levels(
 /// The decimals of a frame's prices and quantities (its first sight of an
 /// instrument): the most of any price / quantity string it carries.
 #[cold]
-fn wire_decimals(f: &Fields<'_, '_>) -> Scale {
+fn wire_decimals<'i, V: Value<'i>>(f: &Fields<V>) -> Scale {
     let mut w = NO_WIRE;
-    let mut see = |v: Option<Raw<'_, '_>>, price: bool| {
-        let Some(Node::String(s)) = v.and_then(<[Node<'_>]>::first) else {
+    let mut see = |v: Option<V>, price: bool| {
+        let Some(s) = v.and_then(Value::text) else {
             return;
         };
         let d = fixed::decimals(s.as_bytes());
@@ -378,17 +407,27 @@ fn wire_decimals(f: &Fields<'_, '_>) -> Scale {
         see(v, price);
     }
     for levels in [f.b, f.a, f.bids, f.asks].into_iter().flatten() {
-        crate::tape::learn_levels(&mut w, levels);
+        levels.learn_levels(&mut w);
     }
     w
 }
 
+/// A required decimal-string field as fixed point.
+#[inline]
+fn decimal<'i, V: Value<'i>>(
+    v: Option<V>,
+    field: &'static str,
+    decimals: u8,
+) -> Result<i64, ParseError> {
+    decimal_text(req(v, field)?.str(field)?, field, decimals)
+}
+
 /// Exchange time: `T` if present, else `E`, else the receive time (SIGNALS.md 1.2).
 #[inline]
-fn exchange_ts(f: &Fields<'_, '_>, recv_ns: i64) -> Result<i64, ParseError> {
+fn exchange_ts<'i, V: Value<'i>>(f: &Fields<V>, recv_ns: i64) -> Result<i64, ParseError> {
     Ok(match (f.T, f.E) {
-        (Some(t), _) => exchange_ts_ns(as_i64(t, "T")?),
-        (None, Some(e)) => exchange_ts_ns(as_i64(e, "E")?),
+        (Some(t), _) => exchange_ts_ns(t.i64("T")?),
+        (None, Some(e)) => exchange_ts_ns(e.i64("E")?),
         (None, None) => recv_ns,
     })
 }

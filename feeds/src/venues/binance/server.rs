@@ -9,12 +9,13 @@ use std::fmt::Write as _;
 
 use simd_json::prelude::*;
 
-use super::messages::{as_str, as_u64, Fields};
+use super::messages::Fields;
 use super::parse::is_partial_depth;
 use super::Market;
 use crate::event::Scale;
 use crate::fixed;
 use crate::sim::{MarketOp, RestRequest, Routed, StreamKey, StreamKind, VenueServer, WsRoute};
+use crate::tape::{as_str, as_u64};
 
 /// The server of one Binance market.
 #[derive(Debug)]
