@@ -72,6 +72,9 @@ struct RawEngine {
     book_capacity: Option<i64>,
     receiver_mode: Option<String>,
     signal_placement: Option<String>,
+    overload: Option<String>,
+    stage_capacity: Option<i64>,
+    debug_signal_delay_ns: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -218,6 +221,16 @@ pub struct EngineOptions {
     pub receiver_mode: ReceiverMode,
     /// Where books and signals are computed (`signal_placement`).
     pub signal_placement: SignalPlacement,
+    /// What a live receiver does when a ring is full (`overload`, default
+    /// `"merge"`; replays always block). See [`crate::pipeline::overload`].
+    pub overload: crate::pipeline::overload::Overload,
+    /// Items each ring's overflow stage holds (`stage_capacity`, default
+    /// `ring_capacity`).
+    pub stage_capacity: usize,
+    /// Test knob (`debug_signal_delay_ns`, default 0): each signal thread
+    /// sleeps this long per event it processes, to check the overload policy
+    /// against a deliberately slow signal stage. Threads placement only.
+    pub debug_signal_delay_ns: u64,
 }
 
 /// Where books and signals are computed (`[engine] signal_placement`).
@@ -440,6 +453,35 @@ impl Config {
                     ))
                 }
             },
+            overload: match raw.engine.overload.as_deref() {
+                None | Some("merge") => crate::pipeline::overload::Overload::Merge,
+                Some("block") => crate::pipeline::overload::Overload::Block,
+                Some(o) => {
+                    return Err(err(
+                        "engine.overload",
+                        format!("expected \"merge\" or \"block\", got {o:?}"),
+                    ))
+                }
+            },
+            stage_capacity: 0,
+            debug_signal_delay_ns: match raw.engine.debug_signal_delay_ns {
+                None => 0,
+                Some(n) if (0..=1_000_000_000).contains(&n) => n.unsigned_abs(),
+                Some(n) => {
+                    return Err(err(
+                        "engine.debug_signal_delay_ns",
+                        format!("must be in 0..=1000000000, got {n}"),
+                    ))
+                }
+            },
+        };
+        let engine = EngineOptions {
+            stage_capacity: positive(
+                "engine.stage_capacity",
+                raw.engine.stage_capacity,
+                engine.ring_capacity,
+            )?,
+            ..engine
         };
 
         let mut instruments = Vec::new();
@@ -675,6 +717,29 @@ impl Config {
         if let Some(name) = crate::sinks::duplicate_name(&sinks) {
             return Err(err("sinks", format!("two sinks are named {name:?}")));
         }
+        let mut metrics = metrics;
+        let mut websockets = sinks.iter().enumerate().filter_map(|(i, s)| match s.kind {
+            crate::sinks::SinkKind::WebSocket { listen } => Some((i, listen)),
+            _ => None,
+        });
+        if let Some((_, listen)) = websockets.next() {
+            if let Some((i, _)) = websockets.next() {
+                return Err(err(
+                    format!("sinks[{i}].kind"),
+                    "one websocket sink at most (the gateway of the metrics listener)",
+                ));
+            }
+            match (listen, metrics.addr) {
+                (Some(l), Some(a)) if l != a => {
+                    return Err(err(
+                        "metrics.addr",
+                        format!("{a} differs from the websocket sink's listen {l}: the gateway rides the metrics listener"),
+                    ))
+                }
+                (Some(l), _) => metrics.addr = Some(l),
+                (None, _) => {}
+            }
+        }
         Ok(Config {
             engine,
             instruments,
@@ -731,6 +796,29 @@ mod tests {
         assert_eq!(e.path, "engine.signal_placement");
         let c = Config::from_toml_str("[engine]\nsignal_placement='inline'\n", "t").unwrap();
         assert_eq!(c.engine.signal_placement, SignalPlacement::Inline);
+        use crate::pipeline::overload::Overload;
+        let d = Config::default().engine;
+        assert_eq!(
+            (d.overload, d.stage_capacity, d.debug_signal_delay_ns),
+            (Overload::Merge, 1 << 16, 0)
+        );
+        let e = Config::from_toml_str("[engine]\noverload='drop'\n", "t").unwrap_err();
+        assert_eq!(e.path, "engine.overload");
+        assert!(e.message.contains("\"block\""), "{e}");
+        let c = Config::from_toml_str(
+            "[engine]\noverload='block'\nring_capacity=512\ndebug_signal_delay_ns=2000\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.engine.overload, c.engine.stage_capacity),
+            (Overload::Block, 512)
+        );
+        assert_eq!(c.engine.debug_signal_delay_ns, 2000);
+        let e = Config::from_toml_str("[engine]\nstage_capacity=0\n", "t").unwrap_err();
+        assert_eq!(e.path, "engine.stage_capacity");
+        let e = Config::from_toml_str("[engine]\ndebug_signal_delay_ns=-1\n", "t").unwrap_err();
+        assert_eq!(e.path, "engine.debug_signal_delay_ns");
         let e =
             Config::from_toml_str("[[instruments]]\nvenue='mars'\nsymbol='X'\n", "t").unwrap_err();
         assert_eq!(e.path, "instruments[0].venue");

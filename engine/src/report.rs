@@ -108,6 +108,20 @@ pub fn stats_json(registry: &Registry, elapsed: Duration, rows: u64) -> Value {
         "rest_weight_used": sum(&|s| s.rest_weight_used.get().max(0).unsigned_abs()),
         "signal_rows": rows,
         "ring_full_waits": registry.ring_full_waits.load(std::sync::atomic::Ordering::Relaxed),
+        "overload": overload_json(registry),
+        "rings": registry
+            .rings()
+            .iter()
+            .map(|(name, r)| {
+                (
+                    name.clone(),
+                    serde_json::json!({
+                        "capacity": r.capacity,
+                        "high_water": r.high_water.get(),
+                    }),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>(),
         "elapsed_s": secs,
         "messages_per_s": if secs > 0.0 { messages as f64 / secs } else { 0.0 },
         "max_rss_bytes": max_rss_bytes(),
@@ -157,4 +171,17 @@ pub fn latency_table(registry: &Registry) -> String {
         ));
     }
     s
+}
+
+/// The overflow stages' counters (`overload = "merge"`).
+fn overload_json(registry: &Registry) -> Value {
+    let o = &registry.overload;
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    serde_json::json!({
+        "staged_events": get(&o.staged_events),
+        "diffs_merged": get(&o.diffs_merged),
+        "quotes_conflated": get(&o.quotes_conflated),
+        "stage_full_blocks": get(&o.stage_full_blocks),
+        "stage_high_water": get(&o.stage_high_water),
+    })
 }

@@ -424,6 +424,46 @@ pub fn render(registry: &Registry, health: &Health) -> String {
             .load(std::sync::atomic::Ordering::Relaxed),
     );
 
+    // The overflow stages (`overload = "merge"`).
+    let o = &registry.overload;
+    let staged: [(&str, &str, &std::sync::atomic::AtomicU64); 4] = [
+        (
+            "wiresignal_overload_staged_events_total",
+            "Events that waited in an overflow stage because their ring was full.",
+            &o.staged_events,
+        ),
+        (
+            "wiresignal_overload_diffs_merged_total",
+            "Book diffs merged into an earlier pending diff of their instrument.",
+            &o.diffs_merged,
+        ),
+        (
+            "wiresignal_overload_quotes_conflated_total",
+            "Quotes that replaced a pending quote of their instrument.",
+            &o.quotes_conflated,
+        ),
+        (
+            "wiresignal_overload_stage_full_blocks_total",
+            "Times a full overflow stage fell back to the blocking push.",
+            &o.stage_full_blocks,
+        ),
+    ];
+    for (name, help, c) in staged {
+        e.family(name, Kind::Counter, help);
+        e.sample_u64(name, &[], c.load(std::sync::atomic::Ordering::Relaxed));
+    }
+    e.family(
+        "wiresignal_overload_stage_high_water",
+        Kind::Gauge,
+        "Most items an overflow stage held at once.",
+    );
+    e.sample_u64(
+        "wiresignal_overload_stage_high_water",
+        &[],
+        o.stage_high_water
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+
     // The [[sinks]].
     let sinks = registry.sinks();
     type SinkCounter = fn(&crate::sinks::SinkCounters) -> u64;

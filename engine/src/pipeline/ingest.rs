@@ -186,6 +186,13 @@ impl Ingest {
         }
     }
 
+    /// Moves staged events on to the rings where there is room; whether
+    /// some are still staged (see [`EventTx::drain_staged`]).
+    #[inline]
+    pub fn drain_staged(&mut self) -> bool {
+        self.tx.drain_staged()
+    }
+
     /// Publishes the buffered parse-stage samples.
     pub fn publish(&mut self) {
         self.frames_since_publish = 0;

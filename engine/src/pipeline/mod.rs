@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod ingest;
+pub mod overload;
 pub mod processor;
 pub mod ring;
 pub mod runtime;

@@ -1,13 +1,25 @@
 //! Lock-free SPSC rings between pinned threads, with a park/unpark waiter so
 //! an idle consumer sleeps instead of burning a core.
 //!
-//! Back-pressure policy: a full ring never drops an event (dropping a book
-//! level would corrupt the book, dropping a trade would corrupt the flow
-//! signals). The producer spins, then yields, until space frees up, and counts
-//! every push that found the ring full (`ring_full_waits`). On a live feed this
-//! propagates back to the socket: unread bytes stay in the kernel and TCP flow
-//! control slows the sender; the stall shows in the ring-hop latency and the
-//! counter.
+//! Back-pressure policy (`[engine] overload`): a full ring never drops an
+//! event that matters (dropping a book level would corrupt the book,
+//! dropping a trade would corrupt the flow signals).
+//!
+//! * `"merge"` (default of live runs): a frame that does not fit goes into
+//!   the ring's bounded overflow stage ([`super::overload`]): trades,
+//!   snapshots, resets, gaps and announcements are kept verbatim and in
+//!   order; contiguous book diffs of an instrument merge into one exact diff
+//!   (never on depth-truncated books); quotes conflate to the latest. The
+//!   receiver keeps reading its socket, so a venue does not disconnect it
+//!   for a full send buffer. Counted: `staged_events`, `diffs_merged`,
+//!   `quotes_conflated`, `stage_full_blocks` (a full stage falls back to
+//!   the blocking push below; the stage never grows).
+//! * `"block"` (replays always): the producer spins, then yields, until
+//!   space frees up. On a live feed this propagates back to the socket:
+//!   unread bytes stay in the kernel and TCP flow control slows the sender.
+//!
+//! Every push that found the ring full is counted (`ring_full_waits`); the
+//! stall shows in the ring-hop latency and the counter.
 
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -17,6 +29,7 @@ use std::time::Duration;
 use feeds::Event;
 
 use super::clock::mono_ns;
+use super::overload::Stage;
 
 /// One ring slot: an event plus the monotonic times of its frame's arrival
 /// and of the push, for per-stage latency.
@@ -237,12 +250,20 @@ impl<T> RingTx<T> {
     pub fn free(&self) -> usize {
         self.tx.slots()
     }
+
+    /// The consumer is gone.
+    #[must_use]
+    pub fn is_abandoned(&self) -> bool {
+        self.tx.is_abandoned()
+    }
 }
 
 /// Routes events of one receiver to the signal threads (instrument id modulo
 /// thread count); the levels of a depth/snapshot follow their header.
 pub struct EventTx {
     rings: Vec<RingTx<Slot>>,
+    /// One overflow stage per ring (`overload = "merge"`); empty: block.
+    stages: Vec<Stage>,
     route: usize,
     dirty: u64,
     /// `signal_placement = "inline"`: the receiver runs the processor itself.
@@ -253,15 +274,82 @@ pub struct EventTx {
 pub type InlineProcessor = super::processor::Processor<RingTx<super::processor::SinkMsg>>;
 
 impl EventTx {
-    /// One ring per signal thread.
+    /// One ring per signal thread; a full ring blocks (`overload = "block"`).
     #[must_use]
     pub fn new(rings: Vec<RingTx<Slot>>) -> Self {
         Self {
             rings,
+            stages: Vec::new(),
             route: 0,
             dirty: 0,
             inline: None,
         }
+    }
+
+    /// One ring per signal thread, each with its overflow stage (`overload = "merge"`).
+    #[must_use]
+    pub fn with_stages(rings: Vec<RingTx<Slot>>, stages: Vec<Stage>) -> Self {
+        debug_assert_eq!(rings.len(), stages.len());
+        let mut tx = Self::new(rings);
+        if stages.len() == tx.rings.len() {
+            tx.stages = stages;
+        }
+        tx
+    }
+
+    /// Moves staged events into the rings where there is room (the
+    /// receiver calls this when idle). Returns whether anything is still
+    /// staged: then the receiver must poll again soon instead of sleeping.
+    pub fn drain_staged(&mut self) -> bool {
+        let mut left = false;
+        if self.stages.is_empty() {
+            return left;
+        }
+        let t_push = mono_ns();
+        for (i, (st, ring)) in self.stages.iter_mut().zip(&mut self.rings).enumerate() {
+            if st.is_empty() {
+                continue;
+            }
+            st.drain(ring, t_push);
+            self.dirty |= 1 << (i & 63);
+            left |= !st.is_empty();
+        }
+        self.flush();
+        left
+    }
+
+    #[inline(never)]
+    fn send_staged(&mut self, events: &[Event], t_frame: u64, t_push: u64) {
+        let n = self.rings.len();
+        for st in &mut self.stages {
+            for ev in events {
+                st.observe(ev);
+            }
+        }
+        if let ([ring], [st]) = (&mut self.rings[..], &mut self.stages[..]) {
+            if st.is_empty() && ring.free() >= events.len() {
+                ring.push_all_quiet(events.iter().map(|&ev| Slot {
+                    ev,
+                    t_frame,
+                    t_push,
+                }));
+            } else {
+                for ev in events {
+                    st.offer(ring, ev, t_frame, t_push);
+                }
+            }
+            self.dirty |= 1;
+            self.flush();
+            return;
+        }
+        for ev in events {
+            if let Some(i) = route_of(ev) {
+                self.route = i.index() % n;
+            }
+            self.dirty |= 1 << (self.route & 63);
+            self.stages[self.route].offer(&mut self.rings[self.route], ev, t_frame, t_push);
+        }
+        self.flush();
     }
 
     /// Runs `processor` on the calling (receiver) thread instead of sending
@@ -270,6 +358,7 @@ impl EventTx {
     pub fn inline(processor: Box<InlineProcessor>) -> Self {
         Self {
             rings: Vec::new(),
+            stages: Vec::new(),
             route: 0,
             dirty: 0,
             inline: Some(processor),
@@ -291,6 +380,10 @@ impl EventTx {
             p.emitter().notify();
             return;
         }
+        if !self.stages.is_empty() {
+            self.send_staged(events, t_frame, t_push);
+            return;
+        }
         let n = self.rings.len();
         if let [ring] = &mut self.rings[..] {
             // One signal thread: the whole frame in one ring commit.
@@ -304,16 +397,7 @@ impl EventTx {
             return;
         }
         for ev in events {
-            let inst = match ev {
-                Event::Instrument(i) => Some(i.inst),
-                Event::Trade(t) => Some(t.inst),
-                Event::Quote(q) => Some(q.inst),
-                Event::Depth(d) => Some(d.inst),
-                Event::Snapshot(s) => Some(s.inst),
-                Event::Reset(i) | Event::Gap(i) => Some(*i),
-                Event::Level(_) => None,
-            };
-            if let Some(i) = inst {
+            if let Some(i) = route_of(ev) {
                 self.route = if n == 1 { 0 } else { i.index() % n };
             }
             self.dirty |= 1 << (self.route & 63);
@@ -341,8 +425,27 @@ impl EventTx {
     }
 }
 
+/// The instrument an event routes by (levels follow their header).
+#[inline]
+fn route_of(ev: &Event) -> Option<feeds::event::InstrumentId> {
+    match ev {
+        Event::Instrument(i) => Some(i.inst),
+        Event::Trade(t) => Some(t.inst),
+        Event::Quote(q) => Some(q.inst),
+        Event::Depth(d) => Some(d.inst),
+        Event::Snapshot(s) => Some(s.inst),
+        Event::Reset(i) | Event::Gap(i) => Some(*i),
+        Event::Level(_) => None,
+    }
+}
+
 impl Drop for EventTx {
     fn drop(&mut self) {
+        // Shutdown: whatever is staged is delivered (blocking), never lost.
+        for (st, ring) in self.stages.iter_mut().zip(&mut self.rings) {
+            st.flush(ring, false);
+            ring.notify();
+        }
         if let Some(p) = self.inline.as_deref_mut() {
             p.publish();
             p.emitter().notify();

@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use super::overload::{Overload, Stage, StageLimits};
 use super::processor::{Emit, Processor, ProcessorConfig, ResyncHook, SinkMsg};
 use super::ring::{ring, Backoff, EventTx, RingRx, RingTx, Slot, Waiter};
 use super::sink::{JsonlWriter, LiveView, RowCollector, SinkShared, SinkState};
@@ -90,6 +91,12 @@ pub struct PipelineConfig {
     /// Run each receiver's processor on the receiver thread itself (no
     /// signal threads, no ring hop); `signal_threads` is then ignored.
     pub inline: bool,
+    /// What a receiver does when a ring is full.
+    pub overload: Overload,
+    /// Items of each ring's overflow stage (`overload = "merge"`).
+    pub stage_capacity: usize,
+    /// Test knob: signal threads sleep this long per event processed.
+    pub signal_delay_ns: u64,
 }
 
 /// A running pipeline.
@@ -157,13 +164,14 @@ impl Pipeline {
                 None => Box::new(super::processor::NoResync),
             };
             let cores = cfg.cores.clone();
+            let delay = cfg.signal_delay_ns;
             let handle = std::thread::Builder::new()
                 .name(format!("signal-{w}"))
                 .spawn(move || {
                     cores.pin_current("signal thread");
                     waiter.register_current();
                     let proc = Processor::new(pcfg(), registry, resync, sink_tx);
-                    worker_loop(proc, rxs, &occupancy, &waiter);
+                    worker_loop(proc, rxs, &occupancy, &waiter, delay);
                 })
                 .unwrap_or_else(|e| panic!("cannot spawn a signal thread: {e}"));
             workers.push(handle);
@@ -193,6 +201,18 @@ impl Pipeline {
         };
         let txs = if cfg.inline {
             inline_txs
+        } else if cfg.overload == Overload::Merge {
+            let limits = StageLimits::for_ring(cfg.ring_capacity, cfg.stage_capacity);
+            txs_per_receiver
+                .into_iter()
+                .map(|rings| {
+                    let stages = rings
+                        .iter()
+                        .map(|_| Stage::new(limits, registry.overload.clone()))
+                        .collect();
+                    EventTx::with_stages(rings, stages)
+                })
+                .collect()
         } else {
             txs_per_receiver.into_iter().map(EventTx::new).collect()
         };
@@ -225,6 +245,7 @@ fn worker_loop<O: Emit + NotifyOut>(
     mut rxs: Vec<RingRx<Slot>>,
     occupancy: &[Arc<RingStats>],
     waiter: &Waiter,
+    delay_ns: u64,
 ) {
     let mut backoff = Backoff::new();
     loop {
@@ -248,6 +269,9 @@ fn worker_loop<O: Emit + NotifyOut>(
         if did > 0 {
             proc.emitter().notify_out();
             backoff.reset();
+            if delay_ns > 0 {
+                slow_down(delay_ns, did);
+            }
             continue;
         }
         if rxs.iter().all(|r| r.rx.is_abandoned() && r.rx.is_empty()) {
@@ -259,6 +283,14 @@ fn worker_loop<O: Emit + NotifyOut>(
     }
     proc.publish();
     proc.emitter().notify_out();
+}
+
+/// `debug_signal_delay_ns`: a deliberately slow signal stage (one sleep
+/// per drained batch, `delay_ns` per event of it).
+#[cold]
+fn slow_down(delay_ns: u64, events: usize) {
+    let ns = delay_ns.saturating_mul(events as u64);
+    std::thread::sleep(std::time::Duration::from_nanos(ns));
 }
 
 /// Wakes whoever consumes a processor's output.
@@ -291,33 +323,34 @@ fn sink_loop(
     loop {
         let mut did = 0usize;
         for rx in &mut rxs {
-            while did < 4096 {
-                match rx.rx.pop() {
-                    Ok(msg) => {
-                        if let (Some(w), None) = (writer.as_mut(), err.as_ref()) {
-                            if let Err(e) = w.write(&msg) {
-                                eprintln!("error: writing signals failed: {e}");
-                                err = Some(e);
-                            }
-                        }
-                        if err.is_none() {
-                            for c in &mut collectors {
-                                if let Err(e) = c.write(&msg, outputs) {
-                                    eprintln!("error: writing signals failed: {e}");
-                                    err = Some(e);
-                                    break;
-                                }
-                            }
-                        }
-                        if matches!(msg, SinkMsg::Row { .. }) {
-                            rows += 1;
-                        }
-                        state.observe(&msg);
-                        did += 1;
+            // Up to 4096 rows per drain, read in place and released in one
+            // ring commit (not one `pop` per row).
+            let take = rx.rx.slots().min(4096 - did);
+            let Ok(chunk) = rx.rx.read_chunk(take) else {
+                continue;
+            };
+            let (a, b) = chunk.as_slices();
+            for msg in a.iter().chain(b) {
+                if let (Some(w), None) = (writer.as_mut(), err.as_ref()) {
+                    if let Err(e) = w.write(msg) {
+                        eprintln!("error: writing signals failed: {e}");
+                        err = Some(e);
                     }
-                    Err(_) => break,
                 }
+                if err.is_none() {
+                    for c in &mut collectors {
+                        if let Err(e) = c.write(msg, outputs) {
+                            eprintln!("error: writing signals failed: {e}");
+                            err = Some(e);
+                            break;
+                        }
+                    }
+                }
+                rows += u64::from(matches!(msg, SinkMsg::Row { .. }));
+                state.observe(msg);
             }
+            did += take;
+            chunk.commit_all();
         }
         state.maybe_publish(false);
         if did > 0 {

@@ -303,6 +303,8 @@ pub struct Registry {
     stages: Vec<Mutex<Histogram<u64>>>,
     /// Pushes that found a ring full.
     pub ring_full_waits: Arc<AtomicU64>,
+    /// The receivers' overflow stages (`overload = "merge"`).
+    pub overload: Arc<super::overload::OverloadCounters>,
     rings: Mutex<Vec<(String, Arc<RingStats>)>>,
     sinks: Mutex<Vec<(String, Arc<crate::sinks::SinkCounters>)>>,
     gateway: OnceLock<Arc<crate::metrics::gateway::Hub>>,
