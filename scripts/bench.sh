@@ -11,7 +11,11 @@
 #     429) to the first in-sync signal, p50/p99 over repetitions, and messages lost per
 #     planned rollover;
 #   * iceoryx2 (engine/examples/iox_latency.rs): the iceoryx2 sink to a subscriber process,
-#     p50/p99/p99.9/max and unpaced rate, against an rtrb SPSC hop in the same run.
+#     p50/p99/p99.9/max and unpaced rate, against an rtrb SPSC hop in the same run;
+#   * NATS (engine/examples/nats_latency.rs): the engine's NATS sink → nats-server on
+#     loopback → subscriber, JSON and binary, paced and unpaced, against raw async-nats;
+#   * outputs (`loadgen outputs`): gateway fan-out to 100 WebSocket clients (engine CPU vs
+#     none), and `engine replay --speed max` with 0, 1 and 3 sinks (ratios to 0 sinks).
 # Writes bench/results/<date>.md (+ .json and SVG plots). Latency = frame stamp (the load
 # server's scheduled send time, carried in the Binance E/T fields) -> signals computed.
 #
@@ -23,7 +27,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wiresignal-target}"
 SHARED="${WIRESIGNAL_SHARED:-../shared}"
 NAME="${BENCH_NAME:-$(date -u +%F)}"
 
-cargo build --release -p engine -p bench --bins --example recovery --example iox_latency
+cargo build --release -p engine -p bench --bins --example recovery --example iox_latency --example nats_latency
 BIN="$CARGO_TARGET_DIR/release"
 
 captures=()
@@ -50,3 +54,25 @@ echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
     echo
     "$BIN/examples/iox_latency" "${IOX_RATE:-100000}" "${IOX_SECONDS:-3}" 2>/dev/null
 } | tee -a "bench/results/$NAME.md"
+
+# NATS sink latency vs raw async-nats in the same run (a nats-server on a free loopback
+# port, stopped at the end), appended to the day's results. NATS_SECONDS per phase.
+NATS_BIN="$(bash scripts/nats-server.sh 2>/dev/null || true)"
+{
+    echo
+    echo "## NATS sink → nats-server → subscriber over loopback (engine/examples/nats_latency.rs, vs raw async-nats in the same run)"
+    echo
+    if [ -n "$NATS_BIN" ]; then
+        NATS_SERVER="$NATS_BIN" "$BIN/examples/nats_latency" "${NATS_SECONDS:-1}" "${NATS_RATES:-10000,100000}" 2>/dev/null
+    else
+        echo "skipped: scripts/nats-server.sh found no nats-server"
+    fi
+} | tee -a "bench/results/$NAME.md"
+
+# Gateway fan-out and engine throughput with 0, 1 and 3 sinks, appended to the day's results.
+# GW_CLIENTS, GW_RATE (frames/s), GW_SECONDS per run; SINK_RUNS replays per sink count.
+nats_arg=()
+[ -n "$NATS_BIN" ] && nats_arg=(--nats-server "$NATS_BIN")
+"$BIN/loadgen" outputs --engine "$BIN/engine" "${captures[@]}" "${nats_arg[@]}" \
+    --gw-clients "${GW_CLIENTS:-100}" --gw-rate "${GW_RATE:-1000}" --gw-s "${GW_SECONDS:-4}" \
+    --sink-runs "${SINK_RUNS:-5}" 2>/dev/null | tee -a "bench/results/$NAME.md"

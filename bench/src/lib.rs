@@ -7,11 +7,14 @@
 //! * [`sim`]: a local Binance-protocol exchange simulator (WebSocket streams
 //!   and `GET /api/v3/depth` on one TCP port) with deterministic snapshot
 //!   handling and fault injection.
+//! * [`http`]: the HTTP/1.1 front door (hyper) both servers share: WebSocket
+//!   upgrades handed back as raw sockets, plain requests answered by a handler.
 //! * [`load`]: a paced load server (fixed rate, ramp, spike, soak) with
 //!   send stamps in the frames, baseline clients and the benchmark suite.
 
 pub mod fixed8;
 pub mod generator;
+pub mod http;
 pub mod load;
 pub mod sim;
 pub mod source;

@@ -497,3 +497,104 @@ async fn playback_waits_for_min_subscribed_clients() {
     .unwrap();
     sim.shutdown().unwrap();
 }
+
+/// The pause of a served depth answer ends at `http_eof_timeout` when the
+/// client keeps its connection open (it ends at the client's close in
+/// `held_snapshot_is_recorded_body`).
+#[tokio::test]
+async fn depth_pause_ends_at_eof_timeout() {
+    let Some((sim, fx)) = start(|c| {
+        c.speed = Speed::Factor(1.0);
+        c.http_eof_timeout = Duration::from_millis(400);
+    }) else {
+        return;
+    };
+    timeout(LIMIT, async {
+        let addr = sim.local_addr();
+        let mut ws = connect(addr, &format!("/stream?streams={STREAMS}")).await;
+        assert_eq!(next_text(&mut ws).await.unwrap(), fx.ws_frames[0]);
+        let (status, body, http) = http_get(addr, "/api/v3/depth?symbol=BTCUSDT&limit=1000").await;
+        assert_eq!(status, 200);
+        assert_eq!(body, fx.snapshot_body);
+        assert_eq!(sim.frames_sent(), fx.before_snapshot as u64, "paused");
+        assert_eq!(sim.depth_served(), 1);
+        // The HTTP connection stays open; playback resumes anyway.
+        for want in &fx.ws_frames[1..fx.before_snapshot + 50] {
+            assert_eq!(&next_text(&mut ws).await.unwrap(), want);
+        }
+        assert!(sim.frames_sent() >= fx.before_snapshot as u64 + 49);
+        drop(http);
+    })
+    .await
+    .expect("timed out");
+    sim.shutdown().unwrap();
+}
+
+/// Faulted depth answers: a 429 with `Retry-After`, a hang (no answer, the
+/// connection closed after the hang), then a real snapshot; WebSocket
+/// requests to unknown routes get 404.
+#[tokio::test]
+async fn rest_faults_status_then_hang_then_snapshot() {
+    use bench::sim::RestFault;
+    let Some((sim, fx)) = start(|c| {
+        c.faults.rest_failures = vec![
+            RestFault::Status {
+                status: 429,
+                retry_after_s: Some(3),
+            },
+            RestFault::Hang(Duration::from_millis(300)),
+        ];
+    }) else {
+        return;
+    };
+    timeout(LIMIT, async {
+        let addr = sim.local_addr();
+        let path = "/api/v3/depth?symbol=BTCUSDT&limit=1000";
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nRetry-After: 3\r\n"), "{text}");
+        assert!(
+            text.ends_with(r#"{"code":-1003,"msg":"fault 429"}"#),
+            "{text}"
+        );
+        // The hang: nothing at all, then the server closes.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw).await;
+        assert!(raw.is_empty(), "{:?}", String::from_utf8_lossy(&raw));
+        assert_eq!(sim.depth_served(), 0, "faults are not depth answers");
+        // Neither fault paused playback; the third request gets the
+        // recorded snapshot once playback reaches it.
+        let mut ws = connect(addr, &format!("/stream?streams={STREAMS}")).await;
+        let (status, body, http) = http_get(addr, path).await;
+        drop(http);
+        assert_eq!(status, 200);
+        assert_eq!(body, fx.snapshot_body);
+        assert_eq!(sim.depth_requests().len(), 3);
+        for want in &fx.ws_frames[..fx.before_snapshot + 5] {
+            assert_eq!(&next_text(&mut ws).await.unwrap(), want);
+        }
+        let err = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v3/nothing"))
+            .await
+            .unwrap_err();
+        match err {
+            tokio_tungstenite::tungstenite::Error::Http(r) => assert_eq!(r.status(), 404),
+            e => panic!("{e}"),
+        }
+    })
+    .await
+    .expect("timed out");
+    sim.shutdown().unwrap();
+}

@@ -163,22 +163,32 @@ pub fn start_pipeline_with(
     if let Some(c) = collector {
         collectors.insert(0, c);
     }
-    // The WebSocket gateway rides the metrics listener: a sink like the others.
+    // The WebSocket gateway rides the metrics listener: a sink like the
+    // others (a `kind = "websocket"` entry names it and sizes its ring).
     let gateway = match cfg.metrics.addr {
         Some(_) => {
+            let (name, ring) = crate::sinks::websocket(&cfg.sinks).map_or_else(
+                || ("gateway".to_owned(), crate::sinks::DEFAULT_RING),
+                |(s, _)| (s.name.clone(), s.ring_capacity),
+            );
             let hub = crate::metrics::gateway::Hub::new(outputs.clone());
-            let fan = crate::sinks::FanOut::start(
-                "gateway",
-                crate::sinks::DEFAULT_RING,
-                &outputs,
-                Box::new(hub.worker()),
-            )?;
-            sinks.push(("gateway".to_owned(), fan.counters()));
+            let fan = crate::sinks::FanOut::start(&name, ring, &outputs, Box::new(hub.worker()))?;
+            sinks.push((name, fan.counters()));
             collectors.push(Box::new(fan));
             Some(hub)
         }
-        None => None,
+        None => {
+            if let Some((s, _)) = crate::sinks::websocket(&cfg.sinks) {
+                return Err(std::io::Error::other(format!(
+                    "sink {}: the WebSocket gateway needs a listener: set its `listen`, \
+                     [metrics] addr or --metrics-addr",
+                    s.name
+                )));
+            }
+            None
+        }
     };
+    let live = resync.is_some();
     let pipeline = Pipeline::start(PipelineConfig {
         receivers,
         signal_threads: cfg.engine.signal_threads,
@@ -193,6 +203,14 @@ pub fn start_pipeline_with(
         cores: CorePlan::new(cfg.engine.pin_cores),
         busy_poll: cfg.engine.receiver_mode == crate::config::ReceiverMode::BusyPoll,
         inline: cfg.engine.signal_placement == crate::config::SignalPlacement::Inline,
+        // Replays block: their output stays exactly the capture's.
+        overload: if live {
+            cfg.engine.overload
+        } else {
+            crate::pipeline::overload::Overload::Block
+        },
+        stage_capacity: cfg.engine.stage_capacity,
+        signal_delay_ns: cfg.engine.debug_signal_delay_ns,
     });
     for (name, counters) in sinks {
         pipeline.registry.add_sink(name, counters);

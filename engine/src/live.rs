@@ -159,6 +159,11 @@ impl FeedHandler for Handler {
     fn should_stop(&mut self) -> bool {
         self.shared.borrow().stop.load(Ordering::Relaxed)
     }
+
+    #[inline]
+    fn drain_staged(&mut self) -> bool {
+        self.shared.borrow_mut().ingest.drain_staged()
+    }
 }
 
 impl Handler {

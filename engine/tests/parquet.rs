@@ -31,12 +31,24 @@ fn text(line: &str, key: &str) -> String {
     v[key].as_str().unwrap().to_owned()
 }
 
-fn replay(shared: &Path, dir: &Path) -> (PathBuf, PathBuf) {
+/// The golden capture replayed to JSONL and Parquet: through `--parquet`
+/// (`as_sink = false`) or a `[[sinks]] kind = "parquet"` entry.
+fn replay(shared: &Path, dir: &Path, as_sink: bool) -> (PathBuf, PathBuf) {
     let mut cfg = Config::load(&shared.join("vectors/default_config.toml")).unwrap();
     cfg.engine.pin_cores = false;
     let (jsonl, pq) = (dir.join("signals.jsonl"), dir.join("signals.parquet"));
-    let collector = engine::parquet::open_collector(Some(&pq)).unwrap();
-    assert!(collector.is_some());
+    let collector = if as_sink {
+        cfg.sinks.push(engine::sinks::SinkSpec {
+            name: "pq".into(),
+            ring_capacity: 16,
+            kind: engine::sinks::SinkKind::Parquet { path: pq.clone() },
+        });
+        None
+    } else {
+        let c = engine::parquet::open_collector(Some(&pq)).unwrap();
+        assert!(c.is_some());
+        c
+    };
     app::replay_with(
         &cfg,
         &[shared.join("vectors/capture_small.txt.gz")],
@@ -55,9 +67,21 @@ fn replay(shared: &Path, dir: &Path) -> (PathBuf, PathBuf) {
 
 #[test]
 fn parquet_rows_equal_jsonl_rows() {
+    rows_equal(false);
+}
+
+/// A `kind = "parquet"` sink is as complete as `--parquet`, even behind a
+/// ring far smaller than the run (it is written by the sink thread, never
+/// conflated).
+#[test]
+fn a_parquet_sink_writes_every_jsonl_row() {
+    rows_equal(true);
+}
+
+fn rows_equal(as_sink: bool) {
     let Some(shared) = shared_dir() else { return };
-    let dir = temp_dir("parquet");
-    let (jsonl, pq) = replay(&shared, &dir);
+    let dir = temp_dir(if as_sink { "parquet-sink" } else { "parquet" });
+    let (jsonl, pq) = replay(&shared, &dir, as_sink);
 
     let lines = read_lines(&jsonl);
     assert!(lines.len() > 10_000, "only {} JSONL rows", lines.len());

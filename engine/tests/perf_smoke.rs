@@ -271,3 +271,85 @@ fn hot_path_allocates_nothing_and_stays_within_a_ratio_of_the_parse() {
         "hot path is {ratio:.2}x the bare parse (limit {MAX_RATIO}): a per-message slowdown (sleep, syscall, lock, allocation) crept in"
     );
 }
+
+/// The overflow stage (`overload = "merge"`) allocates nothing per message
+/// either, while its ring is full most of the time: the capture's events go
+/// through a real 256-slot ring whose consumer (on this thread) takes only a
+/// few slots per frame, so diffs merge and quotes conflate throughout.
+#[test]
+fn overflow_stage_allocates_nothing_while_the_ring_is_full() {
+    use engine::pipeline::overload::{Stage, StageLimits};
+    use engine::pipeline::ring::{ring, EventTx, Slot, Waiter};
+    let Some(shared) = common::shared_dir() else {
+        return;
+    };
+    let cap = load(&shared.join("data/binance-spot/btcusdt_20240808.txt.gz"));
+    let n = cap.frames.len();
+    let mut cfg = Config::default();
+    cfg.engine.pin_cores = false;
+    let ids = Arc::new(AtomicU32::new(0));
+    let mut adapter = make_adapter(&cfg, &cfg.engine.venue, &ids, None).unwrap();
+    adapter.set_capture_symbols(&cap.symbols);
+    let registry = Registry::new();
+    let (tx, mut rx) = ring::<Slot>(256, Arc::new(Waiter::default()), Arc::default());
+    let stage = Stage::new(
+        StageLimits::for_ring(256, 1 << 16),
+        registry.overload.clone(),
+    );
+    let mut tx = EventTx::with_stages(vec![tx], vec![stage]);
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut events: Vec<Event> = Vec::with_capacity(8192);
+    let (mut trades_in, mut trades_out) = (0u64, 0u64);
+    for (i, &(recv_ns, s, e)) in cap.frames.iter().enumerate() {
+        if i == n / 5 {
+            ALLOCS.store(0, Ordering::SeqCst);
+            COUNT_HERE.set(true);
+        }
+        buf.clear();
+        buf.extend_from_slice(&cap.data[s..e]);
+        events.clear();
+        let _ = adapter.parse(recv_ns, &mut buf, &mut events);
+        trades_in += events
+            .iter()
+            .filter(|e| matches!(e, Event::Trade(_)))
+            .count() as u64;
+        tx.send_frame(&events, i as u64);
+        // A slow consumer: two slots per frame, catching up every 50
+        // frames (on this thread, so the stage must never be full: a full
+        // stage would wait for this very thread).
+        let take = if i % 50 == 0 { usize::MAX } else { 2 };
+        for _ in 0..take {
+            match rx.rx.pop() {
+                Ok(slot) => trades_out += u64::from(matches!(slot.ev, Event::Trade(_))),
+                Err(_) => break,
+            }
+        }
+        tx.drain_staged();
+    }
+    COUNT_HERE.set(false);
+    let allocs = ALLOCS.load(Ordering::SeqCst);
+    let o = &registry.overload;
+    let merged = o.diffs_merged.load(Ordering::Relaxed);
+    let conflated = o.quotes_conflated.load(Ordering::Relaxed);
+    println!(
+        "overflow stage: {allocs} allocations after warm-up over {} frames; {merged} diffs merged, {conflated} quotes conflated",
+        n - n / 5
+    );
+    assert!(merged > 0 && conflated > 0, "the stage was not exercised");
+    assert_eq!(o.stage_full_blocks.load(Ordering::Relaxed), 0);
+    assert_eq!(allocs, 0, "the overflow stage allocates per message");
+    // Nothing was dropped: every trade comes out once the consumer catches up.
+    let consumer = std::thread::spawn(move || {
+        let mut out = 0u64;
+        loop {
+            match rx.rx.pop() {
+                Ok(slot) => out += u64::from(matches!(slot.ev, Event::Trade(_))),
+                Err(_) if rx.rx.is_abandoned() => return out,
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+    });
+    drop(tx);
+    trades_out += consumer.join().unwrap();
+    assert_eq!(trades_out, trades_in);
+}

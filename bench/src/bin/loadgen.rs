@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bench::load::client::Mode;
 use bench::load::suite::{self, EngineRun, RunResult, SuiteConfig};
-use bench::load::{report, LoadConfig, LoadServer, Profile};
+use bench::load::{outputs, report, LoadConfig, LoadServer, Profile};
 
 const USAGE: &str = "\
 usage:
@@ -15,6 +15,8 @@ usage:
   loadgen baseline --mode recv|parse --profile <p> [--symbols N] [--levels L]
   loadgen suite --engine <path> --out <dir> [--name <date>] [--capture <file>]...
                 [--point-s 6] [--soak-s 120] [--rates 10k,100k,1m]
+  loadgen outputs --engine <path> [--capture <file>]... [--nats-server <path>]
+                [--gw-clients 100] [--gw-rate 1000] [--gw-s 4] [--sink-runs 5]
 profiles: fixed:<rate>:<s>  soak:<rate>:<s>  max:<s>  ramp:<from>:<to>:<s>
           spike:<base>:<factor>:<at s>:<len s>:<s>   (rates accept k/m suffixes)";
 
@@ -390,6 +392,54 @@ impl OkOrDefault for Option<f64> {
     }
 }
 
+/// The output benchmarks (gateway fan-out, engine throughput with 0, 1 and
+/// 3 sinks) as Markdown on stdout.
+fn cmd_outputs(a: &Args) -> Result<(), String> {
+    let work = std::env::temp_dir().join(format!("wiresignal-outputs-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let cfg = SuiteConfig {
+        engine: PathBuf::from(a.get("engine").ok_or("--engine <path> needed")?),
+        captures: a.all("capture").into_iter().map(PathBuf::from).collect(),
+        work: work.clone(),
+        point_s: 0.0,
+        soak_s: 0.0,
+        rates: Vec::new(),
+    };
+    let gw = outputs::GatewayBench {
+        rate: a.num("gw-rate", 1000.0)?,
+        seconds: a.num("gw-s", 4.0)?,
+        clients: a.num("gw-clients", 100)?,
+    };
+    let sink_runs: usize = a.num("sink-runs", 5)?;
+    let res = (|| -> std::io::Result<()> {
+        println!("\n## Gateway fan-out (loadgen outputs)\n");
+        println!("{}", outputs::gateway_section(&cfg, &gw)?);
+        if cfg.captures.is_empty() {
+            println!("\n## Engine throughput with 0, 1 and 3 sinks\n\nskipped: no --capture\n");
+            return Ok(());
+        }
+        let nats = match a.get("nats-server") {
+            Some(bin) => match outputs::NatsServer::start(std::path::Path::new(bin)) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("loadgen outputs: {e}; the 3-sink run uses jsonl x3");
+                    None
+                }
+            },
+            None => None,
+        };
+        let url = nats.as_ref().map(outputs::NatsServer::url);
+        println!("\n## Engine throughput with 0, 1 and 3 sinks (loadgen outputs)\n");
+        println!(
+            "{}",
+            outputs::sinks_section(&cfg, &cfg.captures, url.as_deref(), sink_runs)?
+        );
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    res.map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let mut argv = std::env::args().skip(1);
     let cmd = argv.next();
@@ -397,6 +447,7 @@ fn main() -> ExitCode {
         Some("serve") => cmd_serve(&a),
         Some("baseline") => cmd_baseline(&a),
         Some("suite") => cmd_suite(&a),
+        Some("outputs") => cmd_outputs(&a),
         _ => Err(USAGE.to_owned()),
     });
     match res {

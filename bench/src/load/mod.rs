@@ -30,14 +30,24 @@
 //! sender. `GET /api/v3/depth` answers from the generator's current book,
 //! which is at or ahead of every frame sent, so the Binance depth-sync rule
 //! (`U <= lastUpdateId + 1 <= u`) holds for the first diff after it.
+//!
+//! # HTTP and threads
+//!
+//! One thread runs a current-thread tokio runtime with hyper behind the
+//! front door of [`crate::http`]: the depth route and the venue's other REST
+//! replies (404 elsewhere), and the WebSocket handshake on any path. After
+//! the 101 the socket is taken back from hyper, set blocking and handed to
+//! its own sender thread, which paces frames with synchronous tungstenite
+//! (sleep, then yield near the due time) and never touches the runtime.
 
 pub mod client;
+pub mod outputs;
 pub mod procfs;
 pub mod profile;
 pub mod report;
 pub mod suite;
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,11 +55,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
+use hyper::body::Bytes;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, StatusCode};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use feeds::sim::RestRequest;
 
 use crate::generator::{GenConfig, Generator};
+use crate::http::{Answer, Door, Reply};
 pub use profile::Profile;
 
 /// Width of a stamp: Unix ns has 19 digits until the year 2286.
@@ -153,7 +167,9 @@ struct Shared {
 pub struct LoadServer;
 
 impl LoadServer {
-    /// Binds and starts the accept thread.
+    /// Binds and starts the accept thread (a current-thread tokio runtime
+    /// serving HTTP through [`crate::http`]); every WebSocket then gets its
+    /// own sender thread.
     ///
     /// # Errors
     /// When the address cannot be bound.
@@ -168,14 +184,41 @@ impl LoadServer {
         let generator = Arc::new(Mutex::new(Generator::new(g)));
         let shared = Arc::new(Shared::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (sh, st) = (Arc::clone(&shared), Arc::clone(&stop));
+        let (wake, woken) = tokio::sync::watch::channel(false);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _guard = rt.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        let door = Arc::new(LoadDoor {
+            cfg,
+            generator,
+            shared: Arc::clone(&shared),
+            stop: Arc::clone(&stop),
+            senders: Mutex::new(Vec::new()),
+        });
         let thread = std::thread::Builder::new()
             .name("load-accept".into())
-            .spawn(move || accept_loop(&listener, &cfg, &generator, &sh, &st))?;
+            .spawn(move || {
+                rt.block_on(crate::http::accept_loop(listener, Arc::clone(&door), woken));
+                // Ends the HTTP connections still open, then the senders.
+                drop(rt);
+                let senders = door
+                    .senders
+                    .lock()
+                    .map(|mut v| std::mem::take(&mut *v))
+                    .unwrap_or_default();
+                for s in senders {
+                    let _ = s.join();
+                }
+            })?;
         Ok(LoadHandle {
             addr,
             shared,
             stop,
+            wake,
             thread: Some(thread),
         })
     }
@@ -186,6 +229,7 @@ pub struct LoadHandle {
     addr: SocketAddr,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
+    wake: tokio::sync::watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -252,6 +296,7 @@ impl LoadHandle {
 
     fn stop_and_join(&mut self) {
         self.stop.store(true, Ordering::Release);
+        let _ = self.wake.send(true);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -264,111 +309,87 @@ impl Drop for LoadHandle {
     }
 }
 
-fn accept_loop(
-    listener: &TcpListener,
-    cfg: &LoadConfig,
-    generator: &Arc<Mutex<Generator>>,
-    shared: &Arc<Shared>,
-    stop: &Arc<AtomicBool>,
-) {
-    let mut conns: Vec<JoinHandle<()>> = Vec::new();
-    while !stop.load(Ordering::Acquire) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let (cfg, g, sh, st) = (
-                    cfg.clone(),
-                    Arc::clone(generator),
-                    Arc::clone(shared),
-                    Arc::clone(stop),
-                );
-                if let Ok(h) =
-                    std::thread::Builder::new()
-                        .name("load-conn".into())
-                        .spawn(move || {
-                            let _ = handle_conn(stream, &cfg, &g, &sh, &st);
-                        })
-                {
-                    conns.push(h);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-    for c in conns {
-        let _ = c.join();
-    }
+/// The load server behind the HTTP front door: every WebSocket path streams,
+/// REST routes are the generator's venue's.
+struct LoadDoor {
+    cfg: LoadConfig,
+    generator: Arc<Mutex<Generator>>,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    /// Sender threads, joined at shutdown.
+    senders: Mutex<Vec<JoinHandle<()>>>,
 }
 
-fn handle_conn(
-    stream: TcpStream,
-    cfg: &LoadConfig,
-    generator: &Mutex<Generator>,
-    shared: &Shared,
-    stop: &AtomicBool,
-) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut buf = [0u8; 8192];
-    let mut n;
-    loop {
-        n = stream.peek(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") || n == buf.len() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
+impl Door for LoadDoor {
+    type Route = ();
+
+    fn ws_route(&self, _path: &str, _query: &str) -> Option<()> {
+        Some(())
     }
-    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
-    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    if head.to_ascii_lowercase().contains("upgrade: websocket") {
-        stream.set_read_timeout(None)?;
-        let ws = tungstenite::accept(stream).map_err(|e| io::Error::other(e.to_string()))?;
-        let first = shared.connections.fetch_add(1, Ordering::AcqRel) == 0;
-        return send_loop(ws, cfg, generator, shared, stop, first);
+
+    /// The socket goes back to blocking mode and its own thread: the
+    /// synchronous send loop paces frames more precisely than a task.
+    async fn websocket(&self, (): (), io: tokio::net::TcpStream, read_buf: Bytes) {
+        let Ok(stream) = io.into_std() else {
+            return;
+        };
+        if stream.set_nonblocking(false).is_err() {
+            return;
+        }
+        let ws = tungstenite::WebSocket::from_partially_read(
+            stream,
+            read_buf.to_vec(),
+            tungstenite::protocol::Role::Server,
+            None,
+        );
+        let first = self.shared.connections.fetch_add(1, Ordering::AcqRel) == 0;
+        let (cfg, g, sh, st) = (
+            self.cfg.clone(),
+            Arc::clone(&self.generator),
+            Arc::clone(&self.shared),
+            Arc::clone(&self.stop),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("load-conn".into())
+            .spawn(move || {
+                let _ = send_loop(ws, &cfg, &g, &sh, &st, first);
+            });
+        if let (Ok(h), Ok(mut v)) = (spawned, self.senders.lock()) {
+            v.push(h);
+        }
     }
-    // Plain HTTP: consume the head, answer, close.
-    let end = head.find("\r\n\r\n").map_or(n, |p| p + 4);
-    let mut s = stream;
-    s.read_exact(&mut buf[..end])?;
-    // Routes, replies and error bodies are the generator's venue's.
-    let (route, query) = path.split_once('?').unwrap_or((&path, ""));
-    let venue = generator.lock().ok().map(|g| g.venue());
-    let server = venue
-        .and_then(feeds::venue::venue_by_name)
-        .map(|(_, d)| d.server);
-    let (status, body) = match server.and_then(|s| Some((s, s.rest(route, query)?))) {
-        Some((server, RestRequest::Depth { symbol, limit })) => {
-            let snap = generator
-                .lock()
-                .ok()
-                .and_then(|g| g.snapshot(&symbol, limit));
-            match snap {
-                Some(b) => {
-                    shared.snapshots.fetch_add(1, Ordering::AcqRel);
-                    ("200 OK", b)
+
+    async fn request(&self, method: &Method, path: &str, query: &str) -> Answer {
+        if method != Method::GET {
+            return Reply::new(StatusCode::NOT_FOUND, "").into();
+        }
+        // Routes, replies and error bodies are the generator's venue's.
+        let venue = self.generator.lock().ok().map(|g| g.venue());
+        let server = venue
+            .and_then(feeds::venue::venue_by_name)
+            .map(|(_, d)| d.server);
+        let (status, body) = match server.and_then(|s| Some((s, s.rest(path, query)?))) {
+            Some((server, RestRequest::Depth { symbol, limit })) => {
+                let snap = self
+                    .generator
+                    .lock()
+                    .ok()
+                    .and_then(|g| g.snapshot(&symbol, limit));
+                match snap {
+                    Some(b) => {
+                        self.shared.snapshots.fetch_add(1, Ordering::AcqRel);
+                        ("200 OK", b)
+                    }
+                    None => server.unknown_symbol(),
                 }
-                None => server.unknown_symbol(),
             }
-        }
-        Some((_, RestRequest::Reply(status, body))) => (status, body),
-        None => ("404 Not Found", String::new()),
-    };
-    let resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(resp.as_bytes())?;
-    s.flush()?;
-    let _ = s.shutdown(std::net::Shutdown::Write);
-    // Drain until the client closes (bounded by the read timeout).
-    while matches!(s.read(&mut buf), Ok(k) if k > 0) {}
-    Ok(())
+            Some((_, RestRequest::Reply(status, body))) => (status, body),
+            None => ("404 Not Found", String::new()),
+        };
+        Reply::status_line(status, body)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .into()
+    }
 }
 
 /// A generated frame with the byte offsets of its stamp placeholders.

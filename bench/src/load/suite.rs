@@ -167,7 +167,7 @@ pub struct EngineRun {
     pub load: LoadConfig,
 }
 
-fn engine_toml(run: &EngineRun, addr: &str, symbols: &[String]) -> String {
+pub(crate) fn engine_toml(run: &EngineRun, addr: &str, symbols: &[String]) -> String {
     // `<receiver_mode>[+inline]`: `+inline` runs books and signals on the
     // receiver thread (`signal_placement = "inline"`).
     let (receiver, placement) = match run.receiver_mode.split_once('+') {
@@ -193,7 +193,7 @@ fn engine_toml(run: &EngineRun, addr: &str, symbols: &[String]) -> String {
 }
 
 /// Waits for `pid` and returns (success, CPU user+sys).
-fn wait_rusage(pid: u32) -> (bool, Duration) {
+pub(crate) fn wait_rusage(pid: u32) -> (bool, Duration) {
     let mut status = 0;
     // SAFETY: zeroed rusage is a valid out-parameter.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -207,7 +207,7 @@ fn wait_rusage(pid: u32) -> (bool, Duration) {
 }
 
 /// Non-blocking check whether `pid` has exited (without reaping it).
-fn running(pid: u32) -> bool {
+pub(crate) fn running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
@@ -229,11 +229,11 @@ fn stages(stats: &Value) -> Vec<(String, Lat)> {
         .unwrap_or_default()
 }
 
-fn read_json(p: &Path) -> Option<Value> {
+pub(crate) fn read_json(p: &Path) -> Option<Value> {
     serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
 }
 
-fn last_lines(p: &Path) -> String {
+pub(crate) fn last_lines(p: &Path) -> String {
     std::fs::read_to_string(p)
         .unwrap_or_default()
         .lines()
@@ -357,14 +357,31 @@ pub fn engine_replay(
     captures: &[PathBuf],
     speed: &str,
 ) -> std::io::Result<RunResult> {
+    // `+inline` in the name: books and signals on the reader thread.
+    let config = name
+        .contains("+inline")
+        .then_some("[engine]\nsignal_placement = \"inline\"\n");
+    engine_replay_with(suite, name, captures, speed, config)
+}
+
+/// [`engine_replay`] under the configuration `config` (TOML text), if any.
+///
+/// # Errors
+/// When the engine cannot be spawned or the config cannot be written.
+pub fn engine_replay_with(
+    suite: &SuiteConfig,
+    name: &str,
+    captures: &[PathBuf],
+    speed: &str,
+    config: Option<&str>,
+) -> std::io::Result<RunResult> {
     let stats_path = suite.work.join(format!("{name}.stats.json"));
     let log_path = suite.work.join(format!("{name}.log"));
     let mut cmd = Command::new(&suite.engine);
     cmd.arg("replay").args(captures);
-    // `+inline` in the name: books and signals on the reader thread.
-    if name.contains("+inline") {
+    if let Some(toml) = config {
         let cfg_path = suite.work.join(format!("{name}.toml"));
-        std::fs::write(&cfg_path, "[engine]\nsignal_placement = \"inline\"\n")?;
+        std::fs::write(&cfg_path, toml)?;
         cmd.arg("--config").arg(cfg_path);
     }
     let child = cmd

@@ -11,12 +11,17 @@
 //! under any route prefix), replies to client messages (Binance `SUBSCRIBE`,
 //! `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`), where each source frame goes, the
 //! combined-stream wrapper, the REST routes and error bodies, and snapshot
-//! rendering. The WebSocket is detected by peeking for `Upgrade: websocket`;
-//! pings are answered with pongs (by tungstenite) and the simulator pings
-//! every [`SimConfig::ping_interval`]. Only subscribed streams are sent;
-//! payloads are sliced out of the source text, never re-serialised. HTTP
-//! answers carry `Content-Length` and `Connection: close`; unknown routes
-//! get 404.
+//! rendering. HTTP is hyper's, through the front door in [`crate::http`]:
+//! a request with `Upgrade: websocket` on a venue route gets its 101 from
+//! hyper and the raw socket is handed to tokio-tungstenite (404 for an
+//! unknown route, 400 without `Sec-WebSocket-Key`); pings are answered with
+//! pongs (by tungstenite) and the simulator pings every
+//! [`SimConfig::ping_interval`]. Only subscribed streams are sent; payloads
+//! are sliced out of the source text, never re-serialised. HTTP answers
+//! carry `Content-Length` and `Connection: close` (one request per
+//! connection; the server half-closes after the answer); unknown routes get
+//! 404, bad or oversized request heads hyper's 400 / 431, and a client that
+//! does not send its head within 10 s is dropped.
 //!
 //! # Playback clock
 //!
@@ -43,28 +48,37 @@
 //! once. While a response is served, playback pauses: frames written before
 //! the response precede the snapshot, frames after it follow it. Playback
 //! resumes when the client closes the HTTP connection (or after
-//! [`SimConfig::http_eof_timeout`]). A request still held when the source
-//! ends gets 503 (400 for a symbol the source never mentioned).
+//! [`SimConfig::http_eof_timeout`]): the answer carries a
+//! [`Lease`] that the connection drops exactly once, at
+//! the earlier of the two. A request still held when the source ends gets
+//! 503 (400 for a symbol the source never mentioned).
+//!
+//! Faulted depth answers ([`Faults::rest_failures`]): an error status (with
+//! `Retry-After` when given) or a hang (no answer; the connection is closed
+//! after the given time). Neither pauses playback.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::SinkExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hyper::header::HeaderValue;
+use hyper::{Method, StatusCode};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use feeds::sim::{RestRequest, Routed, SimBooks, StreamKey, StreamKind, VenueServer};
 use feeds::venue::VenueDef;
 
+use crate::http::{Answer, Door, Lease, Reply};
 use crate::source::{FrameSource, SourceRecord};
 
 /// Playback speed.
@@ -381,9 +395,8 @@ enum Ctl {
     Depth {
         symbol: String,
         limit: usize,
-        stream: TcpStream,
+        reply: oneshot::Sender<Answer>,
     },
-    Served,
 }
 
 async fn run(
@@ -396,25 +409,14 @@ async fn run(
 ) -> io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     let (ctl_tx, ctl_rx) = mpsc::channel::<Ctl>(1024);
-    let accept_stats = Arc::clone(&stats);
-    let accept_tx = ctl_tx.clone();
-    let mut accept_stop = stop.clone();
-    let accept = async move {
-        let mut next_id = 0u64;
-        loop {
-            tokio::select! {
-                r = listener.accept() => {
-                    if let Ok((stream, _)) = r {
-                        let _ = stream.set_nodelay(true);
-                        next_id += 1;
-                        tokio::spawn(handle_conn(stream, next_id, venue.1.server, accept_tx.clone(), Arc::clone(&accept_stats)));
-                    }
-                }
-                _ = accept_stop.changed() => break,
-            }
-        }
-    };
-    let actor = Actor::new(cfg, venue, source, stats, ctl_tx);
+    let door = Arc::new(SimDoor {
+        server: venue.1.server,
+        ctl: ctl_tx,
+        stats: Arc::clone(&stats),
+        next_id: AtomicU64::new(0),
+    });
+    let accept = crate::http::accept_loop(listener, door, stop.clone());
+    let actor = Actor::new(cfg, venue, source, stats);
     tokio::select! {
         _ = accept => {}
         r = actor.run(ctl_rx) => r?,
@@ -423,69 +425,33 @@ async fn run(
     Ok(())
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
-}
-
-async fn handle_conn(
-    mut stream: TcpStream,
-    id: u64,
+/// The simulator behind the HTTP front door ([`crate::http`]).
+struct SimDoor {
     server: &'static dyn VenueServer,
     ctl: mpsc::Sender<Ctl>,
     stats: Arc<Stats>,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let head_len = loop {
-        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            _ => return,
-        };
-        if let Some(end) = find_head_end(&buf[..n]) {
-            break end;
-        }
-        if n == buf.len() || Instant::now() >= deadline {
-            let _ = write_response(&mut stream, "431 Request Header Fields Too Large", "").await;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    };
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut req = httparse::Request::new(&mut headers);
-    let (path, is_ws, is_get) = match req.parse(&buf[..head_len]) {
-        Ok(httparse::Status::Complete(_)) => {
-            let ws = req.headers.iter().any(|h| {
-                h.name.eq_ignore_ascii_case("upgrade")
-                    && String::from_utf8_lossy(h.value)
-                        .to_ascii_lowercase()
-                        .contains("websocket")
-            });
-            (
-                req.path.unwrap_or("/").to_string(),
-                ws,
-                req.method == Some("GET"),
-            )
-        }
-        _ => {
-            let _ = write_response(&mut stream, "400 Bad Request", "").await;
-            return;
-        }
-    };
-    let (route, query) = path.split_once('?').unwrap_or((&path, ""));
-    if is_ws {
-        let Some(feeds::sim::WsRoute { combined, streams }) = server.ws_route(route, query) else {
-            let _ = write_response(&mut stream, "404 Not Found", "").await;
-            return;
-        };
-        let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
-            return;
-        };
-        stats.accepted.fetch_add(1, Ordering::AcqRel);
-        if let Ok(mut v) = stats.accept_times.lock() {
+    next_id: AtomicU64,
+}
+
+impl Door for SimDoor {
+    type Route = feeds::sim::WsRoute;
+
+    fn ws_route(&self, path: &str, query: &str) -> Option<Self::Route> {
+        self.server.ws_route(path, query)
+    }
+
+    async fn websocket(&self, route: Self::Route, io: TcpStream, read_buf: Bytes) {
+        let feeds::sim::WsRoute { combined, streams } = route;
+        let id = self.next_id.fetch_add(1, Ordering::AcqRel) + 1;
+        let ws =
+            WebSocketStream::from_partially_read(io, read_buf.to_vec(), Role::Server, None).await;
+        self.stats.accepted.fetch_add(1, Ordering::AcqRel);
+        if let Ok(mut v) = self.stats.accept_times.lock() {
             v.push(Instant::now());
         }
         let (sink, mut read) = ws.split();
         let (kill, mut killed) = oneshot::channel();
+        let ctl = &self.ctl;
         if ctl
             .send(Ctl::Open {
                 id,
@@ -513,88 +479,71 @@ async fn handle_conn(
             }
         }
         let _ = ctl.send(Ctl::Gone { id }).await;
-        return;
     }
-    // Plain HTTP: consume the head we peeked.
-    if stream.read_exact(&mut buf[..head_len]).await.is_err() {
-        return;
-    }
-    match (is_get, server.rest(route, query)) {
-        (true, Some(RestRequest::Depth { symbol, limit })) => {
-            let _ = ctl
-                .send(Ctl::Depth {
-                    symbol,
-                    limit,
-                    stream,
-                })
-                .await;
-        }
-        (true, Some(RestRequest::Reply(status, body))) => {
-            let _ = write_response(&mut stream, status, &body).await;
-        }
-        _ => {
-            let _ = write_response(&mut stream, "404 Not Found", "").await;
-        }
-    }
-}
 
-async fn write_response(stream: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.flush().await?;
-    stream.shutdown().await
+    async fn request(&self, method: &Method, path: &str, query: &str) -> Answer {
+        if method != Method::GET {
+            return Reply::new(StatusCode::NOT_FOUND, "").into();
+        }
+        match self.server.rest(path, query) {
+            Some(RestRequest::Depth { symbol, limit }) => {
+                // The actor answers, maybe only when playback reaches the
+                // snapshot (held); gone: the simulator is shutting down.
+                let (reply, answer) = oneshot::channel();
+                if self
+                    .ctl
+                    .send(Ctl::Depth {
+                        symbol,
+                        limit,
+                        reply,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return Answer::Close(Duration::ZERO);
+                }
+                answer.await.unwrap_or(Answer::Close(Duration::ZERO))
+            }
+            Some(RestRequest::Reply(status, body)) => Reply::status_line(status, body).into(),
+            None => Reply::new(StatusCode::NOT_FOUND, "").into(),
+        }
+    }
 }
 
 /// A faulted answer to a depth request.
-async fn fail_depth(mut stream: TcpStream, fault: RestFault) {
+fn fault_answer(fault: RestFault) -> Answer {
     match fault {
         RestFault::Status {
             status,
             retry_after_s,
         } => {
-            let reason = match status {
-                418 => "I'm a teapot",
-                429 => "Too Many Requests",
-                500 => "Internal Server Error",
-                502 => "Bad Gateway",
-                503 => "Service Unavailable",
-                _ => "Error",
-            };
-            let retry = retry_after_s
-                .map(|s| format!("Retry-After: {s}\r\n"))
-                .unwrap_or_default();
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let body = format!(r#"{{"code":-1003,"msg":"fault {status}"}}"#);
-            let head = format!(
-                "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n{retry}Content-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
+            let mut r = Reply::new(code, body).header(
+                hyper::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
             );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
-            let _ = stream.shutdown().await;
+            if let Some(s) = retry_after_s {
+                r = r.header(hyper::header::RETRY_AFTER, HeaderValue::from(s));
+            }
+            r.into()
         }
-        RestFault::Hang(d) => {
-            tokio::time::sleep(d).await;
-            drop(stream);
-        }
+        RestFault::Hang(d) => Answer::Close(d),
     }
 }
 
-/// Writes a depth response, then waits for the client to close.
-async fn serve_depth(mut stream: TcpStream, status: &'static str, body: String, eof: Duration) {
-    if write_response(&mut stream, status, &body).await.is_ok() {
-        let _ = tokio::time::timeout(eof, async {
-            let mut b = [0u8; 1024];
-            while let Ok(n) = stream.read(&mut b).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        })
-        .await;
+/// One depth answer being served: playback pauses while any is alive
+/// (dropped when the client closes the connection, at the latest
+/// [`SimConfig::http_eof_timeout`] after the answer; see [`Lease`]).
+struct Serving {
+    count: Arc<AtomicUsize>,
+    released: Arc<Notify>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        self.released.notify_one();
     }
 }
 
@@ -627,7 +576,7 @@ struct Conn {
 
 struct Held {
     symbol: String,
-    stream: TcpStream,
+    reply: oneshot::Sender<Answer>,
 }
 
 struct Actor {
@@ -635,7 +584,6 @@ struct Actor {
     server: &'static dyn VenueServer,
     source: Box<dyn FrameSource + Send>,
     stats: Arc<Stats>,
-    ctl_tx: mpsc::Sender<Ctl>,
     conns: Vec<Conn>,
     ws_ordinal: u64,
     rec: SourceRecord,
@@ -647,7 +595,10 @@ struct Actor {
     drop_pending: bool,
     known: std::collections::HashSet<String>,
     held: Vec<Held>,
-    serving: usize,
+    /// Depth answers being served ([`Serving`] alive).
+    serving: Arc<AtomicUsize>,
+    /// Woken when one is released.
+    released: Arc<Notify>,
     stall_until: Option<Instant>,
     /// Faulted answers still to give to depth requests.
     rest_failures: std::collections::VecDeque<RestFault>,
@@ -664,7 +615,6 @@ impl Actor {
         (index, venue): (u16, &'static VenueDef),
         source: Box<dyn FrameSource + Send>,
         stats: Arc<Stats>,
-        ctl_tx: mpsc::Sender<Ctl>,
     ) -> Self {
         let rest_failures = std::mem::take(&mut cfg.faults.rest_failures).into();
         Actor {
@@ -672,7 +622,6 @@ impl Actor {
             server: venue.server,
             source,
             stats,
-            ctl_tx,
             conns: Vec::new(),
             ws_ordinal: 0,
             rec: SourceRecord::default(),
@@ -683,7 +632,8 @@ impl Actor {
             drop_pending: false,
             known: std::collections::HashSet::new(),
             held: Vec::new(),
-            serving: 0,
+            serving: Arc::new(AtomicUsize::new(0)),
+            released: Arc::new(Notify::new()),
             stall_until: None,
             rest_failures,
             anchor: None,
@@ -694,7 +644,7 @@ impl Actor {
 
     fn playing(&self, now: Instant) -> bool {
         !self.exhausted
-            && self.serving == 0
+            && self.serving.load(Ordering::Acquire) == 0
             && self.stall_until.is_none_or(|t| t <= now)
             && self.conns.iter().filter(|c| !c.subs.is_empty()).count()
                 >= self.cfg.min_subscribed.max(1)
@@ -793,6 +743,7 @@ impl Actor {
                     Some(c) => self.control(c).await,
                     None => return Ok(()),
                 },
+                () = self.released.notified() => {}
                 _ = ping.tick() => {
                     for c in &mut self.conns {
                         if c.sink.send(Message::Ping(Bytes::from_static(b"wiresignal"))).await.is_err() {
@@ -816,12 +767,8 @@ impl Actor {
         self.stats.exhausted.store(true, Ordering::Release);
         for h in std::mem::take(&mut self.held) {
             let (status, body) = self.unanswerable(&h.symbol);
-            tokio::spawn(serve_depth(
-                h.stream,
-                status,
-                body,
-                self.cfg.http_eof_timeout,
-            ));
+            // Playback is over: nothing to pause.
+            let _ = h.reply.send(Reply::status_line(status, body).into());
         }
         if self.cfg.at_end == EndBehaviour::Close {
             for c in &mut self.conns {
@@ -976,29 +923,26 @@ impl Actor {
             Ctl::Depth {
                 symbol,
                 limit,
-                stream,
+                reply,
             } => {
                 if let Ok(mut v) = self.stats.depth_requests.lock() {
                     v.push(Instant::now());
                 }
                 if let Some(fault) = self.rest_failures.pop_front() {
-                    tokio::spawn(fail_depth(stream, fault));
+                    let _ = reply.send(fault_answer(fault));
                 } else if let Some(body) = self.source.synthesize_snapshot(&symbol, limit) {
-                    self.serve(stream, "200 OK", body);
+                    self.serve(reply, "200 OK", body);
                 } else if self.source.has_live_book() {
                     let (status, body) = self.server.unknown_symbol();
-                    self.serve(stream, status, body);
+                    self.serve(reply, status, body);
                 } else if let Some(body) = self.books.snapshot(self.server, &symbol, limit, true) {
-                    self.serve(stream, "200 OK", body);
+                    self.serve(reply, "200 OK", body);
                 } else if self.exhausted {
                     let (status, body) = self.unanswerable(&symbol);
-                    self.serve(stream, status, body);
+                    self.serve(reply, status, body);
                 } else {
-                    self.held.push(Held { symbol, stream });
+                    self.held.push(Held { symbol, reply });
                 }
-            }
-            Ctl::Served => {
-                self.serving = self.serving.saturating_sub(1);
             }
         }
     }
@@ -1013,15 +957,19 @@ impl Actor {
         }
     }
 
-    fn serve(&mut self, stream: TcpStream, status: &'static str, body: String) {
-        self.serving += 1;
-        let tx = self.ctl_tx.clone();
-        let eof = self.cfg.http_eof_timeout;
+    /// Answers a depth request; playback pauses until the client closes the
+    /// connection (at most [`SimConfig::http_eof_timeout`]). A client already
+    /// gone drops the answer, and with it the pause, at once.
+    fn serve(&mut self, reply: oneshot::Sender<Answer>, status: &'static str, body: String) {
+        self.serving.fetch_add(1, Ordering::AcqRel);
+        let serving = Serving {
+            count: Arc::clone(&self.serving),
+            released: Arc::clone(&self.released),
+        };
         self.stats.depth_served.fetch_add(1, Ordering::AcqRel);
-        tokio::spawn(async move {
-            serve_depth(stream, status, body, eof).await;
-            let _ = tx.send(Ctl::Served).await;
-        });
+        let until = Instant::now() + self.cfg.http_eof_timeout;
+        let answer = Reply::status_line(status, body).lease(Lease::new(serving, until));
+        let _ = reply.send(answer.into());
     }
 
     /// Plays due records (up to a batch), then flushes every touched sink.
@@ -1083,7 +1031,7 @@ impl Actor {
                     self.held = rest;
                     for h in now {
                         if let Some(body) = self.books.snapshot(self.server, &h.symbol, 400, true) {
-                            self.serve(h.stream, "200 OK", body);
+                            self.serve(h.reply, "200 OK", body);
                         }
                     }
                 }
@@ -1117,7 +1065,7 @@ impl Actor {
                         }
                     }
                     for h in now {
-                        self.serve(h.stream, "200 OK", body.clone());
+                        self.serve(h.reply, "200 OK", body.clone());
                     }
                     self.known.insert(symbol.to_ascii_lowercase());
                 }

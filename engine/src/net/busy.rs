@@ -219,6 +219,8 @@ fn session(
             }
         }
 
+        // Nothing readable: events waiting in the overflow stage move on.
+        handler.drain_staged();
         empty_polls = empty_polls.wrapping_add(1);
         if empty_polls % TIMER_EVERY == 0 {
             let mut now = Instant::now();

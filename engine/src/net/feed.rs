@@ -241,6 +241,13 @@ pub trait FeedHandler {
     fn should_stop(&mut self) -> bool {
         false
     }
+    /// Moves events that waited in the overflow stage (a full ring) on to
+    /// the signal threads; `true`: some are still waiting, so the loop must
+    /// poll again soon rather than sleep until the next frame. Default:
+    /// nothing is ever staged.
+    fn drain_staged(&mut self) -> bool {
+        false
+    }
 }
 
 /// Snapshot requests shared with other threads (e.g. the signal thread after a
@@ -550,6 +557,9 @@ async fn session(
             }
         }
         let idle_snapshots = inflight.is_none();
+        // Events wait in the overflow stage: poll again right away (frames
+        // first) instead of sleeping until the next frame.
+        let staged = handler.drain_staged();
         let waiting = inflight.as_ref().is_some_and(|f| f.ready.is_none());
         let held = inflight.as_ref().is_some_and(|f| f.ready.is_some());
         let mut old_ended = false;
@@ -624,6 +634,7 @@ async fn session(
                 now = Instant::now();
             }
             () = requests.notified(), if idle_snapshots => now = Instant::now(),
+            () = stage_pause(), if staged => now = Instant::now(),
             () = tokio::time::sleep_until(wake.into()) => now = Instant::now(),
             () = wait_shutdown(shutdown) => return SessionEnd::Stop,
         }
@@ -645,6 +656,13 @@ async fn session(
 
 /// Frames of a replacement held at most until the switch.
 const REPLACEMENT_BUFFER: usize = 100_000;
+
+/// A short pause while events wait in the overflow stage: gives the core to
+/// the signal thread that is behind, then the loop drains the stage again.
+async fn stage_pause() {
+    std::thread::yield_now();
+    tokio::task::yield_now().await;
+}
 
 /// The replacement connection of a rollover (either loop's socket).
 pub(super) struct Replacement<W> {

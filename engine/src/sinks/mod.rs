@@ -2,12 +2,13 @@
 //!
 //! ```toml
 //! [[sinks]]
-//! kind = "nats"                 # jsonl | nats | iceoryx2
+//! kind = "nats"                 # jsonl | nats | iceoryx2 | parquet | websocket
 //! url = "nats://127.0.0.1:4222"
 //! format = "json"               # or "binary" (records::Record, 48 bytes)
 //! ```
 //!
-//! Every sink runs on its own thread, fed by its own SPSC ring from the sink
+//! Every sink but `parquet` (research output, written losslessly by the sink
+//! thread like `--out`) runs on its own thread, fed by its own SPSC ring from the sink
 //! thread ([`fanout`]): a slow or dead sink never slows the pipeline. When
 //! its ring is full the sink **conflates**: it keeps only the latest row per
 //! (instrument, signal) until the ring has room again and counts every row
@@ -23,6 +24,8 @@ mod jsonl;
 pub use jsonl::sink_msg;
 #[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "nats")]
+pub use nats::SEQ_HEADER as NATS_SEQ_HEADER;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,6 +74,20 @@ pub enum SinkKind {
     Nats(NatsSpec),
     /// iceoryx2 publish-subscribe (same host, shared memory).
     Iceoryx2(IoxSpec),
+    /// A Parquet file (research output; feature `parquet`, polars), written
+    /// losslessly by the sink thread like `--out` (not behind a ring of its
+    /// own: a research file that conflated rows away would be wrong).
+    Parquet {
+        /// The file (truncated at start).
+        path: PathBuf,
+    },
+    /// The WebSocket gateway (`GET /ws` on the metrics listener) and its
+    /// live page; at most one. Without this entry the gateway still runs
+    /// whenever the metrics listener does, with the defaults.
+    WebSocket {
+        /// Where the listener binds (`listen`; `None`: `[metrics] addr`).
+        listen: Option<std::net::SocketAddr>,
+    },
 }
 
 /// An iceoryx2 sink: records on one service per engine, its catalog on
@@ -129,7 +146,11 @@ pub struct RawSink {
     buffer: Option<i64>,
     history: Option<i64>,
     max_subscribers: Option<i64>,
+    listen: Option<String>,
 }
+
+/// The kinds, as the errors list them.
+const KINDS: &str = "jsonl | nats | iceoryx2 | parquet | websocket";
 
 impl SinkSpec {
     /// Validates `sinks[i]`.
@@ -171,21 +192,46 @@ impl SinkSpec {
             ("history", raw.history.is_some()),
             ("max_subscribers", raw.max_subscribers.is_some()),
         ];
-        if kind == "jsonl" || kind == "nats" {
+        if kind != "iceoryx2" {
             for (key, set) in iox_keys {
                 unused(key, set)?;
             }
         }
+        if kind != "websocket" {
+            unused("listen", raw.listen.is_some())?;
+        }
+        let no_network_keys = || {
+            unused("url", raw.url.is_some())?;
+            unused("format", raw.format.is_some())?;
+            unused("stream", raw.stream.is_some())?;
+            unused("max_age_s", raw.max_age_s.is_some())
+        };
         let kind = match kind {
             "jsonl" => {
                 let path = raw
                     .path
                     .ok_or_else(|| bad("path", "a jsonl sink needs a path".into()))?;
-                unused("url", raw.url.is_some())?;
-                unused("format", raw.format.is_some())?;
-                unused("stream", raw.stream.is_some())?;
-                unused("max_age_s", raw.max_age_s.is_some())?;
+                no_network_keys()?;
                 SinkKind::Jsonl { path: path.into() }
+            }
+            "parquet" => {
+                let path = raw
+                    .path
+                    .ok_or_else(|| bad("path", "a parquet sink needs a path".into()))?;
+                no_network_keys()?;
+                SinkKind::Parquet { path: path.into() }
+            }
+            "websocket" => {
+                unused("path", raw.path.is_some())?;
+                no_network_keys()?;
+                let listen = match raw.listen.as_deref() {
+                    None => None,
+                    Some(a) => Some(
+                        crate::config::MetricsConfig::parse_addr(&at("listen"), a)
+                            .map_err(|e| bad("listen", e.message))?,
+                    ),
+                };
+                SinkKind::WebSocket { listen }
             }
             "nats" => {
                 unused("path", raw.path.is_some())?;
@@ -255,18 +301,15 @@ impl SinkSpec {
                     max_subscribers,
                 })
             }
-            "" => return Err(bad("kind", "missing (jsonl | nats | iceoryx2)".into())),
-            k => {
-                return Err(bad(
-                    "kind",
-                    format!("unknown kind {k:?} (jsonl | nats | iceoryx2)"),
-                ))
-            }
+            "" => return Err(bad("kind", format!("missing ({KINDS})"))),
+            k => return Err(bad("kind", format!("unknown kind {k:?} ({KINDS})"))),
         };
         let default_name = match &kind {
             SinkKind::Jsonl { .. } => format!("jsonl{i}"),
             SinkKind::Nats(_) => format!("nats{i}"),
             SinkKind::Iceoryx2(_) => format!("iox{i}"),
+            SinkKind::Parquet { .. } => format!("parquet{i}"),
+            SinkKind::WebSocket { .. } => "gateway".to_owned(),
         };
         Ok(Self {
             name: raw.name.unwrap_or(default_name),
@@ -320,6 +363,18 @@ pub fn open(
             SinkKind::Iceoryx2(x) => iceoryx2::IoxSink::maker(x, outputs.clone(), engine),
             #[cfg(not(feature = "iceoryx2"))]
             SinkKind::Iceoryx2(_) => return Err(no_feature(&spec.name, "iceoryx2", "iceoryx2")),
+            // Research output is complete or it is nothing: written by the
+            // sink thread itself, lossless like `--out` (a full ring would
+            // conflate rows away), never on a signal thread.
+            SinkKind::Parquet { path } => {
+                let c = crate::parquet::open_collector(Some(path))
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("sink {}: {e}", spec.name)))?
+                    .ok_or_else(|| std::io::Error::other("no parquet collector"))?;
+                collectors.push(c);
+                continue;
+            }
+            // Started with the metrics listener it rides (`app`).
+            SinkKind::WebSocket { .. } => continue,
         };
         let fan = FanOut::spawn(&spec.name, spec.ring_capacity, outputs, make)?;
         counters.push((spec.name.clone(), fan.counters()));
@@ -331,6 +386,15 @@ pub fn open(
 /// A worker made here (on the engine's thread), moved to its sink thread.
 fn ready(worker: impl Worker + Send + 'static) -> MakeWorker {
     Box::new(move || Ok(Box::new(worker)))
+}
+
+/// The WebSocket gateway's entry, if configured (at most one: validated).
+#[must_use]
+pub fn websocket(specs: &[SinkSpec]) -> Option<(&SinkSpec, Option<std::net::SocketAddr>)> {
+    specs.iter().find_map(|s| match s.kind {
+        SinkKind::WebSocket { listen } => Some((s, listen)),
+        _ => None,
+    })
 }
 
 #[cold]
@@ -489,6 +553,90 @@ mod tests {
             let e = Config::from_toml_str(&toml, "t").unwrap_err();
             assert_eq!(e.path, path, "{toml}: {e}");
         }
+    }
+
+    #[test]
+    fn parquet_and_websocket_sinks_are_validated() {
+        let cfg = Config::from_toml_str(
+            "[[sinks]]\nkind = \"parquet\"\npath = \"s.parquet\"\n\
+             [[sinks]]\nkind = \"websocket\"\nlisten = \"127.0.0.1:9300\"\nring_capacity = 4096\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(cfg.sinks[0].name, "parquet0");
+        assert_eq!(
+            cfg.sinks[0].kind,
+            SinkKind::Parquet {
+                path: "s.parquet".into()
+            }
+        );
+        let addr: std::net::SocketAddr = "127.0.0.1:9300".parse().unwrap();
+        assert_eq!(cfg.sinks[1].name, "gateway");
+        assert_eq!(cfg.sinks[1].ring_capacity, 4096);
+        assert_eq!(
+            cfg.sinks[1].kind,
+            SinkKind::WebSocket { listen: Some(addr) }
+        );
+        // The gateway rides the metrics listener: `listen` sets it.
+        assert_eq!(cfg.metrics.addr, Some(addr));
+        let same = Config::from_toml_str(
+            "[metrics]\naddr = \"127.0.0.1:9300\"\n[[sinks]]\nkind = \"websocket\"\nlisten = \"127.0.0.1:9300\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(same.metrics.addr, Some(addr));
+        for (toml, path) in [
+            ("[[sinks]]\nkind = \"parquet\"\n", "sinks[0].path"),
+            (
+                "[[sinks]]\nkind = \"parquet\"\npath = \"a\"\nurl = \"nats://x\"\n",
+                "sinks[0].url",
+            ),
+            (
+                "[[sinks]]\nkind = \"websocket\"\nlisten = \"nowhere\"\n",
+                "sinks[0].listen",
+            ),
+            (
+                "[[sinks]]\nkind = \"websocket\"\npath = \"a\"\n",
+                "sinks[0].path",
+            ),
+            (
+                "[[sinks]]\nkind = \"jsonl\"\npath = \"a\"\nlisten = \"127.0.0.1:1\"\n",
+                "sinks[0].listen",
+            ),
+            (
+                "[[sinks]]\nkind = \"websocket\"\n[[sinks]]\nkind = \"websocket\"\nname = \"g2\"\n",
+                "sinks[1].kind",
+            ),
+            (
+                "[metrics]\naddr = \"127.0.0.1:9301\"\n[[sinks]]\nkind = \"websocket\"\nlisten = \"127.0.0.1:9300\"\n",
+                "metrics.addr",
+            ),
+        ] {
+            let e = Config::from_toml_str(toml, "t").unwrap_err();
+            assert_eq!(e.path, path, "{toml}: {e}");
+        }
+    }
+
+    #[cfg(not(feature = "parquet"))]
+    #[test]
+    fn a_parquet_sink_needs_its_feature() {
+        let cfg =
+            Config::from_toml_str("[[sinks]]\nkind = \"parquet\"\npath = \"x\"\n", "t").unwrap();
+        let outputs: Arc<[String]> = Vec::new().into();
+        let Err(e) = open(&cfg.sinks, &outputs, "e") else {
+            panic!("opened without the feature");
+        };
+        assert!(e.to_string().contains("parquet feature"), "{e}");
+    }
+
+    #[test]
+    fn a_websocket_sink_needs_a_listener() {
+        let cfg = Config::from_toml_str("[[sinks]]\nkind = \"websocket\"\n", "t").unwrap();
+        let Err(e) = crate::app::start_pipeline_with(&cfg, 1, crate::app::Output::None, None, None)
+        else {
+            panic!("started without a listener");
+        };
+        assert!(e.to_string().contains("needs a listener"), "{e}");
     }
 
     #[cfg(not(feature = "iceoryx2"))]
