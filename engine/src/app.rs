@@ -189,6 +189,9 @@ pub fn start_pipeline_with(
         }
     };
     let live = resync.is_some();
+    // `[[sinks]]` entries (and the gateway) take rows to consumers that
+    // want them at once; `--out`, `--parquet` and the live view do not.
+    let latency_sinks = !sinks.is_empty();
     let pipeline = Pipeline::start(PipelineConfig {
         receivers,
         signal_threads: cfg.engine.signal_threads,
@@ -211,6 +214,13 @@ pub fn start_pipeline_with(
         },
         stage_capacity: cfg.engine.stage_capacity,
         signal_delay_ns: cfg.engine.debug_signal_delay_ns,
+        // Rows only for the file and the live view: the sink may sleep ~1 ms
+        // between frames; bots and dashboards get them once per batch.
+        sink_wake: std::time::Duration::from_micros(
+            cfg.engine
+                .sink_wake_us
+                .unwrap_or(if latency_sinks { 0 } else { 1000 }),
+        ),
     });
     for (name, counters) in sinks {
         pipeline.registry.add_sink(name, counters);

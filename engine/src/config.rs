@@ -75,6 +75,7 @@ struct RawEngine {
     overload: Option<String>,
     stage_capacity: Option<i64>,
     debug_signal_delay_ns: Option<i64>,
+    sink_wake_us: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +232,12 @@ pub struct EngineOptions {
     /// sleeps this long per event it processes, to check the overload policy
     /// against a deliberately slow signal stage. Threads placement only.
     pub debug_signal_delay_ns: u64,
+    /// Wake the sink thread at most once per this many µs (`sink_wake_us`;
+    /// 0: once per batch of rows). `None`: 0 when a `[[sinks]]` entry or
+    /// the gateway consumes rows (bots want them within microseconds),
+    /// else 1000 (the JSONL file and the live view: up to ~1 ms later,
+    /// ~1k sink wake-ups a second instead of one per frame).
+    pub sink_wake_us: Option<u64>,
 }
 
 /// Where books and signals are computed (`[engine] signal_placement`).
@@ -471,6 +478,16 @@ impl Config {
                     return Err(err(
                         "engine.debug_signal_delay_ns",
                         format!("must be in 0..=1000000000, got {n}"),
+                    ))
+                }
+            },
+            sink_wake_us: match raw.engine.sink_wake_us {
+                None => None,
+                Some(n) if (0..=1_000_000).contains(&n) => Some(n.unsigned_abs()),
+                Some(n) => {
+                    return Err(err(
+                        "engine.sink_wake_us",
+                        format!("must be in 0..=1000000 (µs), got {n}"),
                     ))
                 }
             },

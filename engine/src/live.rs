@@ -164,6 +164,16 @@ impl FeedHandler for Handler {
     fn drain_staged(&mut self) -> bool {
         self.shared.borrow_mut().ingest.drain_staged()
     }
+
+    #[inline]
+    fn begin_batch(&mut self) {
+        self.shared.borrow_mut().ingest.begin_batch();
+    }
+
+    #[inline]
+    fn end_batch(&mut self) {
+        self.shared.borrow_mut().ingest.end_batch();
+    }
 }
 
 impl Handler {

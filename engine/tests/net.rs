@@ -170,6 +170,11 @@ struct Recorder {
     at: Vec<Instant>,
     last_recv_ns: i64,
     stop: StopFn,
+    /// Receive batches: frames of the open one, sizes of the closed ones,
+    /// frames delivered outside any batch.
+    batch: Option<usize>,
+    batches: Vec<usize>,
+    unbatched: usize,
 }
 
 impl Recorder {
@@ -179,6 +184,9 @@ impl Recorder {
             at: Vec::new(),
             last_recv_ns: 0,
             stop: Box::new(stop),
+            batch: None,
+            batches: Vec::new(),
+            unbatched: 0,
         }
     }
     fn push(&mut self, e: Ev) {
@@ -219,7 +227,19 @@ impl FeedHandler for Recorder {
     }
     fn on_frame(&mut self, recv_ns: i64, frame: &mut [u8]) {
         self.check_recv_ns(recv_ns);
+        match self.batch.as_mut() {
+            Some(n) => *n += 1,
+            None => self.unbatched += 1,
+        }
         self.push(Ev::Frame(String::from_utf8_lossy(frame).into_owned()));
+    }
+    fn begin_batch(&mut self) {
+        assert!(self.batch.is_none(), "batch begun twice");
+        self.batch = Some(0);
+    }
+    fn end_batch(&mut self) {
+        let n = self.batch.take().expect("batch ended without a begin");
+        self.batches.push(n);
     }
     fn on_snapshot(&mut self, symbol: &str, recv_ns: i64, body: &mut [u8]) {
         self.check_recv_ns(recv_ns);
@@ -310,6 +330,18 @@ async fn frames_arrive_in_order_after_subscribe() {
         (stats.connects, stats.reconnects, stats.frames),
         (1, 0, 201)
     );
+    // The 201 frames were written at once: they are read in batches of up
+    // to 64 (one downstream wake-up each), every frame inside one, and the
+    // last batch was closed.
+    assert_eq!(h.batch, None, "a batch was left open");
+    assert_eq!(h.unbatched, 0);
+    assert_eq!(h.batches.iter().sum::<usize>(), 201);
+    assert!(
+        h.batches.len() >= 4 && h.batches.len() < 100,
+        "batches: {:?}",
+        h.batches
+    );
+    assert!(h.batches.iter().all(|&n| n <= 64), "{:?}", h.batches);
     assert_eq!(
         stats.bytes,
         expected.iter().map(|f| f.len() as u64).sum::<u64>()

@@ -27,8 +27,8 @@ use tungstenite::{Error as WsError, Message, WebSocket};
 
 use super::conn::{ConnMachine, Down, Up};
 use super::feed::{
-    close_reason, deliver, realtime_ns, switched, FeedHandler, FeedOptions, FeedStats, InFlight,
-    Replacement, SnapshotRequests, Verdict, CLOSE_TIMEOUT, FRAME_BUF,
+    close_reason, deliver, realtime_ns, switched, ws_config, FeedHandler, FeedOptions, FeedStats,
+    InFlight, RecvBatch, Replacement, SnapshotRequests, Verdict, CLOSE_TIMEOUT, FRAME_BUF,
 };
 use super::http::Target;
 
@@ -129,9 +129,12 @@ fn session(
     // `TIMER_EVERY` empty polls, not on every spin.
     let mut wake = Instant::now();
     let mut empty_polls = 0u32;
+    // The frames read back to back (one wake-up of the signal threads).
+    let mut batch = RecvBatch::default();
 
     let end = 'session: loop {
         if handler.should_stop() {
+            batch.end(handler);
             return SessionEnd::Stop;
         }
         m.requeue_due(Instant::now(), requests);
@@ -146,6 +149,7 @@ fn session(
                 let recv_ns = realtime_ns();
                 let now = Instant::now();
                 empty_polls = 0;
+                let full = !matches!(msg, Message::Close(_)) && !batch.frame(handler);
                 match msg {
                     Message::Text(t) => {
                         deliver(handler, &mut m.stats, frame_buf, recv_ns, t.as_bytes());
@@ -164,6 +168,7 @@ fn session(
                         m.stats.pongs += 1;
                     }
                     Message::Close(frame) => {
+                        batch.end(handler);
                         // Answer the close handshake (the reply is queued).
                         let _ = ws.flush();
                         if next.is_none() {
@@ -173,11 +178,16 @@ fn session(
                         switch_over(m, ws, &mut next, handler, frame_buf, now);
                     }
                 }
+                if full {
+                    // Wake downstream now, then go on reading.
+                    batch.end(handler);
+                }
                 // More frames may be readable: the snapshot waits behind them.
                 continue;
             }
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => batch.end(handler),
             Err(_) if next.is_some() => {
+                batch.end(handler);
                 switch_over(m, ws, &mut next, handler, frame_buf, Instant::now());
                 continue;
             }
@@ -271,6 +281,7 @@ fn session(
         std::hint::spin_loop();
     };
 
+    batch.end(handler);
     // The connection is gone, and the in-flight snapshot (if any) with it.
     let symbol = inflight.as_ref().map(|f| f.symbol.as_str());
     m.lost(Instant::now(), symbol, requests);
@@ -365,8 +376,9 @@ fn connect(opts: &FeedOptions) -> Result<Ws, String> {
         .map_err(io_err)?;
     tcp.set_write_timeout(Some(opts.connect_timeout))
         .map_err(io_err)?;
-    let (mut ws, _response) = tungstenite::client::client(opts.ws_url.as_str(), tcp)
-        .map_err(|e| format!("websocket handshake with {}: {e}", target.host_header))?;
+    let (mut ws, _response) =
+        tungstenite::client::client_with_config(opts.ws_url.as_str(), tcp, Some(ws_config()))
+            .map_err(|e| format!("websocket handshake with {}: {e}", target.host_header))?;
     let tcp = ws.get_mut();
     tcp.set_read_timeout(None).map_err(io_err)?;
     tcp.set_write_timeout(None).map_err(io_err)?;

@@ -186,6 +186,18 @@ impl Ingest {
         }
     }
 
+    /// The frames of one receive wake-up follow (see [`EventTx::begin_batch`]).
+    #[inline]
+    pub fn begin_batch(&mut self) {
+        self.tx.begin_batch();
+    }
+
+    /// The receive batch is over: downstream threads are woken once.
+    #[inline]
+    pub fn end_batch(&mut self) {
+        self.tx.end_batch();
+    }
+
     /// Moves staged events on to the rings where there is room; whether
     /// some are still staged (see [`EventTx::drain_staged`]).
     #[inline]

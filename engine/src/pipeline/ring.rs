@@ -24,7 +24,7 @@
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use feeds::Event;
 
@@ -50,6 +50,13 @@ pub struct Waiter {
     thread: OnceLock<Thread>,
     /// Busy-poll mode: the consumer never parks (see [`Backoff::idle`]).
     never_park: bool,
+    /// Wake the sleeping consumer at most once per this many ns (0: on
+    /// every notify); see [`Waiter::coalescing`].
+    coalesce_ns: u64,
+    /// When a producer last unparked the consumer (monotonic ns).
+    last_unpark_ns: AtomicU64,
+    /// Unparks issued (the consumer's wake-ups by a producer).
+    unparks: AtomicU64,
 }
 
 impl Waiter {
@@ -64,6 +71,23 @@ impl Waiter {
         }
     }
 
+    /// A waiter whose sleeping consumer is unparked at most once per
+    /// `every`: a notify within `every` of the last unpark leaves it asleep,
+    /// and it finds the data when the next notify after the window wakes it,
+    /// or at its park timeout ([`Waiter::PARK_TIMEOUT`]) at the latest. For
+    /// the sink when no consumer needs its rows within microseconds: a
+    /// steady 10k frames/s then costs it ~1k wake-ups a second, not 10k.
+    #[must_use]
+    pub fn coalescing(every: Duration) -> Self {
+        Self {
+            coalesce_ns: u64::try_from(every.as_nanos()).unwrap_or(u64::MAX),
+            ..Self::default()
+        }
+    }
+
+    /// How long a parked consumer sleeps without a notify.
+    pub const PARK_TIMEOUT: Duration = Duration::from_millis(2);
+
     /// Registers the calling thread as the consumer.
     pub fn register_current(&self) {
         let _ = self.thread.set(std::thread::current());
@@ -74,10 +98,34 @@ impl Waiter {
     pub fn notify(&self) {
         fence(Ordering::SeqCst);
         if self.sleeping.load(Ordering::Relaxed) {
+            if self.coalesce_ns > 0 && !self.unpark_due() {
+                return;
+            }
             if let Some(t) = self.thread.get() {
+                self.unparks.fetch_add(1, Ordering::Relaxed);
                 t.unpark();
             }
         }
+    }
+
+    /// Wake-ups issued by producers so far.
+    #[must_use]
+    pub fn unparks(&self) -> u64 {
+        self.unparks.load(Ordering::Relaxed)
+    }
+
+    /// Coalescing: whether the window since the last unpark is over (and
+    /// if so, this unpark starts the next one).
+    #[cold]
+    fn unpark_due(&self) -> bool {
+        let now = mono_ns().max(1);
+        // 0: never unparked yet.
+        let last = self.last_unpark_ns.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < self.coalesce_ns {
+            return false;
+        }
+        self.last_unpark_ns.store(now, Ordering::Relaxed);
+        true
     }
 
     /// Consumer side: sleep until notified or `timeout`, unless `ready()`
@@ -96,23 +144,48 @@ impl Waiter {
 /// With a [`Waiter::new`]`(true)` it never parks: it spins, yielding the core
 /// once every 64 idle rounds so an oversubscribed machine
 /// still makes progress (a no-op syscall on an isolated core).
+///
+/// Spinning only where it pays: how long a consumer spins and yields before
+/// parking is learnt from how its idle periods end. Work that arrives while
+/// it spins, or within [`Backoff::PAYS`] of parking, means spinning pays
+/// (the budget doubles, up to 64 spins and 16 yields); a park that lasted
+/// longer means it burnt CPU for nothing (the budget halves, down to parking
+/// at once). Evenly spaced frames at 10k msg/s thus park at once instead of
+/// spinning and yielding ~10 µs per frame; back-to-back bursts spin.
 pub struct Backoff {
     idle: u32,
-    spin: u32,
-    yield_until: u32,
+    /// Idle rounds before parking (the first up to [`Backoff::SPIN`] spin,
+    /// the rest yield); learnt when `adaptive`.
+    budget: u32,
+    adaptive: bool,
+    /// When this idle period parked first.
+    parked_at: Option<Instant>,
+}
+
+/// How an idle period ended (what [`Backoff`] learns from).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// Work came while spinning or yielding.
+    Spinning,
+    /// Work came after parking, this long after the park began.
+    Parked(Duration),
 }
 
 impl Backoff {
     const SPIN: u32 = 64;
     const YIELD: u32 = 80;
+    /// A park that ended sooner than this would have been caught by spinning.
+    pub const PAYS: Duration = Duration::from_micros(20);
 
-    /// New backoff: spin, then yield, then park (latency-sensitive consumers).
+    /// New backoff: spin, then yield, then park, learning how long to spin
+    /// (latency-sensitive consumers).
     #[must_use]
     pub const fn new() -> Self {
         Self {
             idle: 0,
-            spin: Self::SPIN,
-            yield_until: Self::YIELD,
+            budget: Self::YIELD,
+            adaptive: true,
+            parked_at: None,
         }
     }
 
@@ -122,15 +195,47 @@ impl Backoff {
     pub const fn eager_park() -> Self {
         Self {
             idle: 0,
-            spin: 0,
-            yield_until: 0,
+            budget: 0,
+            adaptive: false,
+            parked_at: None,
         }
     }
 
     /// Work was found.
     #[inline]
     pub fn reset(&mut self) {
+        if self.idle != 0 {
+            self.idle_ended();
+        }
+    }
+
+    #[cold]
+    fn idle_ended(&mut self) {
         self.idle = 0;
+        if let Some(t) = self.parked_at.take() {
+            self.learn(Ended::Parked(t.elapsed()));
+        } else {
+            self.learn(Ended::Spinning);
+        }
+    }
+
+    fn learn(&mut self, how: Ended) {
+        if !self.adaptive {
+            return;
+        }
+        self.budget = match how {
+            Ended::Spinning => self.budget.saturating_mul(2).clamp(8, Self::YIELD),
+            Ended::Parked(d) if d < Self::PAYS => {
+                self.budget.saturating_mul(2).clamp(8, Self::YIELD)
+            }
+            Ended::Parked(_) => self.budget / 2,
+        };
+    }
+
+    /// Idle rounds before parking, as learnt so far.
+    #[must_use]
+    pub fn budget(&self) -> u32 {
+        self.budget
     }
 
     /// Nothing to do: wait a little, longer the longer we have been idle.
@@ -145,12 +250,15 @@ impl Backoff {
             return;
         }
         self.idle = self.idle.saturating_add(1);
-        if self.idle < self.spin {
+        if self.idle <= self.budget.min(Self::SPIN) {
             std::hint::spin_loop();
-        } else if self.idle < self.yield_until {
+        } else if self.idle <= self.budget {
             std::thread::yield_now();
         } else {
-            waiter.sleep(ready, Duration::from_millis(2));
+            if self.parked_at.is_none() && self.adaptive {
+                self.parked_at = Some(Instant::now());
+            }
+            waiter.sleep(ready, Waiter::PARK_TIMEOUT);
         }
     }
 }
@@ -266,6 +374,8 @@ pub struct EventTx {
     stages: Vec<Stage>,
     route: usize,
     dirty: u64,
+    /// Inside a receive batch: consumers are woken once, at its end.
+    batching: bool,
     /// `signal_placement = "inline"`: the receiver runs the processor itself.
     inline: Option<Box<InlineProcessor>>,
 }
@@ -282,6 +392,7 @@ impl EventTx {
             stages: Vec::new(),
             route: 0,
             dirty: 0,
+            batching: false,
             inline: None,
         }
     }
@@ -361,8 +472,24 @@ impl EventTx {
             stages: Vec::new(),
             route: 0,
             dirty: 0,
+            batching: false,
             inline: Some(processor),
         }
+    }
+
+    /// The frames of one receive wake-up follow: hold the consumers'
+    /// wake-ups until [`end_batch`](Self::end_batch) (one per batch, not
+    /// one per frame). A full ring still wakes its consumer right away.
+    #[inline]
+    pub fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// The batch is over: wakes every consumer that received something.
+    #[inline]
+    pub fn end_batch(&mut self) {
+        self.batching = false;
+        self.flush();
     }
 
     /// Pushes the events of one frame and wakes the consumers it touched.
@@ -377,7 +504,8 @@ impl EventTx {
                     t_push,
                 });
             }
-            p.emitter().notify();
+            self.dirty |= 1;
+            self.flush();
             return;
         }
         if !self.stages.is_empty() {
@@ -410,11 +538,16 @@ impl EventTx {
         self.flush();
     }
 
-    /// Wakes every consumer that received something since the last flush.
+    /// Wakes every consumer that received something since the last flush
+    /// (at the end of the batch while one is open).
     #[inline]
     pub fn flush(&mut self) {
-        if self.dirty == 0 {
+        if self.dirty == 0 || self.batching {
             return;
+        }
+        if let Some(p) = self.inline.as_deref_mut() {
+            // Inline: the consumer is the sink of the processor's rows.
+            p.emitter().notify();
         }
         for (i, r) in self.rings.iter().enumerate() {
             if self.dirty & (1 << (i & 63)) != 0 {
@@ -456,6 +589,83 @@ impl Drop for EventTx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_spin_budget_follows_how_idle_periods_end() {
+        let mut b = Backoff::new();
+        assert_eq!(b.budget(), Backoff::YIELD);
+        // Evenly spaced frames: every park lasts ~100 µs; spinning never pays.
+        for _ in 0..8 {
+            b.learn(Ended::Parked(Duration::from_micros(100)));
+        }
+        assert_eq!(b.budget(), 0, "parks at once");
+        // A burst: work comes right after parking, then while spinning.
+        b.learn(Ended::Parked(Duration::from_micros(3)));
+        assert_eq!(b.budget(), 8);
+        for _ in 0..4 {
+            b.learn(Ended::Spinning);
+        }
+        assert_eq!(b.budget(), Backoff::YIELD, "capped");
+        // The sink never spins.
+        let mut s = Backoff::eager_park();
+        s.learn(Ended::Spinning);
+        assert_eq!(s.budget(), 0);
+    }
+
+    #[test]
+    fn a_consumer_that_finds_work_while_spinning_keeps_spinning() {
+        let waiter = Waiter::new(false);
+        let mut b = Backoff::new();
+        for _ in 0..100 {
+            b.idle(&waiter, || true);
+            b.idle(&waiter, || true);
+            b.reset();
+        }
+        assert_eq!(b.budget(), Backoff::YIELD);
+        assert!(b.parked_at.is_none());
+    }
+
+    /// A consumer thread that sleeps until `stop`, and a producer that
+    /// notifies `rounds` times, each time once the consumer sleeps.
+    fn unparks_of(w: Waiter, rounds: usize) -> u64 {
+        let w = Arc::new(w);
+        let stop = Arc::new(AtomicBool::new(false));
+        let sleeper = {
+            let (w, stop) = (w.clone(), stop.clone());
+            std::thread::spawn(move || {
+                w.register_current();
+                while !stop.load(Ordering::Relaxed) {
+                    w.sleep(|| stop.load(Ordering::Relaxed), Duration::from_millis(50));
+                }
+            })
+        };
+        for _ in 0..rounds {
+            while !w.sleeping.load(Ordering::Relaxed) {
+                std::thread::yield_now();
+            }
+            w.notify();
+            // Until it woke (or, coalescing, a while: it stays asleep).
+            for _ in 0..1000 {
+                if !w.sleeping.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        sleeper.join().unwrap();
+        w.unparks()
+    }
+
+    #[test]
+    fn a_coalescing_waiter_unparks_once_per_window() {
+        assert_eq!(unparks_of(Waiter::new(false), 5), 5);
+        // An hour's window: only the first notify unparks.
+        assert_eq!(
+            unparks_of(Waiter::coalescing(Duration::from_secs(3600)), 5),
+            1
+        );
+    }
 
     #[test]
     fn busy_poll_waiter_never_parks() {

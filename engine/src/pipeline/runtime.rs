@@ -97,6 +97,9 @@ pub struct PipelineConfig {
     pub stage_capacity: usize,
     /// Test knob: signal threads sleep this long per event processed.
     pub signal_delay_ns: u64,
+    /// Wake the sink at most once per this long (zero: once per batch of
+    /// rows); see [`Waiter::coalescing`].
+    pub sink_wake: std::time::Duration,
 }
 
 /// A running pipeline.
@@ -121,7 +124,7 @@ impl Pipeline {
             view: Mutex::new(LiveView::default()),
         });
         let full: Arc<AtomicU64> = registry.ring_full_waits.clone();
-        let sink_waiter = Arc::new(Waiter::default());
+        let sink_waiter = Arc::new(Waiter::coalescing(cfg.sink_wake));
 
         let mut txs_per_receiver: Vec<Vec<RingTx<Slot>>> =
             (0..cfg.receivers).map(|_| Vec::new()).collect();
