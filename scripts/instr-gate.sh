@@ -12,6 +12,10 @@
 # meant to cost more updates the recorded values deliberately: run
 # `scripts/instr-gate.sh --record` and commit bench/instructions.toml.
 #
+# `scripts/instr-gate.sh --venues [capture.gz...]` measures the same two
+# figures on the first `lines` lines of every venue's capture (default: each
+# one under ../shared/data) and prints a Markdown table; it gates nothing.
+#
 # Needs ../shared next to the repository (WIRESIGNAL_SHARED overrides); without
 # it the gate is skipped, unless CI=true. ENGINE=<binary> skips the build.
 set -euo pipefail
@@ -21,10 +25,12 @@ SHARED="${WIRESIGNAL_SHARED:-../shared}"
 RECORD="bench/instructions.toml"
 
 record=0
+venues=0
 case "${1:-}" in
     --record) record=1 ;;
+    --venues) venues=1; shift ;;
     "") ;;
-    *) echo "usage: scripts/instr-gate.sh [--record]" >&2; exit 2 ;;
+    *) echo "usage: scripts/instr-gate.sh [--record | --venues [capture.gz...]]" >&2; exit 2 ;;
 esac
 
 # `key = value` from the recorded file (quotes and comments stripped).
@@ -44,7 +50,7 @@ capture="$SHARED/$(setting capture)"
 lines=$(setting lines)
 tolerance=$(setting tolerance)
 
-if [ ! -f "$capture" ]; then
+if [ "$venues" = 0 ] && [ ! -f "$capture" ]; then
     if [ "${CI:-}" = "true" ]; then
         echo "instr-gate: FAIL: capture $capture not found (CI=true)" >&2
         exit 1
@@ -70,16 +76,6 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/wiresignal-instr.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s.%N)
 
-# The slice: the first `lines` lines (header included); the baseline replays
-# the header alone, so start-up and shutdown cancel out.
-{ gzip -dc "$capture" || true; } | head -n "$lines" >"$tmp/slice.txt"
-grep '^#' "$tmp/slice.txt" >"$tmp/header.txt" || true
-msgs=$(grep -cv -e '^#' -e '^[[:space:]]*$' "$tmp/slice.txt" || true)
-if [ "$msgs" -lt 1000 ]; then
-    echo "instr-gate: FAIL: only $msgs messages in the first $lines lines of $capture" >&2
-    exit 1
-fi
-
 # Total Ir of one replay under callgrind; extra arguments go to `engine replay`.
 ir() {
     local input=$1
@@ -99,19 +95,46 @@ ir() {
     echo "$total"
 }
 
-empty=$(ir "$tmp/header.txt")
-none_ir=$(ir "$tmp/slice.txt")
-jsonl_ir=$(ir "$tmp/slice.txt" --out "$tmp/out.jsonl")
-rows=$(wc -l <"$tmp/out.jsonl")
-if [ "$rows" -lt 1 ]; then
-    echo "instr-gate: FAIL: the JSONL replay wrote $rows rows for $msgs messages" >&2
-    exit 1
-fi
-elapsed=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-
+# Sets msgs, rows, empty, none and jsonl (instr/msg) for the first `lines`
+# lines of capture $1 (header included); the baseline replays the header
+# alone, so start-up and shutdown cancel out.
+measure() {
+    { gzip -dc "$1" || true; } | head -n "$lines" >"$tmp/slice.txt"
+    grep '^#' "$tmp/slice.txt" >"$tmp/header.txt" || true
+    msgs=$(grep -cv -e '^#' -e '^[[:space:]]*$' "$tmp/slice.txt" || true)
+    if [ "$msgs" -lt 1000 ]; then
+        echo "instr-gate: FAIL: only $msgs messages in the first $lines lines of $1" >&2
+        exit 1
+    fi
+    empty=$(ir "$tmp/header.txt")
+    local none_ir jsonl_ir
+    none_ir=$(ir "$tmp/slice.txt")
+    jsonl_ir=$(ir "$tmp/slice.txt" --out "$tmp/out.jsonl")
+    rows=$(wc -l <"$tmp/out.jsonl")
+    if [ "$rows" -lt 1 ]; then
+        echo "instr-gate: FAIL: the JSONL replay wrote $rows rows for $msgs messages" >&2
+        exit 1
+    fi
+    none=$(per_msg "$none_ir")
+    jsonl=$(per_msg "$jsonl_ir")
+}
 per_msg() { awk -v t="$1" -v e="$empty" -v n="$msgs" 'BEGIN { printf "%d", (t - e) / n }'; }
-none=$(per_msg "$none_ir")
-jsonl=$(per_msg "$jsonl_ir")
+
+if [ "$venues" = 1 ]; then
+    if [ "$#" -eq 0 ]; then
+        set -- "$SHARED"/data/*/*.gz
+    fi
+    echo "| capture (first $lines lines) | messages | JSONL rows | instr/msg, no output | instr/msg, JSONL |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    for c in "$@"; do
+        measure "$c"
+        echo "| ${c#"$SHARED"/data/} | $msgs | $rows | $none | $jsonl |"
+    done
+    exit 0
+fi
+
+measure "$capture"
+elapsed=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 
 printf 'instr-gate: %s, first %s lines: %s messages, %s JSONL rows; baseline (header only) %s Ir; %s s\n' \
     "$(setting capture)" "$lines" "$msgs" "$rows" "$empty" "$elapsed"

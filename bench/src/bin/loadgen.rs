@@ -15,6 +15,7 @@ usage:
   loadgen baseline --mode recv|parse --profile <p> [--symbols N] [--levels L]
   loadgen suite --engine <path> --out <dir> [--name <date>] [--capture <file>]...
                 [--point-s 6] [--soak-s 120] [--rates 10k,100k,1m]
+                [--only a@10k,engine-epoll@10k,...]  (scenario name prefixes)
   loadgen outputs --engine <path> [--capture <file>]... [--nats-server <path>]
                 [--gw-clients 100] [--gw-rate 1000] [--gw-s 4] [--sink-runs 5]
 profiles: fixed:<rate>:<s>  soak:<rate>:<s>  max:<s>  ramp:<from>:<to>:<s>
@@ -147,6 +148,13 @@ fn cmd_suite(a: &Args) -> Result<(), String> {
         soak_s: a.num("soak-s", 120.0)?,
         rates,
     };
+    // `--only`: run just the scenarios whose names start with one of these
+    // (e.g. the CPU-at-10k pair `a@10k,engine-epoll@10k`).
+    let only: Vec<String> = a
+        .get("only")
+        .map(|o| o.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let want = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
     let load_before = loadavg();
     let started = std::time::Instant::now();
     let mut rs: Vec<RunResult> = Vec::new();
@@ -180,21 +188,27 @@ fn cmd_suite(a: &Args) -> Result<(), String> {
     let max = Profile::Max {
         duration: Duration::from_secs_f64(p.min(5.0)),
     };
-    push(
-        suite::baseline("a@max", Mode::Recv, LoadConfig::new(max.clone())),
-        &mut rs,
-    );
-    push(
-        suite::baseline("b@max", Mode::Parse, LoadConfig::new(max.clone())),
-        &mut rs,
-    );
-    push(
-        suite::engine_loopback(
-            &cfg,
-            &engine("engine-epoll@max".into(), "epoll", LoadConfig::new(max)),
-        ),
-        &mut rs,
-    );
+    if want("a@max") {
+        push(
+            suite::baseline("a@max", Mode::Recv, LoadConfig::new(max.clone())),
+            &mut rs,
+        );
+    }
+    if want("b@max") {
+        push(
+            suite::baseline("b@max", Mode::Parse, LoadConfig::new(max.clone())),
+            &mut rs,
+        );
+    }
+    if want("engine-epoll@max") {
+        push(
+            suite::engine_loopback(
+                &cfg,
+                &engine("engine-epoll@max".into(), "epoll", LoadConfig::new(max)),
+            ),
+            &mut rs,
+        );
+    }
     for c in &cfg.captures {
         let stem = c.file_name().map_or("capture".into(), |f| {
             f.to_string_lossy()
@@ -204,32 +218,28 @@ fn cmd_suite(a: &Args) -> Result<(), String> {
                 .to_owned()
         });
         let one = std::slice::from_ref(c);
-        push(
-            suite::engine_replay(&cfg, &format!("replay-{stem}"), one, "max"),
-            &mut rs,
-        );
-        // Paced (no ring queueing): the in-process frame→signal latency.
-        push(
-            suite::engine_replay(&cfg, &format!("replay-{stem}-x100"), one, "100"),
-            &mut rs,
-        );
-        // The same on one thread (`signal_placement = "inline"`).
-        push(
-            suite::engine_replay(&cfg, &format!("replay+inline-{stem}"), one, "max"),
-            &mut rs,
-        );
-        push(
-            suite::engine_replay(&cfg, &format!("replay+inline-{stem}-x100"), one, "100"),
-            &mut rs,
-        );
+        // Max speed, then paced (no ring queueing: the in-process
+        // frame→signal latency); then both on one thread
+        // (`signal_placement = "inline"`).
+        for (name, speed) in [
+            (format!("replay-{stem}"), "max"),
+            (format!("replay-{stem}-x100"), "100"),
+            (format!("replay+inline-{stem}"), "max"),
+            (format!("replay+inline-{stem}-x100"), "100"),
+        ] {
+            if want(&name) {
+                push(suite::engine_replay(&cfg, &name, one, speed), &mut rs);
+            }
+        }
     }
     let gen = work.join("generated.txt.gz");
-    let made = std::process::Command::new(&cfg.engine)
-        .args(["generate", "--seed", "7", "--duration", "600", "--out"])
-        .arg(&gen)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let made = want("replay-generated-600s")
+        && std::process::Command::new(&cfg.engine)
+            .args(["generate", "--seed", "7", "--duration", "600", "--out"])
+            .arg(&gen)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
     if made {
         push(
             suite::engine_replay(&cfg, "replay-generated-600s", &[gen], "max"),
@@ -240,40 +250,35 @@ fn cmd_suite(a: &Args) -> Result<(), String> {
     let mut busy_skip: Option<String> = None;
     for &rate in &cfg.rates {
         let l = rate_label(rate);
-        push(
-            suite::baseline(
-                &format!("a@{l}"),
-                Mode::Recv,
-                LoadConfig::new(fixed(rate, p)),
-            ),
-            &mut rs,
-        );
-        push(
-            suite::engine_loopback(
-                &cfg,
-                &engine(
-                    format!("engine-epoll@{l}"),
-                    "epoll",
-                    LoadConfig::new(fixed(rate, p)),
-                ),
-            ),
-            &mut rs,
-        );
-        if rate > 200_000.0 {
-            continue;
-        }
-        for mode in ["epoll+inline", "busy_poll+inline"] {
+        if want(&format!("a@{l}")) {
             push(
-                suite::engine_loopback(
-                    &cfg,
-                    &engine(
-                        format!("engine-{mode}@{l}"),
-                        mode,
-                        LoadConfig::new(fixed(rate, p)),
-                    ),
+                suite::baseline(
+                    &format!("a@{l}"),
+                    Mode::Recv,
+                    LoadConfig::new(fixed(rate, p)),
                 ),
                 &mut rs,
             );
+        }
+        let modes: &[&str] = if rate > 200_000.0 {
+            &["epoll"]
+        } else {
+            &["epoll", "epoll+inline", "busy_poll+inline"]
+        };
+        for mode in modes {
+            let name = format!("engine-{mode}@{l}");
+            if want(&name) {
+                push(
+                    suite::engine_loopback(
+                        &cfg,
+                        &engine(name, mode, LoadConfig::new(fixed(rate, p))),
+                    ),
+                    &mut rs,
+                );
+            }
+        }
+        if rate > 200_000.0 || !want(&format!("engine-busy_poll@{l}")) {
+            continue;
         }
         if let Some(why) = &busy_skip {
             rs.push(RunResult {
@@ -311,34 +316,37 @@ fn cmd_suite(a: &Args) -> Result<(), String> {
         len: Duration::from_secs(3),
         duration: Duration::from_secs(12),
     };
-    push(
-        suite::engine_loopback(
-            &cfg,
-            &engine("spike-10k-x10".into(), "epoll", LoadConfig::new(spike)),
-        ),
-        &mut rs,
-    );
-    // Soak.
-    push(
-        suite::engine_loopback(
-            &cfg,
-            &engine(
-                format!("soak-10k-{}s", cfg.soak_s),
-                "epoll",
-                LoadConfig::new(fixed(10_000.0, cfg.soak_s)),
+    if want("spike-10k-x10") {
+        push(
+            suite::engine_loopback(
+                &cfg,
+                &engine("spike-10k-x10".into(), "epoll", LoadConfig::new(spike)),
             ),
-        ),
-        &mut rs,
-    );
+            &mut rs,
+        );
+    }
+    // Soak.
+    let soak = format!("soak-10k-{}s", cfg.soak_s);
+    if want(&soak) {
+        push(
+            suite::engine_loopback(
+                &cfg,
+                &engine(soak, "epoll", LoadConfig::new(fixed(10_000.0, cfg.soak_s))),
+            ),
+            &mut rs,
+        );
+    }
     // Memory: 100 instruments × 1000 levels per side.
     let mut mem = LoadConfig::new(fixed(10_000.0, 10.0));
     mem.symbols = 100;
     mem.levels = 1000;
     mem.start_delay = Duration::from_secs(3);
-    push(
-        suite::engine_loopback(&cfg, &engine("mem-100x1000".into(), "epoll", mem)),
-        &mut rs,
-    );
+    if want("mem-100x1000") {
+        push(
+            suite::engine_loopback(&cfg, &engine("mem-100x1000".into(), "epoll", mem)),
+            &mut rs,
+        );
+    }
 
     let env = format!(
         "Run {name}: {} CPUs, load average before {} / after {}, suite wall time {:.0} s, \

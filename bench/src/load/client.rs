@@ -39,6 +39,8 @@ pub struct ClientReport {
     pub latency: Histogram<u64>,
     /// CPU time of the client thread over the run.
     pub cpu: Duration,
+    /// Context switches of the client thread over the run.
+    pub switches: u64,
     /// Frames that failed to parse (b).
     pub parse_errors: u64,
 }
@@ -49,6 +51,19 @@ impl ClientReport {
     pub fn rate(&self) -> f64 {
         self.frames as f64 / self.window.as_secs_f64().max(1e-9)
     }
+}
+
+/// Context switches (voluntary + involuntary) of the calling thread so far.
+#[must_use]
+pub fn thread_switches() -> u64 {
+    // SAFETY: zeroed rusage is a valid out-parameter.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_THREAD with a valid pointer.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    if rc != 0 {
+        return 0;
+    }
+    (ru.ru_nvcsw + ru.ru_nivcsw).unsigned_abs()
 }
 
 /// CPU time of the calling thread.
@@ -88,6 +103,7 @@ async fn run_async(url: &str, mode: Mode, timeout: Duration) -> std::io::Result<
     let (mut frames, mut bytes, mut parse_errors) = (0u64, 0u64, 0u64);
     let (mut first, mut last) = (None::<Instant>, Instant::now());
     let cpu0 = thread_cpu();
+    let switches0 = thread_switches();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, read.next()).await else {
@@ -126,6 +142,7 @@ async fn run_async(url: &str, mode: Mode, timeout: Duration) -> std::io::Result<
         window: first.map_or(Duration::ZERO, |f| last - f),
         latency,
         cpu: thread_cpu().saturating_sub(cpu0),
+        switches: thread_switches().saturating_sub(switches0),
         parse_errors,
     })
 }

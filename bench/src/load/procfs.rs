@@ -25,6 +25,28 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_secs_f64((ut + st) / ticks_per_s()))
 }
 
+/// Context switches (voluntary + involuntary) of every thread of `pid` so
+/// far: each wake-up of a sleeping thread is one. Threads that have exited
+/// no longer count.
+#[must_use]
+pub fn context_switches(pid: u32) -> Option<u64> {
+    let mut total = 0u64;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(s) = std::fs::read_to_string(t.ok()?.path().join("status")) else {
+            continue;
+        };
+        total += s
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            })
+            .filter_map(|v| v.trim().parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Some(total)
+}
+
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in bytes.
 #[must_use]
 pub fn status_bytes(pid: u32, field: &str) -> Option<u64> {
@@ -44,5 +66,11 @@ mod tests {
         let pid = std::process::id();
         assert!(status_bytes(pid, "VmRSS").unwrap() > 0);
         assert!(cpu_time(pid).is_some());
+        let before = context_switches(pid).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(
+            context_switches(pid).unwrap() > before,
+            "a sleep is a switch"
+        );
     }
 }

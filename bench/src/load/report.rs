@@ -211,6 +211,39 @@ pub fn markdown(rs: &[RunResult], title: &str, env: &str) -> String {
         lat_row(&mut s, r, if r.kind == "baseline-a" { None } else { base });
     }
 
+    // CPU at fixed rates, beside the same rate's baseline a.
+    let _ = writeln!(
+        s,
+        "\n## CPU at fixed offered rates\n\nThe consumer's CPU over the send window \
+         (all its threads) and its context switches (wake-ups) per message; ratio: \
+         CPU over baseline a's at the same rate in this run.\n\n\
+         | scenario | offered | msg/s | CPU % of a core | msg per CPU-s | CPU over baseline a | context switches per msg |\n\
+         |---|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in rs
+        .iter()
+        .filter(|r| r.offered.is_some() && r.skipped.is_none() && r.cpu_pct > 0.0)
+    {
+        let base = rs
+            .iter()
+            .find(|b| b.kind == "baseline-a" && b.offered == r.offered && b.skipped.is_none())
+            .filter(|b| b.cpu_pct > 0.0);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.1} | {} | {} | {:.2} |",
+            r.name,
+            offered(r),
+            rate(r.rate),
+            r.cpu_pct,
+            rate(r.msgs_per_cpu_s),
+            base.map_or("—".to_owned(), |b| format!(
+                "{:.2}×",
+                r.cpu_pct / b.cpu_pct
+            )),
+            r.switches_per_msg
+        );
+    }
+
     // Spike, soak, memory.
     let _ = writeln!(s, "\n## Spike, soak, memory\n");
     let _ = writeln!(

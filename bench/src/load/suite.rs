@@ -89,6 +89,9 @@ pub struct RunResult {
     pub cpu_pct: f64,
     /// Messages per CPU-second of the consumer.
     pub msgs_per_cpu_s: f64,
+    /// Context switches of the consumer (every thread) per message over the
+    /// send window: its wake-ups.
+    pub switches_per_msg: f64,
     /// Peak RSS of the consumer process, bytes (engine runs).
     pub max_rss: u64,
     /// (seconds since start, RSS bytes), once a second (engine runs).
@@ -151,6 +154,7 @@ pub fn baseline(name: &str, mode: Mode, cfg: LoadConfig) -> std::io::Result<RunR
         sender_lag: Lat::of(&s.sender_lag),
         cpu_pct: 100.0 * c.cpu.as_secs_f64() / c.window.as_secs_f64().max(1e-9),
         msgs_per_cpu_s: c.frames as f64 / c.cpu.as_secs_f64().max(1e-9),
+        switches_per_msg: c.switches as f64 / (c.frames.max(1) as f64),
         errors: c.parse_errors,
         ..RunResult::default()
     })
@@ -276,16 +280,19 @@ pub fn engine_loopback(suite: &SuiteConfig, run: &EngineRun) -> std::io::Result<
     let pid = child.id();
     let t0 = Instant::now();
     let (mut cpu_start, mut cpu_end) = (None, None);
+    let (mut sw_start, mut sw_end) = (None, None);
     let (mut win_start, mut win_end) = (None, None);
     let mut rss_series = Vec::new();
     let mut next_rss = Duration::ZERO;
     while running(pid) {
         if cpu_start.is_none() && server.started_ns().is_some() {
             cpu_start = procfs::cpu_time(pid);
+            sw_start = procfs::context_switches(pid);
             win_start = Some(Instant::now());
         }
         if cpu_end.is_none() && server.ended_ns().is_some() {
             cpu_end = procfs::cpu_time(pid);
+            sw_end = procfs::context_switches(pid);
             win_end = Some(Instant::now());
         }
         if t0.elapsed() >= next_rss {
@@ -337,6 +344,9 @@ pub fn engine_loopback(suite: &SuiteConfig, run: &EngineRun) -> std::io::Result<
         let cpu = b.saturating_sub(a).as_secs_f64();
         r.cpu_pct = 100.0 * cpu / window;
         r.msgs_per_cpu_s = s.frames as f64 / cpu.max(1e-9);
+    }
+    if let (Some(a), Some(b)) = (sw_start, sw_end) {
+        r.switches_per_msg = b.saturating_sub(a) as f64 / (s.frames.max(1) as f64);
     }
     if r.latency.count == 0 {
         r.skipped = Some(format!(
