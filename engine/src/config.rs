@@ -836,7 +836,10 @@ mod tests {
         assert_eq!(e.path, "engine.stage_capacity");
         let e = Config::from_toml_str("[engine]\ndebug_signal_delay_ns=-1\n", "t").unwrap_err();
         assert_eq!(e.path, "engine.debug_signal_delay_ns");
-        assert_eq!(c.engine.sink_wake_us, None, "default: chosen from the sinks");
+        assert_eq!(
+            c.engine.sink_wake_us, None,
+            "default: chosen from the sinks"
+        );
         let c = Config::from_toml_str("[engine]\nsink_wake_us=250\n", "t").unwrap();
         assert_eq!(c.engine.sink_wake_us, Some(250));
         let e = Config::from_toml_str("[engine]\nsink_wake_us=-5\n", "t").unwrap_err();

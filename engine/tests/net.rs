@@ -331,17 +331,18 @@ async fn frames_arrive_in_order_after_subscribe() {
         (1, 0, 201)
     );
     // The 201 frames were written at once: they are read in batches of up
-    // to 64 (one downstream wake-up each), every frame inside one, and the
-    // last batch was closed.
+    // to 64, the first frame of each on its own (delivered, downstream woken
+    // at once), the rest inside the handler's batch (one wake-up at its
+    // end); the last batch was closed.
     assert_eq!(h.batch, None, "a batch was left open");
-    assert_eq!(h.unbatched, 0);
-    assert_eq!(h.batches.iter().sum::<usize>(), 201);
+    assert_eq!(h.unbatched + h.batches.iter().sum::<usize>(), 201);
     assert!(
-        h.batches.len() >= 4 && h.batches.len() < 100,
-        "batches: {:?}",
-        h.batches
+        h.batches.len() >= 4 && h.unbatched < 50,
+        "batches {:?}, {} frames alone",
+        h.batches,
+        h.unbatched
     );
-    assert!(h.batches.iter().all(|&n| n <= 64), "{:?}", h.batches);
+    assert!(h.batches.iter().all(|&n| n <= 63), "{:?}", h.batches);
     assert_eq!(
         stats.bytes,
         expected.iter().map(|f| f.len() as u64).sum::<u64>()

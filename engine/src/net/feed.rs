@@ -257,8 +257,11 @@ pub trait FeedHandler {
 }
 
 /// The frames read in one wake-up of a receive loop: the loop reads on
-/// while frames are readable (up to [`RecvBatch::MAX`]), and the handler
-/// wakes the signal threads once per batch instead of once per frame.
+/// while frames are readable (up to [`RecvBatch::MAX`]). The first frame
+/// wakes the signal threads at once (its latency is a lone frame's); the
+/// rest of the batch is pushed without a wake-up each and the handler wakes
+/// them once at its end — so a burst of n frames costs at most two
+/// wake-ups, and a thread that is awake anyway sees every push at once.
 #[derive(Debug, Default)]
 pub(super) struct RecvBatch {
     frames: u32,
@@ -269,11 +272,11 @@ impl RecvBatch {
     /// batches even when the socket never runs dry.
     pub(super) const MAX: u32 = 64;
 
-    /// A frame was read (call before delivering it); opens the batch on
-    /// the first. Whether the batch may take another one after it.
+    /// A frame was read (call before delivering it); the second opens the
+    /// handler's batch. Whether the batch may take another one after it.
     #[inline]
     pub(super) fn frame(&mut self, handler: &mut impl FeedHandler) -> bool {
-        if self.frames == 0 {
+        if self.frames == 1 {
             handler.begin_batch();
         }
         self.frames += 1;
@@ -283,10 +286,10 @@ impl RecvBatch {
     /// Nothing more is readable (or the batch is full): closes it.
     #[inline]
     pub(super) fn end(&mut self, handler: &mut impl FeedHandler) {
-        if self.frames > 0 {
-            self.frames = 0;
+        if self.frames > 1 {
             handler.end_batch();
         }
+        self.frames = 0;
     }
 }
 
