@@ -108,6 +108,7 @@ pub fn stats_json(registry: &Registry, elapsed: Duration, rows: u64) -> Value {
         "rest_weight_used": sum(&|s| s.rest_weight_used.get().max(0).unsigned_abs()),
         "signal_rows": rows,
         "ring_full_waits": registry.ring_full_waits.load(std::sync::atomic::Ordering::Relaxed),
+        "sink_wakeups": registry.sink_wakeups.load(std::sync::atomic::Ordering::Relaxed),
         "overload": overload_json(registry),
         "rings": registry
             .rings()

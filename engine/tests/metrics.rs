@@ -308,6 +308,8 @@ fn scrapes_move_and_health_is_ok_while_streaming() {
         assert_eq!(b[ring], 65536.0);
         assert!(b.contains_key("wiresignal_ring_occupancy{ring=\"receiver0->signal0\"}"));
         assert!(b.contains_key("wiresignal_ring_full_waits_total"));
+        // The gateway rides this listener: the sink is woken per batch of rows.
+        assert!(b["wiresignal_sink_wakeups_total"] > 0.0);
         assert!(b["wiresignal_process_resident_memory_bytes"] > 0.0);
         assert_eq!(
             b["wiresignal_memory_budget_bytes"],

@@ -424,6 +424,19 @@ pub fn render(registry: &Registry, health: &Health) -> String {
             .load(std::sync::atomic::Ordering::Relaxed),
     );
 
+    e.family(
+        "wiresignal_sink_wakeups_total",
+        Kind::Counter,
+        "Times a signal or receiver thread woke the sleeping sink thread (coalesced by sink_wake_us).",
+    );
+    e.sample_u64(
+        "wiresignal_sink_wakeups_total",
+        &[],
+        registry
+            .sink_wakeups
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+
     // The overflow stages (`overload = "merge"`).
     let o = &registry.overload;
     let staged: [(&str, &str, &std::sync::atomic::AtomicU64); 4] = [

@@ -56,7 +56,7 @@ pub struct Waiter {
     /// When a producer last unparked the consumer (monotonic ns).
     last_unpark_ns: AtomicU64,
     /// Unparks issued (the consumer's wake-ups by a producer).
-    unparks: AtomicU64,
+    unparks: Arc<AtomicU64>,
 }
 
 impl Waiter {
@@ -82,6 +82,15 @@ impl Waiter {
         Self {
             coalesce_ns: u64::try_from(every.as_nanos()).unwrap_or(u64::MAX),
             ..Self::default()
+        }
+    }
+
+    /// Counts the unparks into `counter` (a registry's, for stats).
+    #[must_use]
+    pub fn counting(self, counter: Arc<AtomicU64>) -> Self {
+        Self {
+            unparks: counter,
+            ..self
         }
     }
 

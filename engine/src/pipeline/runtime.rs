@@ -124,7 +124,8 @@ impl Pipeline {
             view: Mutex::new(LiveView::default()),
         });
         let full: Arc<AtomicU64> = registry.ring_full_waits.clone();
-        let sink_waiter = Arc::new(Waiter::coalescing(cfg.sink_wake));
+        let sink_waiter =
+            Arc::new(Waiter::coalescing(cfg.sink_wake).counting(registry.sink_wakeups.clone()));
 
         let mut txs_per_receiver: Vec<Vec<RingTx<Slot>>> =
             (0..cfg.receivers).map(|_| Vec::new()).collect();

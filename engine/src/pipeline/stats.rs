@@ -303,6 +303,9 @@ pub struct Registry {
     stages: Vec<Mutex<Histogram<u64>>>,
     /// Pushes that found a ring full.
     pub ring_full_waits: Arc<AtomicU64>,
+    /// Times a producer woke the sleeping sink thread (`sink_wake_us`
+    /// coalesces them).
+    pub sink_wakeups: Arc<AtomicU64>,
     /// The receivers' overflow stages (`overload = "merge"`).
     pub overload: Arc<super::overload::OverloadCounters>,
     rings: Mutex<Vec<(String, Arc<RingStats>)>>,
