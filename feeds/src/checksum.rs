@@ -58,13 +58,23 @@ pub fn crc32(
 
 /// `v` (at `held` decimals) at `sent` decimals, digits only, no leading
 /// zeros (`"0.05120"` → `5120`).
+///
+/// In `i64`/`u64` arithmetic wherever the value allows (every book level
+/// of a checksum is rendered after every update, so `i128` division —
+/// a library call per digit — was half of a Kraken replay's instructions).
 fn wire_digits(buf: &mut Vec<u8>, v: i64, held: u8, sent: u8) {
-    let v = i128::from(v);
-    let at = if held >= sent {
-        v / 10i128.pow(u32::from(held - sent))
-    } else {
-        v.saturating_mul(10i128.pow(u32::from(sent - held).min(30)))
-    };
+    if held >= sent {
+        // |v| < 10^19: dropping 19 or more decimals leaves 0.
+        let at = 10i64
+            .checked_pow(u32::from(held - sent))
+            .map_or(0, |scale| v / scale);
+        if at < 0 {
+            buf.push(b'-');
+        }
+        push_u64(buf, at.unsigned_abs(), 1);
+        return;
+    }
+    let at = i128::from(v).saturating_mul(10i128.pow(u32::from(sent - held).min(30)));
     if at < 0 {
         buf.push(b'-');
     }
@@ -73,13 +83,15 @@ fn wire_digits(buf: &mut Vec<u8>, v: i64, held: u8, sent: u8) {
 
 /// `v` (at `held` decimals) as its shortest decimal text (`30316`, `5.16`).
 fn shortest(buf: &mut Vec<u8>, v: i64, held: u8) {
-    let scale = 10u128.pow(u32::from(held.min(30)));
-    let a = i128::from(v).unsigned_abs();
+    let a = v.unsigned_abs();
     if v < 0 {
         buf.push(b'-');
     }
-    push_digits(buf, a / scale, 1);
-    let mut frac = a % scale;
+    // |v| < 10^19: with 19 or more decimals the integer part is 0.
+    let (int, mut frac) = 10u64
+        .checked_pow(u32::from(held))
+        .map_or((0, a), |scale| (a / scale, a % scale));
+    push_u64(buf, int, 1);
     if frac != 0 {
         let mut width = usize::from(held);
         while frac % 10 == 0 {
@@ -87,23 +99,37 @@ fn shortest(buf: &mut Vec<u8>, v: i64, held: u8) {
             width -= 1;
         }
         buf.push(b'.');
-        push_digits(buf, frac, width);
+        push_u64(buf, frac, width);
     }
 }
 
 /// The decimal digits of `v`, left-padded with zeros to at least `width`.
-fn push_digits(buf: &mut Vec<u8>, mut v: u128, width: usize) {
-    let mut digits = [b'0'; 40];
-    let mut n = 0;
-    while v > 0 || n < width {
-        digits[n] = b'0' + (v % 10) as u8;
-        v /= 10;
-        n += 1;
-        if n == digits.len() {
-            break;
+fn push_digits(buf: &mut Vec<u8>, v: u128, width: usize) {
+    const E19: u128 = 10_000_000_000_000_000_000;
+    match u64::try_from(v) {
+        Ok(small) => push_u64(buf, small, width),
+        Err(_) => {
+            push_digits(buf, v / E19, width.saturating_sub(19));
+            // The low 19 digits, zero-padded (`v % E19` < 10^19 fits).
+            push_u64(buf, u64::try_from(v % E19).unwrap_or(0), 19);
         }
     }
-    buf.extend(digits[..n].iter().rev());
+}
+
+/// [`push_digits`] for a `u64`: `itoa`'s two digits per step, then the
+/// padding in front.
+fn push_u64(buf: &mut Vec<u8>, v: u64, width: usize) {
+    let mut text = itoa::Buffer::new();
+    let digits = text.format(v).as_bytes();
+    buf.extend(std::iter::repeat_n(
+        b'0',
+        width.saturating_sub(digits.len()),
+    ));
+    // `0` at width 0 is no digits (a fraction's zero part never reaches
+    // here: `shortest` prints it only when non-zero).
+    if !(v == 0 && width == 0) {
+        buf.extend_from_slice(digits);
+    }
 }
 
 #[cfg(test)]
@@ -145,6 +171,33 @@ mod tests {
         b.clear();
         wire_digits(&mut b, 0, 8, 8);
         assert_eq!(b, b"0");
+        b.clear();
+        wire_digits(&mut b, -5_120_000, 8, 5);
+        assert_eq!(b, b"-5120");
+        b.clear();
+        wire_digits(&mut b, 123, 2, 4);
+        assert_eq!(b, b"12300");
+        b.clear();
+        wire_digits(&mut b, i64::MAX, 30, 5);
+        assert_eq!(b, b"0");
+        b.clear();
+        wire_digits(&mut b, i64::MAX, 0, 2);
+        assert_eq!(b, format!("{}00", i64::MAX).as_bytes());
+        b.clear();
+        shortest(&mut b, -516_000_000, 8);
+        assert_eq!(b, b"-5.16");
+        b.clear();
+        shortest(&mut b, 7, 25);
+        assert_eq!(b, format!("0.{}7", "0".repeat(24)).as_bytes());
+        b.clear();
+        shortest(&mut b, i64::MIN, 0);
+        assert_eq!(b, i64::MIN.to_string().as_bytes());
+        b.clear();
+        push_digits(&mut b, u128::MAX, 1);
+        assert_eq!(b, u128::MAX.to_string().as_bytes());
+        b.clear();
+        push_digits(&mut b, 42, 45);
+        assert_eq!(b, format!("{}42", "0".repeat(43)).as_bytes());
     }
 
     #[test]
