@@ -147,6 +147,13 @@ fn lead_digits(w: u64, n: usize) -> Option<u64> {
     Some((x.wrapping_mul(10_000) + (x >> 32)) & 0xFFFF_FFFF)
 }
 
+/// The value of eight ASCII digits (the first in `b[0]`); `None` if a byte
+/// is not a digit. The capture reader's receive timestamps.
+#[inline]
+pub(crate) fn digits8(b: &[u8; 8]) -> Option<u64> {
+    lead_digits(u64::from_le_bytes(*b), 8)
+}
+
 /// [`parse`] for any input: signs, a leading point, long numbers, errors.
 #[cold]
 fn parse_general(s: &[u8], decimals: u8) -> Result<i64, FixedError> {
