@@ -170,7 +170,9 @@ impl<'i> Levels<'i> {
 impl<'i> Iterator for Levels<'i> {
     type Item = Option<(&'i str, &'i str)>;
 
-    #[inline]
+    // Inlined into the normalizer's level loop: as a call it returned its
+    // five-word item through memory (measured: ~45 instructions a level).
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.i >= self.b.len() {
             return None;
