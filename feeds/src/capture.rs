@@ -221,6 +221,9 @@ pub struct CaptureReader {
     filled: usize,
     /// The current line (terminator included) is `buf[line.0..line.1]`.
     line: (usize, usize),
+    /// Every byte of the current line before its `\n` was seen to be
+    /// ASCII by the line search (`false`: not known).
+    line_ascii: bool,
     /// `src` reported its end.
     eof: bool,
     line_no: u64,
@@ -290,6 +293,7 @@ impl CaptureReader {
             buf: vec![0; LINE_BUF],
             filled: 0,
             line: (0, 0),
+            line_ascii: false,
             eof: false,
             line_no: 0,
             header: CaptureHeader::default(),
@@ -356,7 +360,7 @@ impl CaptureReader {
                 }
             }
             let (at, end) = self.line;
-            match classify(&self.buf[at..end]) {
+            match classify(&self.buf[at..end], self.line_ascii) {
                 Line::Blank => self.stats.blank_lines += 1,
                 Line::Comment => self.stats.comment_lines += 1,
                 Line::Bad(kind) => {
@@ -423,7 +427,11 @@ impl CaptureReader {
         let mut at = self.line.1;
         let mut scanned = at;
         loop {
-            if let Some(k) = crate::bytes::find(&self.buf[scanned..self.filled], b'\n') {
+            if let (Some(k), ascii) =
+                crate::bytes::find_ascii(&self.buf[scanned..self.filled], b'\n')
+            {
+                // Known ASCII only if this search covered the whole line.
+                self.line_ascii = ascii && scanned == at;
                 self.line = (at, scanned + k + 1);
                 self.line_no += 1;
                 return Ok(true);
@@ -434,6 +442,7 @@ impl CaptureReader {
                     self.line = (at, at);
                     return Ok(false);
                 }
+                self.line_ascii = false;
                 self.line = (at, self.filled);
                 self.line_no += 1;
                 return Ok(true);
@@ -485,8 +494,10 @@ fn is_blank(body: &[u8]) -> bool {
     body.iter().all(u8::is_ascii_whitespace)
 }
 
+/// What `line` is (`ascii`: its bytes are known to be ASCII, so its frame
+/// is valid UTF-8 without a check).
 #[inline]
-fn classify(line: &[u8]) -> Line {
+fn classify(line: &[u8], ascii: bool) -> Line {
     let body = strip_eol(line);
     match body.first() {
         Some(b'#') => return Line::Comment,
@@ -510,7 +521,7 @@ fn classify(line: &[u8]) -> Line {
     let frame = &body[sp + 1..];
     // SIMD validation (simdutf8, already in the tree through simd-json): the
     // std check was ~1 instruction per byte of every frame.
-    if simdutf8::basic::from_utf8(frame).is_err() {
+    if !ascii && simdutf8::basic::from_utf8(frame).is_err() {
         return Line::Bad(BadRecord::NotUtf8);
     }
     Line::Record {
