@@ -76,6 +76,10 @@ struct Ladder<const BID: bool> {
     /// Bases of unused chunks.
     free: Vec<u32>,
     len: usize,
+    /// The chunk the last set below the top chunk landed in: the levels of
+    /// one diff come sorted, so the next one is usually in it too (a hint,
+    /// checked before use; any value is safe).
+    hint: usize,
 }
 
 impl<const BID: bool> Ladder<BID> {
@@ -166,9 +170,8 @@ impl<const BID: bool> Ladder<BID> {
         }
         // The first chunk whose best level is not worse than `px`; one
         // exists since the top chunk's is better.
-        let ci = self
-            .chunks
-            .partition_point(|c| Self::cmp(c.last, px).is_lt());
+        let ci = self.chunk_for(px);
+        self.hint = ci;
         let c = self.chunks[ci];
         let base = c.base as usize;
         match self.px[base..base + c.len as usize].binary_search_by(|&p| Self::cmp(p, px)) {
@@ -177,6 +180,20 @@ impl<const BID: bool> Ladder<BID> {
             Err(i) if qty > 0 => self.insert_at(ci, i, px, qty),
             Err(_) => {}
         }
+    }
+
+    /// The first chunk whose best level is not worse than `px`: the hint's
+    /// if that is the one, else a binary search.
+    #[inline]
+    fn chunk_for(&self, px: i64) -> usize {
+        let h = self.hint;
+        let not_worse = |c: &Chunk| !Self::cmp(c.last, px).is_lt();
+        if self.chunks.get(h).is_some_and(not_worse)
+            && (h == 0 || self.chunks.get(h - 1).is_some_and(|c| !not_worse(c)))
+        {
+            return h;
+        }
+        self.chunks.partition_point(|c| !not_worse(c))
     }
 
     /// Appends a chunk holding one new best level.

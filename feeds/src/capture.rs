@@ -221,6 +221,9 @@ pub struct CaptureReader {
     filled: usize,
     /// The current line (terminator included) is `buf[line.0..line.1]`.
     line: (usize, usize),
+    /// Every byte of the current line before its `\n` was seen to be
+    /// ASCII by the line search (`false`: not known).
+    line_ascii: bool,
     /// `src` reported its end.
     eof: bool,
     line_no: u64,
@@ -290,6 +293,7 @@ impl CaptureReader {
             buf: vec![0; LINE_BUF],
             filled: 0,
             line: (0, 0),
+            line_ascii: false,
             eof: false,
             line_no: 0,
             header: CaptureHeader::default(),
@@ -356,7 +360,7 @@ impl CaptureReader {
                 }
             }
             let (at, end) = self.line;
-            match classify(&self.buf[at..end]) {
+            match classify(&self.buf[at..end], self.line_ascii) {
                 Line::Blank => self.stats.blank_lines += 1,
                 Line::Comment => self.stats.comment_lines += 1,
                 Line::Bad(kind) => {
@@ -423,7 +427,11 @@ impl CaptureReader {
         let mut at = self.line.1;
         let mut scanned = at;
         loop {
-            if let Some(k) = crate::bytes::find(&self.buf[scanned..self.filled], b'\n') {
+            if let (Some(k), ascii) =
+                crate::bytes::find_ascii(&self.buf[scanned..self.filled], b'\n')
+            {
+                // Known ASCII only if this search covered the whole line.
+                self.line_ascii = ascii && scanned == at;
                 self.line = (at, scanned + k + 1);
                 self.line_no += 1;
                 return Ok(true);
@@ -434,6 +442,7 @@ impl CaptureReader {
                     self.line = (at, at);
                     return Ok(false);
                 }
+                self.line_ascii = false;
                 self.line = (at, self.filled);
                 self.line_no += 1;
                 return Ok(true);
@@ -485,8 +494,10 @@ fn is_blank(body: &[u8]) -> bool {
     body.iter().all(u8::is_ascii_whitespace)
 }
 
+/// What `line` is (`ascii`: its bytes are known to be ASCII, so its frame
+/// is valid UTF-8 without a check).
 #[inline]
-fn classify(line: &[u8]) -> Line {
+fn classify(line: &[u8], ascii: bool) -> Line {
     let body = strip_eol(line);
     match body.first() {
         Some(b'#') => return Line::Comment,
@@ -494,7 +505,7 @@ fn classify(line: &[u8]) -> Line {
         _ if is_blank(body) => return Line::Blank,
         _ => {}
     }
-    let Some(sp) = body.iter().position(|&c| c == b' ') else {
+    let Some(sp) = crate::bytes::find(body, b' ') else {
         return Line::Bad(BadRecord::NoTimestamp);
     };
     // Integer ns, or (Tardis.dev raw files) an ISO 8601 UTC time.
@@ -510,7 +521,7 @@ fn classify(line: &[u8]) -> Line {
     let frame = &body[sp + 1..];
     // SIMD validation (simdutf8, already in the tree through simd-json): the
     // std check was ~1 instruction per byte of every frame.
-    if simdutf8::basic::from_utf8(frame).is_err() {
+    if !ascii && simdutf8::basic::from_utf8(frame).is_err() {
         return Line::Bad(BadRecord::NotUtf8);
     }
     Line::Record {
@@ -531,10 +542,19 @@ fn parse_i64(s: &[u8]) -> Option<i64> {
         return None;
     }
     // Up to 18 digits cannot overflow (a 19-digit ns timestamp: 18 plain
-    // steps, one checked).
+    // steps, the first 16 of them in two SWAR steps, then one checked).
     let plain = digits.len().min(18);
     let mut v: i64 = 0;
-    for &c in &digits[..plain] {
+    let mut swar = 0;
+    if let Some((a, b)) = digits
+        .first_chunk::<8>()
+        .zip(digits.get(8..).and_then(<[u8]>::first_chunk::<8>))
+    {
+        // < 10^16: fits.
+        v = (crate::fixed::digits8(a)? * 100_000_000 + crate::fixed::digits8(b)?) as i64;
+        swar = 16;
+    }
+    for &c in &digits[swar..plain] {
         let d = c.wrapping_sub(b'0');
         if d > 9 {
             return None;
@@ -844,6 +864,33 @@ mod tests {
         assert_eq!(parse_i64(b"-"), None);
         assert_eq!(parse_i64(b"+1"), None);
         assert_eq!(parse_i64(b"1.5"), None);
+        assert_eq!(
+            parse_i64(b"1723161253937085768"),
+            Some(1_723_161_253_937_085_768)
+        );
+        assert_eq!(parse_i64(b"-0000000000000001"), Some(-1));
+        assert_eq!(parse_i64(b"123456789012345"), Some(123_456_789_012_345));
+        assert_eq!(parse_i64(b"1234567890123456"), Some(1_234_567_890_123_456));
+        for bad in [
+            &b"12345678x0123456789"[..],
+            b"1234567890123456/89",
+            b"1234567:",
+        ] {
+            assert_eq!(parse_i64(bad), None, "{bad:?}");
+        }
+        // Against std on every length and a non-digit at every position.
+        let text = "9223372036854775807";
+        for n in 1..=text.len() {
+            let t = &text[..n];
+            assert_eq!(parse_i64(t.as_bytes()), t.parse().ok(), "{t}");
+            for at in 0..n {
+                for c in [b'/', b':', b' ', 0x80] {
+                    let mut b = t.as_bytes().to_vec();
+                    b[at] = c;
+                    assert_eq!(parse_i64(&b), None, "{b:?}");
+                }
+            }
+        }
         for v in [0, 7, -7, i64::MAX, i64::MIN, 1_723_161_253_937_085_768] {
             let mut b = [0u8; 20];
             assert_eq!(fmt_i64(v, &mut b), v.to_string().as_bytes());

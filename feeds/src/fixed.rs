@@ -24,8 +24,19 @@ pub enum FixedError {
 /// assert_eq!(feeds::fixed::parse(b"97000.01000000", 2), Ok(9_700_001));
 /// assert!(feeds::fixed::parse(b"0.015", 2).is_err());
 /// ```
-#[inline]
+#[inline(always)]
 pub fn parse(s: &[u8], decimals: u8) -> Result<i64, FixedError> {
+    // Only the SWAR shape is inlined into the caller (a few dozen
+    // instructions, no call); everything else is one call away.
+    match parse_shaped(s, decimals) {
+        Some(v) => Ok(v),
+        None => parse_unshaped(s, decimals),
+    }
+}
+
+/// [`parse`] where [`parse_shaped`] did not take `s`.
+#[inline(never)]
+fn parse_unshaped(s: &[u8], decimals: u8) -> Result<i64, FixedError> {
     match parse_plain(s, decimals) {
         Some(v) => Ok(v),
         None => parse_general(s, decimals),
@@ -50,20 +61,10 @@ const POW10: [u64; 19] = {
 /// same result on every input (tested below).
 #[inline]
 fn parse_plain(s: &[u8], decimals: u8) -> Option<i64> {
-    let d = usize::from(decimals);
-    // Binance's shape: one to eight integer digits, a point and exactly
-    // eight fraction digits (`61837.63000000`): two SWAR steps, no loop.
-    if let (10..=17, 1..=8) = (s.len(), d) {
-        let n = s.len() - 9;
-        if s[n] == b'.' {
-            if let (Some(a), Some(f)) = (s.first_chunk::<8>(), s[n + 1..].first_chunk::<8>()) {
-                let int = lead_digits(u64::from_le_bytes(*a), n)?;
-                let frac = eight_digits(u64::from_le_bytes(*f), d)?;
-                // n + d <= 16 digits: no overflow.
-                return Some((int * POW10[d] + frac) as i64);
-            }
-        }
+    if let Some(v) = parse_shaped(s, decimals) {
+        return Some(v);
     }
+    let d = usize::from(decimals);
     let mut v: u64 = 0;
     let mut i = 0;
     while i < s.len() {
@@ -104,10 +105,31 @@ fn parse_plain(s: &[u8], decimals: u8) -> Option<i64> {
     Some((v * POW10[d - taken]) as i64)
 }
 
+/// [`parse_plain`] of Binance's shape: one to eight integer digits, a point
+/// and exactly eight fraction digits (`61837.63000000`), at 1 to 8
+/// decimals: two SWAR steps, no loop. `None` for anything else (then
+/// `parse_plain` decides).
+#[inline(always)]
+fn parse_shaped(s: &[u8], decimals: u8) -> Option<i64> {
+    let d = usize::from(decimals);
+    if let (10..=17, 1..=8) = (s.len(), d) {
+        let n = s.len() - 9;
+        if s[n] == b'.' {
+            if let (Some(a), Some(f)) = (s.first_chunk::<8>(), s[n + 1..].first_chunk::<8>()) {
+                let int = lead_digits(u64::from_le_bytes(*a), n)?;
+                let frac = eight_digits(u64::from_le_bytes(*f), d)?;
+                // n + d <= 16 digits: no overflow.
+                return Some((int * POW10[d] + frac) as i64);
+            }
+        }
+    }
+    None
+}
+
 /// The value of the first `d` (1..=8) of the eight ASCII digits in `w`
 /// (first digit in the lowest byte); `None` if a byte is not a digit or a
 /// digit after the first `d` is not 0.
-#[inline]
+#[inline(always)]
 fn eight_digits(w: u64, d: usize) -> Option<u64> {
     const HI: u64 = 0xF0F0_F0F0_F0F0_F0F0;
     const ZEROS: u64 = 0x3030_3030_3030_3030;
@@ -130,7 +152,7 @@ fn eight_digits(w: u64, d: usize) -> Option<u64> {
 /// The value of the first `n` (1..=8) ASCII digits in `w` (first digit in
 /// the lowest byte; the bytes after them are ignored); `None` if one of
 /// them is not a digit.
-#[inline]
+#[inline(always)]
 fn lead_digits(w: u64, n: usize) -> Option<u64> {
     const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -145,6 +167,13 @@ fn lead_digits(w: u64, n: usize) -> Option<u64> {
     let x = (x.wrapping_mul(10) + (x >> 8)) & 0x00FF_00FF_00FF_00FF;
     let x = (x.wrapping_mul(100) + (x >> 16)) & 0x0000_FFFF_0000_FFFF;
     Some((x.wrapping_mul(10_000) + (x >> 32)) & 0xFFFF_FFFF)
+}
+
+/// The value of eight ASCII digits (the first in `b[0]`); `None` if a byte
+/// is not a digit. The capture reader's receive timestamps.
+#[inline]
+pub(crate) fn digits8(b: &[u8; 8]) -> Option<u64> {
+    lead_digits(u64::from_le_bytes(*b), 8)
 }
 
 /// [`parse`] for any input: signs, a leading point, long numbers, errors.

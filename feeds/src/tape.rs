@@ -163,7 +163,7 @@ pub(crate) fn trade_id(v: Option<Raw<'_, '_>>) -> u64 {
 }
 
 /// A decimal text as fixed point at `decimals` (`field` names it in errors).
-#[inline]
+#[inline(always)]
 pub(crate) fn decimal_text(s: &str, field: &'static str, decimals: u8) -> Result<i64, ParseError> {
     crate::fixed::parse(s.as_bytes(), decimals).map_err(|e| ParseError::fixed(field, e))
 }

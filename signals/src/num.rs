@@ -40,12 +40,36 @@ pub(crate) fn mul(a: i128, b: i128) -> i128 {
 /// conversion rounds the exact integer to nearest, ties to even) without
 /// the ~45-instruction software `i128` conversion of every signal update.
 /// (`black_box`: LLVM otherwise sees the equivalence and folds both arms
-/// back into the `i128` conversion.)
+/// back into the `i128` conversion.) Beyond `i64` (`microprice`'s
+/// numerator, `zscore`'s `D` at 8 price decimals) it rounds the top 64
+/// significant bits instead ([`f64_of_wide`]).
 #[inline(always)]
 pub(crate) fn f64_of(x: i128) -> f64 {
     match i64::try_from(x) {
         Ok(v) => std::hint::black_box(v) as f64,
-        Err(_) => x as f64,
+        Err(_) => f64_of_wide(x),
+    }
+}
+
+/// `x as f64` for `|x| >= 2^63`, in ~20 instructions: the magnitude's top
+/// 64 bits, with bit 0 set if any bit below them is (a sticky bit: the
+/// 11 bits that `u64 -> f64` rounds away still decide the rounding the
+/// same way, ties to even included), converted once and scaled by an exact
+/// power of two.
+#[inline]
+fn f64_of_wide(x: i128) -> f64 {
+    let n = x.unsigned_abs();
+    // |x| >= 2^63, so at most 64 leading zeros: `hi` has its top bit set.
+    let lz = n.leading_zeros();
+    let m = n << lz;
+    let hi = (m >> 64) as u64 | u64::from(m as u64 != 0);
+    // 2^(64 - lz), 0 <= 64 - lz <= 64: a normal power of two.
+    let scale = f64::from_bits(u64::from(1023 + 64 - lz) << 52);
+    let v = hi as f64 * scale;
+    if x < 0 {
+        -v
+    } else {
+        v
     }
 }
 
@@ -125,6 +149,33 @@ mod tests {
             .chain((0..10_000).map(|k| k * 0x1234_5678_9abc_def1_i128 - (1 << 70)))
         {
             assert_eq!(super::f64_of(x).to_bits(), (x as f64).to_bits(), "{x}");
+        }
+        // Every magnitude from 2^63 to 2^127, at and around the rounding
+        // points of the bits `u64 -> f64` drops (halfway: ties to even),
+        // and pseudo-random bits below them.
+        let mut r: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+        for top in 63..127u32 {
+            for ulp_bit in [top.saturating_sub(52), top.saturating_sub(53)] {
+                let base = 1u128 << top;
+                for d in [0u128, 1, 2, 3] {
+                    for low in [0, 1, (1u128 << ulp_bit) - 1, 1u128 << ulp_bit] {
+                        r = r
+                            .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+                            .wrapping_add(0x5851_f42d_4c95_7f2d);
+                        let noise = (r >> 7) & ((1u128 << top) - 1);
+                        for m in [
+                            base + (d << ulp_bit) + low,
+                            base | noise,
+                            (base | noise) & !((1u128 << ulp_bit) - 1),
+                        ] {
+                            let Ok(x) = i128::try_from(m) else { continue };
+                            for x in [x, -x] {
+                                assert_eq!(super::f64_of(x).to_bits(), (x as f64).to_bits(), "{x}");
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 

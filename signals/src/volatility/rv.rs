@@ -41,8 +41,13 @@ impl Rv {
     #[inline]
     pub fn update(&mut self, ts: i64, m2: i64) -> Option<f64> {
         let rho = match self.prev_m2 {
-            Some(p) => (f64_of(i128::from(m2) - i128::from(p)) / p as f64).ln_1p(),
-            None => 0.0,
+            // An unchanged mid (most bookTickers change only sizes) skips
+            // the division and `ln_1p`: `ln_1p(±0.0)` is `±0.0`, whose
+            // square is the `0.0` below (`0 / 0` still goes the long way).
+            Some(p) if m2 != p || p == 0 => {
+                (f64_of(i128::from(m2) - i128::from(p)) / p as f64).ln_1p()
+            }
+            _ => 0.0,
         };
         self.prev_m2 = Some(m2);
         let r2 = rho * rho;

@@ -19,9 +19,12 @@ use crate::plain_json::string_end;
 /// Most digits of an integer taken here (as in `plain_json`).
 const MAX_DIGITS: usize = 18;
 
-/// The stream name and `data` fields of `b` if it has the shape above.
+/// The stream name of `b` if it has the shape above, its `data` fields
+/// read into `f` (a default value; garbage where this is `None`). Filled in
+/// place: `Fields<Flat>` is 576 bytes, and returning it by value cost two
+/// `memcpy` calls per frame (~180 instructions).
 #[inline]
-pub(super) fn scan(b: &[u8]) -> Option<(&str, Fields<Flat<'_>>)> {
+pub(super) fn scan_into<'i>(b: &'i [u8], f: &mut Fields<Flat<'i>>) -> Option<&'i str> {
     const HEAD: &[u8] = b"{\"stream\":\"";
     const DATA: &[u8] = b",\"data\":{";
     if !b.starts_with(HEAD) {
@@ -34,7 +37,6 @@ pub(super) fn scan(b: &[u8]) -> Option<(&str, Fields<Flat<'_>>)> {
         return None;
     }
     i += DATA.len();
-    let mut f = Fields::default();
     if b.get(i) == Some(&b'}') {
         i += 1;
     } else {
@@ -60,7 +62,7 @@ pub(super) fn scan(b: &[u8]) -> Option<(&str, Fields<Flat<'_>>)> {
     if i + 1 != b.len() || b[i] != b'}' {
         return None;
     }
-    Some((stream, f))
+    Some(stream)
 }
 
 /// A key at `b[i]` (`"k":`); returns its text and where its value starts.
@@ -168,7 +170,9 @@ impl<'i> Levels<'i> {
 impl<'i> Iterator for Levels<'i> {
     type Item = Option<(&'i str, &'i str)>;
 
-    #[inline]
+    // Inlined into the normalizer's level loop: as a call it returned its
+    // five-word item through memory (measured: ~45 instructions a level).
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.i >= self.b.len() {
             return None;
@@ -189,9 +193,14 @@ impl<'i> Iterator for Levels<'i> {
 
 #[cfg(test)]
 mod tests {
-    use super::scan;
     use crate::venues::binance::messages::{Fields, Flat, Raw, Value};
     use simd_json::Node;
+
+    /// [`super::scan_into`] into a fresh value.
+    fn scan(b: &[u8]) -> Option<(&str, Fields<Flat<'_>>)> {
+        let mut f = Fields::default();
+        super::scan_into(b, &mut f).map(|stream| (stream, f))
+    }
 
     /// A field value, comparable across the two readings.
     #[derive(Debug, PartialEq)]
