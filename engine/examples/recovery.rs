@@ -157,7 +157,7 @@ fn main() -> Result<(), String> {
     let (live_stats, _) = run(&s, &out, "rollover_after_ms = 1500")?;
     s.shutdown().map_err(|e| e.to_string())?;
     let mut cfg = Config::default();
-    cfg.engine.pin_cores = false;
+    cfg.engine.pin_cores = Some(false);
     let replay = engine::app::replay(
         &cfg,
         std::slice::from_ref(&cap),

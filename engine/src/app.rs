@@ -203,7 +203,11 @@ pub fn start_pipeline_with(
         output: output.open()?,
         collectors,
         resync,
-        cores: CorePlan::new(cfg.engine.pin_cores),
+        cores: CorePlan::new(cfg.engine.pin_cores.unwrap_or_else(|| {
+            let inline = cfg.engine.signal_placement == crate::config::SignalPlacement::Inline;
+            let pinned = receivers + if inline { 0 } else { cfg.engine.signal_threads };
+            CorePlan::pays(CorePlan::machine_cores(), pinned)
+        })),
         busy_poll: cfg.engine.receiver_mode == crate::config::ReceiverMode::BusyPoll,
         inline: cfg.engine.signal_placement == crate::config::SignalPlacement::Inline,
         // Replays block: their output stays exactly the capture's.

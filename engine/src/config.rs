@@ -208,8 +208,10 @@ pub struct EngineOptions {
     pub venue: String,
     /// Number of signal threads (instruments are sharded by id).
     pub signal_threads: usize,
-    /// Pin receiver and signal threads to cores.
-    pub pin_cores: bool,
+    /// Pin receiver and signal threads to cores (`pin_cores`). `None`:
+    /// only where two cores stay free beside the pinned threads (see
+    /// [`crate::pipeline::runtime::CorePlan::pays`]).
+    pub pin_cores: Option<bool>,
     /// Capacity of each SPSC ring, in events.
     pub ring_capacity: usize,
     /// Instruments pre-allocated per signal thread.
@@ -431,7 +433,7 @@ impl Config {
         let engine = EngineOptions {
             venue,
             signal_threads: positive("engine.signal_threads", raw.engine.signal_threads, 1)?,
-            pin_cores: raw.engine.pin_cores.unwrap_or(true),
+            pin_cores: raw.engine.pin_cores,
             ring_capacity: positive("engine.ring_capacity", raw.engine.ring_capacity, 1 << 16)?,
             max_instruments: positive("engine.max_instruments", raw.engine.max_instruments, 256)?,
             window_capacity: positive(

@@ -58,7 +58,7 @@ fn run_venue(sim: &SimHandle, out: &Path, engine_extra: &str, venue: &str, symbo
 
 fn replay(capture: &Path, out: &Path) -> Value {
     let mut cfg = Config::default();
-    cfg.engine.pin_cores = false;
+    cfg.engine.pin_cores = Some(false);
     app::replay(
         &cfg,
         &[capture.to_path_buf()],

@@ -35,7 +35,7 @@ fn text(line: &str, key: &str) -> String {
 /// (`as_sink = false`) or a `[[sinks]] kind = "parquet"` entry.
 fn replay(shared: &Path, dir: &Path, as_sink: bool) -> (PathBuf, PathBuf) {
     let mut cfg = Config::load(&shared.join("vectors/default_config.toml")).unwrap();
-    cfg.engine.pin_cores = false;
+    cfg.engine.pin_cores = Some(false);
     let (jsonl, pq) = (dir.join("signals.jsonl"), dir.join("signals.parquet"));
     let collector = if as_sink {
         cfg.sinks.push(engine::sinks::SinkSpec {

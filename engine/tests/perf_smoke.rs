@@ -141,7 +141,7 @@ struct HotRun {
 /// frame `count_from` on.
 fn hot_pass(cap: &Capture, count_from: usize) -> HotRun {
     let mut cfg = Config::default();
-    cfg.engine.pin_cores = false;
+    cfg.engine.pin_cores = Some(false);
     let ids = Arc::new(AtomicU32::new(0));
     let mut adapter = make_adapter(&cfg, &cfg.engine.venue, &ids, None).unwrap();
     adapter.set_capture_symbols(&cap.symbols);
@@ -286,7 +286,7 @@ fn overflow_stage_allocates_nothing_while_the_ring_is_full() {
     let cap = load(&shared.join("data/binance-spot/btcusdt_20240808.txt.gz"));
     let n = cap.frames.len();
     let mut cfg = Config::default();
-    cfg.engine.pin_cores = false;
+    cfg.engine.pin_cores = Some(false);
     let ids = Arc::new(AtomicU32::new(0));
     let mut adapter = make_adapter(&cfg, &cfg.engine.venue, &ids, None).unwrap();
     adapter.set_capture_symbols(&cap.symbols);

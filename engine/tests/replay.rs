@@ -17,7 +17,7 @@ fn no_stop() -> AtomicBool {
 
 fn test_config(toml: &str) -> Config {
     let mut cfg = Config::from_toml_str(toml, "test").unwrap();
-    cfg.engine.pin_cores = false;
+    cfg.engine.pin_cores = Some(false);
     cfg
 }
 
@@ -169,7 +169,7 @@ fn golden_capture_reproduces_expected_output() {
     let v = shared.join("vectors");
     let cfg = Config::load(&v.join("default_config.toml")).unwrap();
     let mut cfg = cfg;
-    cfg.engine.pin_cores = false;
+    cfg.engine.pin_cores = Some(false);
     let dir = temp_dir("golden");
     let out = dir.join("out.jsonl");
     let stats = replay_to(&cfg, &[v.join("capture_small.txt.gz")], Speed::Max, &out);
@@ -253,7 +253,7 @@ fn replay_is_deterministic_across_runs_and_speeds() {
     let cap = shared.join("vectors/capture_small.txt.gz");
     let cfg = Config::load(&shared.join("vectors/default_config.toml")).unwrap();
     let mut cfg = cfg;
-    cfg.engine.pin_cores = false;
+    cfg.engine.pin_cores = Some(false);
     let dir = temp_dir("determinism");
     replay_to(
         &cfg,

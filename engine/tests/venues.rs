@@ -16,7 +16,7 @@ use serde_json::Value;
 
 fn cfg() -> Config {
     let mut c = Config::default();
-    c.engine.pin_cores = false;
+    c.engine.pin_cores = Some(false);
     c
 }
 
@@ -502,7 +502,7 @@ fn coinm_live_config_scales_replay_the_capture_exactly() {
     )
     .join("../config/binance-coinm-live.toml");
     let mut scaled = Config::load(&path).unwrap();
-    scaled.engine.pin_cores = false;
+    scaled.engine.pin_cores = Some(false);
     let stats = app::replay(
         &scaled,
         std::slice::from_ref(cap),

@@ -44,6 +44,23 @@ impl CorePlan {
         })
     }
 
+    /// Whether pinning `pinned` threads pays on a machine of `cores`: only
+    /// with two cores left over for the sink, the OS and other processes.
+    /// Measured on 2 vCPUs shared with the load server (2026-12-02,
+    /// bench/results/2026-12-02-receive.md): a receiver pinned to a core
+    /// the load server also runs on waits for it — frame due → signals p50
+    /// 53 µs pinned vs 21 µs unpinned at 10k msg/s inline (baseline 19 µs).
+    #[must_use]
+    pub fn pays(cores: usize, pinned: usize) -> bool {
+        cores >= pinned + 2
+    }
+
+    /// The machine's cores, for [`CorePlan::pays`].
+    #[must_use]
+    pub fn machine_cores() -> usize {
+        core_affinity::get_core_ids().map_or(0, |c| c.len())
+    }
+
     /// Pins the calling thread to the next free core, if any is left.
     /// Returns the core index, or `None` when running unpinned.
     pub fn pin_current(&self, role: &str) -> Option<usize> {
@@ -391,5 +408,22 @@ fn sink_loop(
     match err {
         Some(e) => Err(e),
         None => Ok(rows),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CorePlan;
+
+    #[test]
+    fn pinning_by_default_needs_two_spare_cores() {
+        // 2 vCPUs: neither one receiver nor receiver + signal thread.
+        assert!(!CorePlan::pays(2, 1));
+        assert!(!CorePlan::pays(2, 2));
+        assert!(CorePlan::pays(3, 1));
+        assert!(CorePlan::pays(4, 2));
+        assert!(!CorePlan::pays(4, 3));
+        // Unknown core count: never.
+        assert!(!CorePlan::pays(0, 0));
     }
 }

@@ -138,7 +138,7 @@ pub fn replay_cfg(
     paths: &[PathBuf],
     out: &std::path::Path,
 ) -> serde_json::Value {
-    cfg.engine.pin_cores = false;
+    cfg.engine.pin_cores = Some(false);
     engine::app::replay_with(
         &cfg,
         paths,
@@ -333,7 +333,7 @@ pub fn replay_toml(
     speed: engine::config::Speed,
 ) -> serde_json::Value {
     let mut cfg = engine::config::Config::from_toml_str(toml, "test").unwrap();
-    cfg.engine.pin_cores = false;
+    cfg.engine.pin_cores = Some(false);
     engine::app::replay_with(
         &cfg,
         &[input.to_path_buf()],
