@@ -643,8 +643,9 @@ mod tests {
             let (w, stop) = (w.clone(), stop.clone());
             std::thread::spawn(move || {
                 w.register_current();
+                // A long timeout: every wake-up in the test is an unpark.
                 while !stop.load(Ordering::Relaxed) {
-                    w.sleep(|| stop.load(Ordering::Relaxed), Duration::from_millis(50));
+                    w.sleep(|| stop.load(Ordering::Relaxed), Duration::from_secs(5));
                 }
             })
         };
@@ -661,9 +662,14 @@ mod tests {
                 std::thread::yield_now();
             }
         }
+        let unparks = w.unparks();
         stop.store(true, Ordering::Relaxed);
+        // Past the count: wake it directly (a coalesced notify would not).
+        if let Some(t) = w.thread.get() {
+            t.unpark();
+        }
         sleeper.join().unwrap();
-        w.unparks()
+        unparks
     }
 
     #[test]
