@@ -117,15 +117,6 @@ fn rate_label(r: f64) -> String {
     }
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn cmd_suite(a: &Args) -> Result<(), String> {
     let out = PathBuf::from(a.get("out").ok_or("--out <dir> needed")?);
     let name = a.get("name").unwrap_or("results").to_owned();
@@ -155,7 +146,7 @@ fn cmd_suite(a: &Args) -> Result<(), String> {
         .map(|o| o.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
     let want = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
-    let load_before = loadavg();
+    let load_before = outputs::loadavg();
     let started = std::time::Instant::now();
     let mut rs: Vec<RunResult> = Vec::new();
     let push = |r: std::io::Result<RunResult>, rs: &mut Vec<RunResult>| match r {
@@ -353,7 +344,7 @@ fn cmd_suite(a: &Args) -> Result<(), String> {
          engine `{}`, release build. Loopback; load server, baseline client and engine share the cores.",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         load_before,
-        loadavg(),
+        outputs::loadavg(),
         started.elapsed().as_secs_f64(),
         cfg.engine.display()
     );

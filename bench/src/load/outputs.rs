@@ -328,22 +328,11 @@ pub fn gateway_fanout(
         "{}\n[metrics]\naddr = \"127.0.0.1:{port}\"\n",
         suite::engine_toml(&run, &server.local_addr().to_string(), &symbols)
     );
-    let cfg_path = suite.work.join(format!("{name}.toml"));
-    let stats_path = suite.work.join(format!("{name}.stats.json"));
-    let log_path = suite.work.join(format!("{name}.log"));
-    let _ = std::fs::remove_file(&stats_path);
-    std::fs::write(&cfg_path, toml)?;
-    let child = Command::new(&suite.engine)
-        .arg("run")
-        .arg("--config")
-        .arg(&cfg_path)
-        .arg("--stats")
-        .arg(&stats_path)
-        .arg("--duration")
-        .arg(format!("{:.3}", total.as_secs_f64()))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path)?)
-        .spawn()?;
+    let suite::EngineChild {
+        child,
+        stats_path,
+        log_path,
+    } = suite::spawn_engine_run(suite, &name, &toml, total)?;
     let pid = child.id();
     let ready = Arc::new(AtomicUsize::new(0));
     let threads = clients(

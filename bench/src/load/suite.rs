@@ -247,25 +247,26 @@ pub(crate) fn last_lines(p: &Path) -> String {
         .join(" | ")
 }
 
-/// `engine run` against a load server, sampling the process from `/proc`.
-///
-/// # Errors
-/// When the server cannot start or the engine cannot be spawned.
-pub fn engine_loopback(suite: &SuiteConfig, run: &EngineRun) -> std::io::Result<RunResult> {
-    let mut load = run.load.clone();
-    load.close_at_end = false;
-    let offered = load.profile.nominal_rate();
-    let symbols = load.symbol_names();
-    let total = load.start_delay + load.profile.duration() + Duration::from_millis(1500);
-    let server = LoadServer::start(load)?;
-    let cfg_path = suite.work.join(format!("{}.toml", run.name));
-    let stats_path = suite.work.join(format!("{}.stats.json", run.name));
-    let log_path = suite.work.join(format!("{}.log", run.name));
+/// A spawned `engine run --config <name>.toml --stats <name>.stats.json
+/// --duration <total>` in the suite's work directory, stderr to `<name>.log`.
+pub(crate) struct EngineChild {
+    pub child: std::process::Child,
+    pub stats_path: PathBuf,
+    pub log_path: PathBuf,
+}
+
+/// Writes `toml` as scenario `name`'s config and starts `engine run` on it.
+pub(crate) fn spawn_engine_run(
+    suite: &SuiteConfig,
+    name: &str,
+    toml: &str,
+    total: Duration,
+) -> std::io::Result<EngineChild> {
+    let cfg_path = suite.work.join(format!("{name}.toml"));
+    let stats_path = suite.work.join(format!("{name}.stats.json"));
+    let log_path = suite.work.join(format!("{name}.log"));
     let _ = std::fs::remove_file(&stats_path);
-    std::fs::write(
-        &cfg_path,
-        engine_toml(run, &server.local_addr().to_string(), &symbols),
-    )?;
+    std::fs::write(&cfg_path, toml)?;
     let child = Command::new(&suite.engine)
         .arg("run")
         .arg("--config")
@@ -277,6 +278,34 @@ pub fn engine_loopback(suite: &SuiteConfig, run: &EngineRun) -> std::io::Result<
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path)?)
         .spawn()?;
+    Ok(EngineChild {
+        child,
+        stats_path,
+        log_path,
+    })
+}
+
+/// `engine run` against a load server, sampling the process from `/proc`.
+///
+/// # Errors
+/// When the server cannot start or the engine cannot be spawned.
+pub fn engine_loopback(suite: &SuiteConfig, run: &EngineRun) -> std::io::Result<RunResult> {
+    let mut load = run.load.clone();
+    load.close_at_end = false;
+    let offered = load.profile.nominal_rate();
+    let symbols = load.symbol_names();
+    let total = load.start_delay + load.profile.duration() + Duration::from_millis(1500);
+    let server = LoadServer::start(load)?;
+    let EngineChild {
+        child,
+        stats_path,
+        log_path,
+    } = spawn_engine_run(
+        suite,
+        &run.name,
+        &engine_toml(run, &server.local_addr().to_string(), &symbols),
+        total,
+    )?;
     let pid = child.id();
     let t0 = Instant::now();
     let (mut cpu_start, mut cpu_end) = (None, None);
