@@ -8,21 +8,21 @@ mod common;
 
 use common::{run_feed, spot_slice, start_sim, temp_dir};
 use engine::config::Speed;
+use serde_json::Value;
 
 /// Small rings and a slow signal thread: the ring is full most of the run.
 const SLOW: &str = "ring_capacity = 256\nsignal_threads = 1\ndebug_signal_delay_ns = 20000\n";
 
-#[test]
-fn slowed_signal_stage_merges_and_conflates_but_drops_no_trade_and_corrupts_no_book() {
-    let dir = temp_dir("overload-slow");
-    let Some(slice) = spot_slice(&dir, 6000) else {
-        return;
-    };
+/// The stats of a live run over the simulator serving the first `lines`
+/// of the spot capture (engine settings `engine`), and of its replay.
+fn live_and_replay(name: &str, lines: usize, engine: &str) -> Option<(Value, Value)> {
+    let dir = temp_dir(name);
+    let slice = spot_slice(&dir, lines)?;
     let sim = start_sim(&slice, bench::sim::Faults::default());
     let live = run_feed(
         &sim,
         &dir.join("live.jsonl"),
-        SLOW,
+        engine,
         "",
         "binance-spot",
         "BTCUSDT",
@@ -30,6 +30,14 @@ fn slowed_signal_stage_merges_and_conflates_but_drops_no_trade_and_corrupts_no_b
     );
     sim.shutdown().unwrap();
     let replay = common::replay_toml("", &slice, &dir.join("replay.jsonl"), Speed::Max);
+    Some((live, replay))
+}
+
+#[test]
+fn slowed_signal_stage_merges_and_conflates_but_drops_no_trade_and_corrupts_no_book() {
+    let Some((live, replay)) = live_and_replay("overload-slow", 6000, SLOW) else {
+        return;
+    };
 
     let o = &live["overload"];
     let inst = "binance-spot:BTCUSDT";
@@ -78,22 +86,10 @@ fn slowed_signal_stage_merges_and_conflates_but_drops_no_trade_and_corrupts_no_b
 /// diff is applied one by one (the same book updates as the replay).
 #[test]
 fn block_policy_stages_nothing() {
-    let dir = temp_dir("overload-block");
-    let Some(slice) = spot_slice(&dir, 1500) else {
+    let block = format!("{SLOW}overload = \"block\"\n");
+    let Some((live, replay)) = live_and_replay("overload-block", 1500, &block) else {
         return;
     };
-    let sim = start_sim(&slice, bench::sim::Faults::default());
-    let live = run_feed(
-        &sim,
-        &dir.join("live.jsonl"),
-        &format!("{SLOW}overload = \"block\"\n"),
-        "",
-        "binance-spot",
-        "BTCUSDT",
-        true,
-    );
-    sim.shutdown().unwrap();
-    let replay = common::replay_toml("", &slice, &dir.join("replay.jsonl"), Speed::Max);
     assert_eq!(live["overload"]["staged_events"], 0, "{}", live["overload"]);
     let inst = "binance-spot:BTCUSDT";
     for k in ["trades", "book_updates", "best_bid", "best_ask"] {
