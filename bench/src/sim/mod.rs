@@ -195,7 +195,7 @@ pub struct SimConfig {
     /// request (Coinbase Advanced Trade) set it so no channel misses the start.
     pub min_streams: usize,
     /// Agree on permessage-deflate (RFC 7692) when a client offers it, and
-    /// compress every frame (zlib level 6, context takeover). Needs the
+    /// compress every frame (level 6, context takeover). Needs the
     /// `deflate` feature; without it the offer is declined.
     pub deflate: bool,
 }

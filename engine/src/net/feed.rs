@@ -862,6 +862,10 @@ async fn switch_over<W: FeedSocket>(
     now: Instant,
 ) {
     if let Some(n) = next.take() {
+        // The replacement's own handshake decides what runs from now on.
+        if let Some(agreed) = n.ws.compression() {
+            handler.on_compression(agreed);
+        }
         let mut old = std::mem::replace(ws, n.ws);
         let _ = timeout(CLOSE_TIMEOUT, old.close()).await;
         switched(m, handler, frame_buf, &n.buffer, now);
