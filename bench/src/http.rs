@@ -133,13 +133,23 @@ pub trait Door: Send + Sync + 'static {
     fn ws_route(&self, path: &str, query: &str) -> Option<Self::Route>;
 
     /// Serves an accepted WebSocket (the 101 is written): `io` is the raw
-    /// socket, `read_buf` what the client sent after its request head.
+    /// socket, `read_buf` what the client sent after its request head,
+    /// `deflate` whether the 101 agreed on permessage-deflate (see
+    /// [`Door::deflate`]).
     fn websocket(
         &self,
         route: Self::Route,
         io: TcpStream,
         read_buf: Bytes,
+        deflate: bool,
     ) -> impl Future<Output = ()> + Send;
+
+    /// Whether to agree on permessage-deflate (RFC 7692) when a client
+    /// offers it: the 101 then answers `Sec-WebSocket-Extensions:
+    /// permessage-deflate` (both windows 15 bits, context takeover).
+    fn deflate(&self) -> bool {
+        false
+    }
 
     /// Answers a plain (non-upgrade) request.
     fn request(
@@ -178,7 +188,8 @@ pub async fn accept_loop<D: Door>(
 
 /// What the connection does once hyper is done with it.
 enum After<R> {
-    Upgrade(R),
+    /// The route, and whether permessage-deflate was agreed.
+    Upgrade(R, bool),
     Lease(Lease),
 }
 
@@ -210,7 +221,9 @@ pub async fn serve<D: Door>(door: Arc<D>, stream: TcpStream) {
     let after = slot.lock().ok().and_then(|mut s| s.take());
     let mut io = parts.io.into_inner();
     match after {
-        Some(After::Upgrade(route)) => door.websocket(route, io, parts.read_buf).await,
+        Some(After::Upgrade(route, deflate)) => {
+            door.websocket(route, io, parts.read_buf, deflate).await;
+        }
         Some(After::Lease(lease)) => {
             let _ = io.shutdown().await;
             // Until the client closes its side (or the lease runs out).
@@ -287,8 +300,18 @@ fn upgrade_ws<D: Door>(
     let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) else {
         return response(Reply::new(StatusCode::BAD_REQUEST, ""));
     };
+    // Agreed only when offered (RFC 7692 5): any offer of ours is taken
+    // as is, with the parameters left at their defaults.
+    let deflate = door.deflate()
+        && req
+            .headers()
+            .get_all(hyper::header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|offer| offer.trim_start().starts_with("permessage-deflate"));
     match slot.lock() {
-        Ok(mut s) => *s = Some(After::Upgrade(route)),
+        Ok(mut s) => *s = Some(After::Upgrade(route, deflate)),
         Err(_) => return response(Reply::new(StatusCode::INTERNAL_SERVER_ERROR, "")),
     }
     let mut r = Response::new(Full::new(Bytes::new()));
@@ -300,6 +323,12 @@ fn upgrade_ws<D: Door>(
     );
     h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(hyper::header::SEC_WEBSOCKET_ACCEPT, accept);
+    if deflate {
+        h.insert(
+            hyper::header::SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static("permessage-deflate"),
+        );
+    }
     r
 }
 

@@ -9,6 +9,8 @@
 //!   handling and fault injection.
 //! * [`http`]: the HTTP/1.1 front door (hyper) both servers share: WebSocket
 //!   upgrades handed back as raw sockets, plain requests answered by a handler.
+//! * [`ws`]: the server side of an accepted WebSocket (tungstenite, or yawc
+//!   with permessage-deflate under feature `deflate`).
 //! * [`load`]: a paced load server (fixed rate, ramp, spike, soak) with
 //!   send stamps in the frames, baseline clients and the benchmark suite.
 
@@ -18,3 +20,4 @@ pub mod http;
 pub mod load;
 pub mod sim;
 pub mod source;
+pub mod ws;

@@ -46,7 +46,7 @@ impl Door for TestDoor {
     }
 
     /// Echoes text frames, prefixed with the route.
-    async fn websocket(&self, route: String, io: TcpStream, read_buf: Bytes) {
+    async fn websocket(&self, route: String, io: TcpStream, read_buf: Bytes, _deflate: bool) {
         let mut ws =
             WebSocketStream::from_partially_read(io, read_buf.to_vec(), Role::Server, None).await;
         while let Some(Ok(m)) = ws.next().await {

@@ -108,6 +108,7 @@ struct RawFeed {
     snapshot_limit: Option<i64>,
     data_timeout_ms: Option<i64>,
     rollover_after_ms: Option<i64>,
+    compression: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -289,6 +290,10 @@ pub struct FeedConfig {
     /// (`rollover_after_ms`; `None`: five minutes before the venue's
     /// connection lifetime, Binance 24 h; `Some(0)`: only on a shutdown notice).
     pub rollover_after: Option<std::time::Duration>,
+    /// `compression = "deflate"`: offer permessage-deflate (RFC 7692) in the
+    /// handshake; a server that declines is run uncompressed (`"none"`, the
+    /// default: nothing offered).
+    pub compression: crate::net::Compression,
 }
 
 /// Output files (`[output]`).
@@ -663,6 +668,30 @@ impl Config {
                 )? as u64)),
             };
 
+            let compression = match rf.compression.as_deref() {
+                None | Some("none") => crate::net::Compression::None,
+                Some("deflate") if !cfg!(feature = "deflate") => {
+                    return Err(err(
+                        format!("{p}.compression"),
+                        "this engine was built without the `deflate` feature",
+                    ));
+                }
+                // The busy-poll receiver runs sync tungstenite, which has no
+                // permessage-deflate (only the epoll loop's socket has it).
+                Some("deflate") if engine.receiver_mode == ReceiverMode::BusyPoll => {
+                    return Err(err(
+                        format!("{p}.compression"),
+                        "\"deflate\" needs engine.receiver_mode = \"epoll\" (the busy-poll receiver has no permessage-deflate)",
+                    ));
+                }
+                Some("deflate") => crate::net::Compression::Deflate,
+                Some(other) => {
+                    return Err(err(
+                        format!("{p}.compression"),
+                        format!("expected \"none\" or \"deflate\", got {other:?}"),
+                    ));
+                }
+            };
             feeds_out.push(FeedConfig {
                 venue,
                 ws_url: rf.ws_url.trim_end_matches('/').to_owned(),
@@ -671,6 +700,7 @@ impl Config {
                 snapshot_limit: u32::try_from(limit).unwrap_or(5000),
                 data_timeout,
                 rollover_after,
+                compression,
             });
         }
 

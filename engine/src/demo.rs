@@ -92,6 +92,7 @@ pub fn run(
         snapshot_limit: 1000,
         data_timeout: crate::config::DEFAULT_DATA_TIMEOUT,
         rollover_after: None,
+        compression: crate::net::Compression::None,
     }];
     let tty = std::io::stdout().is_terminal();
     let mut view = LiveRender::new(tty);

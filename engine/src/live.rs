@@ -68,6 +68,19 @@ impl FeedHandler for Handler {
         s.connected.set(s.connected.get() + 1);
     }
 
+    fn on_compression(&mut self, agreed: bool) {
+        let s = &self.shared.borrow().ingest.stats;
+        s.compressed.set(i64::from(agreed));
+        if agreed {
+            s.compressed_connects.inc();
+        } else {
+            eprintln!(
+                "feed{}: the server declined permessage-deflate; running uncompressed",
+                connection_label(&self.plan)
+            );
+        }
+    }
+
     fn on_disconnected(&mut self, reason: &str) {
         let mut sh = self.shared.borrow_mut();
         let s = &sh.ingest.stats;
@@ -292,6 +305,7 @@ pub(crate) fn feed_connections(
             let mut o = FeedOptions::new(&plan.url, &feed.rest_url);
             o.subscribe = plan.subscribe.iter().map(|s| s.message.clone()).collect();
             o.data_timeout = feed.data_timeout;
+            o.compression = feed.compression;
             o.rollover_after = feed
                 .rollover_after
                 .unwrap_or_else(|| rollover_lead(p.connection_lifetime));
@@ -415,7 +429,9 @@ pub fn run(cfg: &Config, output: Output, mut when: StopWhen<'_>) -> std::io::Res
                     let shared = Rc::new(RefCell::new(Shared { ingest, stop }));
                     let mut conns: Vec<(FeedOptions, Arc<SnapshotRequests>, Handler)> = conns
                         .into_iter()
-                        .map(|(plan, opts, req)| {
+                        .map(|(plan, mut opts, req)| {
+                            let wire = Arc::clone(&shared.borrow().ingest.stats.wire_bytes);
+                            opts.wire_bytes = Some(wire);
                             let shared = shared.clone();
                             let handler = Handler {
                                 shared,

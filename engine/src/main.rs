@@ -54,6 +54,7 @@ usage:
              [--min-subscribed <n>]   (play only while n connections are subscribed; USD-M clients open 2)
              [--min-streams <n>]   (play only once the clients hold n streams; Coinbase Advanced Trade
                                     subscribes channel by channel: 1 + 3 × products)
+             [--compression deflate|none]   (deflate: agree on permessage-deflate when a client offers it)
   engine run --config <file> [--out <file|->] [--stats <file>] [--duration <s>] [--metrics-addr <ip:port>]
   engine record --config <file> --out <dir> [--duration <s>]
   engine generate --out <capture.txt.gz> [--seed <n>] [--duration <s>] [--symbols A,B]";
@@ -301,6 +302,7 @@ fn cmd_sim(args: &Args) -> Result<(), String> {
         "venue",
         "min-subscribed",
         "min-streams",
+        "compression",
     ])?;
     let venue = args.get("venue").map(str::to_owned);
     if let Some(v) = &venue {
@@ -337,6 +339,18 @@ fn cmd_sim(args: &Args) -> Result<(), String> {
     };
     sc.min_subscribed = args.parse_opt("min-subscribed")?.unwrap_or(1);
     sc.min_streams = args.parse_opt("min-streams")?.unwrap_or(0);
+    sc.deflate = match args.get("compression") {
+        None | Some("none") => false,
+        Some("deflate") if cfg!(feature = "deflate") => true,
+        Some("deflate") => {
+            return Err("--compression deflate: built without the `deflate` feature".into())
+        }
+        Some(v) => {
+            return Err(format!(
+                "--compression: expected deflate or none, got {v:?}"
+            ))
+        }
+    };
     sc.faults.drop_after_frames = args.parse_opt("drop-after")?;
     for v in args.all("skip-depth") {
         sc.faults.skip_depth_at.push(

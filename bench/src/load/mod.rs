@@ -329,7 +329,7 @@ impl Door for LoadDoor {
 
     /// The socket goes back to blocking mode and its own thread: the
     /// synchronous send loop paces frames more precisely than a task.
-    async fn websocket(&self, (): (), io: tokio::net::TcpStream, read_buf: Bytes) {
+    async fn websocket(&self, (): (), io: tokio::net::TcpStream, read_buf: Bytes, _: bool) {
         let Ok(stream) = io.into_std() else {
             return;
         };

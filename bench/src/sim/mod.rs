@@ -64,16 +64,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, StreamExt};
+use futures_util::stream::StreamExt;
 use futures_util::SinkExt;
 use hyper::header::HeaderValue;
 use hyper::{Method, StatusCode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 
 use feeds::sim::{RestRequest, Routed, SimBooks, StreamKey, StreamKind, VenueServer};
 use feeds::venue::VenueDef;
@@ -196,6 +194,10 @@ pub struct SimConfig {
     /// streams in all (0: any): venues that subscribe one channel per
     /// request (Coinbase Advanced Trade) set it so no channel misses the start.
     pub min_streams: usize,
+    /// Agree on permessage-deflate (RFC 7692) when a client offers it, and
+    /// compress every frame (level 6, context takeover). Needs the
+    /// `deflate` feature; without it the offer is declined.
+    pub deflate: bool,
 }
 
 impl SimConfig {
@@ -214,6 +216,7 @@ impl SimConfig {
             stream_snapshots: true,
             min_subscribed: 1,
             min_streams: 0,
+            deflate: false,
         }
     }
 }
@@ -375,7 +378,7 @@ impl Drop for SimHandle {
     }
 }
 
-type WsSink = SplitSink<WebSocketStream<TcpStream>, Message>;
+use crate::ws::WsSink;
 
 enum Ctl {
     Open {
@@ -414,6 +417,7 @@ async fn run(
         ctl: ctl_tx,
         stats: Arc::clone(&stats),
         next_id: AtomicU64::new(0),
+        deflate: cfg.deflate,
     });
     let accept = crate::http::accept_loop(listener, door, stop.clone());
     let actor = Actor::new(cfg, venue, source, stats);
@@ -431,6 +435,8 @@ struct SimDoor {
     ctl: mpsc::Sender<Ctl>,
     stats: Arc<Stats>,
     next_id: AtomicU64,
+    /// Agree on permessage-deflate when a client offers it.
+    deflate: bool,
 }
 
 impl Door for SimDoor {
@@ -440,16 +446,21 @@ impl Door for SimDoor {
         self.server.ws_route(path, query)
     }
 
-    async fn websocket(&self, route: Self::Route, io: TcpStream, read_buf: Bytes) {
+    fn deflate(&self) -> bool {
+        // Without the feature there is no compressing socket: declined.
+        self.deflate && cfg!(feature = "deflate")
+    }
+
+    async fn websocket(&self, route: Self::Route, io: TcpStream, read_buf: Bytes, deflate: bool) {
         let feeds::sim::WsRoute { combined, streams } = route;
         let id = self.next_id.fetch_add(1, Ordering::AcqRel) + 1;
-        let ws =
-            WebSocketStream::from_partially_read(io, read_buf.to_vec(), Role::Server, None).await;
+        let Some((sink, mut read)) = crate::ws::accept(io, read_buf, deflate).await else {
+            return;
+        };
         self.stats.accepted.fetch_add(1, Ordering::AcqRel);
         if let Ok(mut v) = self.stats.accept_times.lock() {
             v.push(Instant::now());
         }
-        let (sink, mut read) = ws.split();
         let (kill, mut killed) = oneshot::channel();
         let ctl = &self.ctl;
         if ctl

@@ -40,6 +40,11 @@ const FEED_COUNTERS: &[FeedCounter] = &[
         |s| s.bytes.get(),
     ),
     (
+        "wiresignal_feed_wire_bytes_total",
+        "Bytes read from the feed's sockets (framing, compressed payloads, TLS).",
+        |s| s.wire_bytes.get(),
+    ),
+    (
         "wiresignal_feed_parse_errors_total",
         "Frames that failed to parse.",
         |s| s.parse_errors.get(),
@@ -256,6 +261,18 @@ pub fn render(registry: &Registry, health: &Health) -> String {
             "wiresignal_feed_connected",
             &[("feed", feed)],
             s.connected.get(),
+        );
+    }
+    e.family(
+        "wiresignal_feed_compressed",
+        Kind::Gauge,
+        "1 when the feed's latest handshake agreed on permessage-deflate.",
+    );
+    for (feed, s) in &feeds {
+        e.sample_i64(
+            "wiresignal_feed_compressed",
+            &[("feed", feed)],
+            s.compressed.get(),
         );
     }
     e.family(

@@ -44,6 +44,10 @@ const BACKOFF_STEP: Duration = Duration::from_millis(10);
 /// (`wss://`) needs the epoll loop.
 #[must_use]
 pub fn unsupported(opts: &FeedOptions) -> Option<String> {
+    if opts.compression != super::socket::Compression::None {
+        // Sync tungstenite has no permessage-deflate (the config rejects it too).
+        return Some("permessage-deflate is not supported by the busy-poll receiver".to_owned());
+    }
     match Target::parse(&opts.ws_url, "ws", "wss") {
         Ok(t) if t.tls => Some(format!(
             "{}: TLS is not supported by the busy-poll receiver",

@@ -17,21 +17,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::conn::{ConnMachine, Down, SnapshotFailure, Up};
-use super::http::{self, Answer, HttpError, Pending, RateHeaders, Target};
+use super::http::{self, Answer, HttpError, Pending, RateHeaders};
+use super::socket::{Compression, FeedSocket, Plain, SocketError};
+use crate::pipeline::stats::Counter;
 /// Upper bound on sending our Close frame at shutdown.
 pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
 /// Initial capacity of the reused frame buffer (grows to the largest frame seen).
 pub(super) const FRAME_BUF: usize = 64 << 10;
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The one snapshot in flight, performed by the REST control thread. Its
 /// answer is taken when it arrives but delivered only once no WebSocket frame
@@ -139,6 +137,11 @@ pub struct FeedOptions {
     pub http_timeout: Duration,
     /// Stop after this many reconnect attempts (`Some(0)`: never reconnect).
     pub max_reconnects: Option<u64>,
+    /// Offer permessage-deflate in the handshake ([`Compression`]).
+    pub compression: Compression,
+    /// Counts the bytes read from the TCP socket of every connection
+    /// (framing, compressed payloads and TLS included); `None`: not counted.
+    pub wire_bytes: Option<Arc<Counter>>,
 }
 
 impl fmt::Debug for FeedOptions {
@@ -163,6 +166,7 @@ impl fmt::Debug for FeedOptions {
             .field("rollover_overlap", &self.rollover_overlap)
             .field("http_timeout", &self.http_timeout)
             .field("max_reconnects", &self.max_reconnects)
+            .field("compression", &self.compression)
             .finish_non_exhaustive()
     }
 }
@@ -196,6 +200,8 @@ impl FeedOptions {
             rollover_overlap: Duration::from_secs(2),
             http_timeout: Duration::from_secs(10),
             max_reconnects: None,
+            compression: Compression::None,
+            wire_bytes: None,
         }
     }
 }
@@ -207,6 +213,10 @@ impl FeedOptions {
 pub trait FeedHandler {
     /// The WebSocket is up; subscribe messages (if any) follow, paced.
     fn on_connected(&mut self);
+    /// Right after [`on_connected`](Self::on_connected) on a feed that
+    /// offered permessage-deflate: whether the server agreed (`false`: it
+    /// declined, the connection runs uncompressed).
+    fn on_compression(&mut self, _agreed: bool) {}
     /// The connection is gone (`reason` is human-readable); books are now unsynced.
     fn on_disconnected(&mut self, reason: &str);
     /// A text or binary message payload, in a buffer reused across frames.
@@ -447,6 +457,28 @@ pub async fn run_feed(
     opts: FeedOptions,
     requests: Arc<SnapshotRequests>,
     handler: &mut impl FeedHandler,
+    shutdown: watch::Receiver<bool>,
+) -> FeedStats {
+    // One session loop; only the socket type differs (see `super::socket`).
+    match opts.compression {
+        Compression::None => run_feed_on::<Plain>(opts, requests, handler, shutdown).await,
+        #[cfg(feature = "deflate")]
+        Compression::Deflate => {
+            run_feed_on::<super::socket::Deflate>(opts, requests, handler, shutdown).await
+        }
+        #[cfg(not(feature = "deflate"))]
+        Compression::Deflate => {
+            // Rejected by the configuration; reached only by a programmatic caller.
+            handler.on_connect_error("permessage-deflate needs the engine's `deflate` feature");
+            FeedStats::default()
+        }
+    }
+}
+
+async fn run_feed_on<W: FeedSocket>(
+    opts: FeedOptions,
+    requests: Arc<SnapshotRequests>,
+    handler: &mut impl FeedHandler,
     mut shutdown: watch::Receiver<bool>,
 ) -> FeedStats {
     let mut m = ConnMachine::new(&opts);
@@ -466,7 +498,7 @@ pub async fn run_feed(
                 let connected = tokio::select! {
                     biased;
                     () = wait_shutdown(&mut shutdown) => break,
-                    r = timeout(opts.connect_timeout, connect(&opts)) => {
+                    r = timeout(opts.connect_timeout, W::connect(&opts)) => {
                         r.unwrap_or_else(|_| Err(format!("connect timed out after {:?}", opts.connect_timeout)))
                     }
                 };
@@ -474,6 +506,9 @@ pub async fn run_feed(
                     Ok(mut ws) => {
                         m.connected(Instant::now(), &requests);
                         handler.on_connected();
+                        if let Some(agreed) = ws.compression() {
+                            handler.on_compression(agreed);
+                        }
                         let end = session(
                             &mut m,
                             &opts,
@@ -486,7 +521,7 @@ pub async fn run_feed(
                         .await;
                         if let SessionEnd::Stop = end {
                             // Best effort: tell the server, but never hang on it.
-                            let _ = timeout(CLOSE_TIMEOUT, ws.close(None)).await;
+                            let _ = timeout(CLOSE_TIMEOUT, ws.close()).await;
                             handler.on_disconnected("shutdown");
                             break;
                         }
@@ -520,10 +555,10 @@ pub async fn run_feeds<H: FeedHandler>(
 
 /// One connected session: returns when the connection is lost (after
 /// telling the machine and the handler) or a stop is requested.
-async fn session(
+async fn session<W: FeedSocket>(
     m: &mut ConnMachine<'_>,
     opts: &FeedOptions,
-    ws: &mut Ws,
+    ws: &mut W,
     requests: &SnapshotRequests,
     handler: &mut impl FeedHandler,
     shutdown: &mut watch::Receiver<bool>,
@@ -531,7 +566,7 @@ async fn session(
 ) -> SessionEnd {
     let mut inflight: Option<InFlight> = None;
     // The replacement connection of a rollover, while both run.
-    let mut next: Option<Replacement<Ws>> = None;
+    let mut next: Option<Replacement<W>> = None;
     // `now` is refreshed by every event (a frame reads the clock anyway), so
     // the machine is consulted without a clock read per frame of its own.
     let mut now = Instant::now();
@@ -784,12 +819,12 @@ impl<W> Replacement<W> {
 
 /// Opens and subscribes the replacement of the current connection (`None`:
 /// it failed; the current one carries on and the machine retries later).
-async fn open_replacement(
+async fn open_replacement<W: FeedSocket>(
     m: &mut ConnMachine<'_>,
     opts: &FeedOptions,
     handler: &mut impl FeedHandler,
-) -> Option<Replacement<Ws>> {
-    let mut ws = match timeout(opts.connect_timeout, connect(opts)).await {
+) -> Option<Replacement<W>> {
+    let mut ws = match timeout(opts.connect_timeout, W::connect(opts)).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             m.rollover_failed(Instant::now());
@@ -818,17 +853,21 @@ async fn open_replacement(
 /// replacement's held frames are delivered (duplicates of what the old one
 /// gave are dropped downstream by update and trade id), and the session
 /// carries on with the books as they are.
-async fn switch_over(
+async fn switch_over<W: FeedSocket>(
     m: &mut ConnMachine<'_>,
-    ws: &mut Ws,
-    next: &mut Option<Replacement<Ws>>,
+    ws: &mut W,
+    next: &mut Option<Replacement<W>>,
     handler: &mut impl FeedHandler,
     frame_buf: &mut Vec<u8>,
     now: Instant,
 ) {
     if let Some(n) = next.take() {
+        // The replacement's own handshake decides what runs from now on.
+        if let Some(agreed) = n.ws.compression() {
+            handler.on_compression(agreed);
+        }
         let mut old = std::mem::replace(ws, n.ws);
-        let _ = timeout(CLOSE_TIMEOUT, old.close(None)).await;
+        let _ = timeout(CLOSE_TIMEOUT, old.close()).await;
         switched(m, handler, frame_buf, &n.buffer, now);
     }
 }
@@ -851,9 +890,9 @@ pub(super) fn switched(
 }
 
 /// The next message of the replacement connection (pending while none).
-async fn replacement_frame(
-    next: &mut Option<Replacement<Ws>>,
-) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+async fn replacement_frame<W: FeedSocket>(
+    next: &mut Option<Replacement<W>>,
+) -> Option<Result<Message, SocketError>> {
     match next {
         Some(n) => n.ws.next().await,
         None => std::future::pending().await,
@@ -943,29 +982,6 @@ pub(super) fn ws_config() -> WebSocketConfig {
 
 /// Bytes read from a feed socket at most per read (see [`ws_config`]).
 pub(super) const READ_BUFFER: usize = 16 * 1024;
-
-/// Connect, handshake and subscribe. Does its own TCP connect so that IPv6
-/// literals (`ws://[::1]:port`) work and `TCP_NODELAY` is set.
-async fn connect(opts: &FeedOptions) -> Result<Ws, String> {
-    let target = Target::parse(&opts.ws_url, "ws", "wss")?;
-    let tcp = http::connect_tcp(&target.host, target.port)
-        .await
-        .map_err(|e| format!("connect {}: {e}", target.host_header))?;
-    let connector = if target.tls {
-        Connector::Rustls(http::tls_client_config()?)
-    } else {
-        Connector::Plain
-    };
-    let (ws, _response) = tokio_tungstenite::client_async_tls_with_config(
-        opts.ws_url.as_str(),
-        tcp,
-        Some(ws_config()),
-        Some(connector),
-    )
-    .await
-    .map_err(|e| format!("websocket handshake with {}: {e}", target.host_header))?;
-    Ok(ws)
-}
 
 pub(super) fn close_reason(frame: Option<&CloseFrame>) -> String {
     match frame {

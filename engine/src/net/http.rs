@@ -279,7 +279,7 @@ async fn run_call(mut call: Call) {
 }
 
 /// A plain or TLS connection.
-trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+pub(super) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 async fn fetch(url: &str, max_body: usize) -> Result<Answer, HttpError> {

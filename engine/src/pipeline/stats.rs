@@ -126,8 +126,17 @@ pub struct FeedStats {
     pub rejected_requests: Counter,
     /// Capture lines that were not records (no timestamp, not UTF-8, truncated).
     pub bad_records: Counter,
-    /// Bytes of frames received.
+    /// Bytes of frames received (payloads as the parser sees them: inflated
+    /// when the connection is compressed).
     pub bytes: Counter,
+    /// Bytes read from the feed's TCP sockets (live): WebSocket framing,
+    /// compressed payloads and TLS included. Shared with the sockets.
+    pub wire_bytes: std::sync::Arc<Counter>,
+    /// 1 when the feed's latest handshake agreed on permessage-deflate, 0
+    /// when it was not offered or the server declined (`compression`).
+    pub compressed: Gauge,
+    /// Handshakes that agreed on permessage-deflate.
+    pub compressed_connects: Counter,
     /// Connections made (live).
     pub connects: Counter,
     /// Disconnections (live).
