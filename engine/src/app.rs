@@ -136,23 +136,16 @@ pub fn processor_factory(
     })
 }
 
-/// Starts a pipeline for `receivers` receivers.
-pub fn start_pipeline(
-    cfg: &Config,
-    receivers: usize,
-    output: Output,
-    resync: Option<ResyncFactory>,
-) -> std::io::Result<Pipeline> {
-    start_pipeline_with(cfg, receivers, output, resync, None)
-}
-
-/// [`start_pipeline`] with a second, columnar row consumer (`--parquet`).
+/// Starts a pipeline for `receivers` receivers writing rows to `output`,
+/// then to `collector` (`--parquet`) and the `[[sinks]]`; `live_view`:
+/// keep the latest values for [`Pipeline::view`] (the demo's table).
 pub fn start_pipeline_with(
     cfg: &Config,
     receivers: usize,
     output: Output,
     resync: Option<ResyncFactory>,
     collector: Option<Box<dyn RowCollector>>,
+    live_view: bool,
 ) -> std::io::Result<Pipeline> {
     let outputs: Arc<[String]> = crate::pipeline::processor::Processor::<
         fn(crate::pipeline::processor::SinkMsg),
@@ -202,6 +195,7 @@ pub fn start_pipeline_with(
         outputs,
         output: output.open()?,
         collectors,
+        live_view,
         resync,
         cores: CorePlan::new(cfg.engine.pin_cores.unwrap_or_else(|| {
             let inline = cfg.engine.signal_placement == crate::config::SignalPlacement::Inline;
@@ -287,7 +281,7 @@ pub fn replay_with(
         .collect::<Vec<_>>()
         .join("+");
     let adapter_of = |inp: &ReplayInput| venues.iter().position(|&v| v == inp.venue).unwrap_or(0);
-    let mut pipeline = start_pipeline_with(cfg, 1, output, None, collector)?;
+    let mut pipeline = start_pipeline_with(cfg, 1, output, None, collector, false)?;
     let registry = pipeline.registry.clone();
     let _metrics = crate::metrics::serve(cfg, &registry, crate::metrics::Mode::Replay)?;
     let tx = pipeline.txs.remove(0);

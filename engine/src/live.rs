@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use feeds::event::InstrumentInfo;
 use feeds::venue::{ConnectionPlan, FrameKind, Heartbeat, Recovery, VenueAdapter};
 
-use crate::app::{make_adapter, start_pipeline, Output, RunReport};
+use crate::app::{make_adapter, start_pipeline_with, Output, RunReport};
 use crate::config::{Config, FeedConfig};
 use crate::net::budget::Budget;
 use crate::net::feed::{run_feeds, FeedHandler, FeedOptions, SnapshotRequests};
@@ -397,7 +397,10 @@ pub fn run(cfg: &Config, output: Output, mut when: StopWhen<'_>) -> std::io::Res
             routes: routes.clone(),
         }) as Box<dyn ResyncHook>
     });
-    let mut pipeline = start_pipeline(cfg, cfg.feeds.len(), output, Some(resync))?;
+    // Only a tick (the demo's table) reads the live view.
+    let live_view = when.tick.is_some();
+    let mut pipeline =
+        start_pipeline_with(cfg, cfg.feeds.len(), output, Some(resync), None, live_view)?;
     let registry = pipeline.registry.clone();
     let _metrics = crate::metrics::serve(cfg, &registry, crate::metrics::Mode::Live)?;
     let stop = Arc::new(AtomicBool::new(false));

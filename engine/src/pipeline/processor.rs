@@ -141,10 +141,39 @@ impl<F: FnMut(SinkMsg)> Emit for F {
     }
 }
 
-impl Emit for super::ring::RingTx<SinkMsg> {
+/// A processor's ring to the sink thread, or nothing when no one consumes
+/// rows (no `--out`, no collector, no `[[sinks]]`, no live view): the rows
+/// are then counted (`rows`) but never materialised.
+pub struct SinkTx(Option<super::ring::RingTx<SinkMsg>>);
+
+impl SinkTx {
+    /// Rows go to the sink through `ring`.
+    #[must_use]
+    pub fn ring(ring: super::ring::RingTx<SinkMsg>) -> Self {
+        Self(Some(ring))
+    }
+
+    /// Rows are counted and dropped.
+    #[must_use]
+    pub fn discard() -> Self {
+        Self(None)
+    }
+
+    /// Wakes the sink thread if it sleeps.
+    #[inline]
+    pub fn notify(&self) {
+        if let Some(r) = &self.0 {
+            r.notify();
+        }
+    }
+}
+
+impl Emit for SinkTx {
     #[inline]
     fn emit(&mut self, m: SinkMsg) {
-        self.push_quiet(m);
+        if let Some(r) = &mut self.0 {
+            r.push_quiet(m);
+        }
     }
 }
 
@@ -225,12 +254,6 @@ impl<O: Emit> Processor<O> {
         names
     }
 
-    /// Processes one ring slot.
-    #[inline]
-    pub fn on_slot(&mut self, slot: &super::ring::Slot) {
-        self.on_slot_at(slot, mono_ns());
-    }
-
     /// Processes a slot popped right after the previous slot of the same
     /// drain finished at `prev_done` (the value this returned for it; 0 for
     /// none); returns when this one finished (monotonic ns).
@@ -263,6 +286,13 @@ impl<O: Emit> Processor<O> {
             _ => 0,
         };
         self.on_event(&slot.ev, slot.t_frame);
+        if !matches!(self.pending, Pending::None) {
+            // A depth message's header or one of its levels before the last:
+            // queued, nothing computed and nothing to sample, so no clock
+            // read. The next slot of the drain counts as popped now too, so
+            // the message's book-and-signals sample spans all its slots.
+            return t_pop;
+        }
         let t_done = mono_ns();
         if ts != 0 {
             self.wire.record(ts, t_done);
@@ -271,13 +301,11 @@ impl<O: Emit> Processor<O> {
         // it (a depth diff's book is applied and its signals run at its last
         // level; the slots before only queue levels). Full batches publish
         // themselves; the timer below keeps partial ones fresh.
-        if matches!(self.pending, Pending::None) {
-            let [ring, sig, e2e] = &mut self.samples;
-            let reg = &*self.registry;
-            ring.record(t_pop.saturating_sub(slot.t_push), reg);
-            sig.record(t_done.saturating_sub(t_pop), reg);
-            e2e.record(t_done.saturating_sub(slot.t_frame), reg);
-        }
+        let [ring, sig, e2e] = &mut self.samples;
+        let reg = &*self.registry;
+        ring.record(t_pop.saturating_sub(slot.t_push), reg);
+        sig.record(t_done.saturating_sub(t_pop), reg);
+        e2e.record(t_done.saturating_sub(slot.t_frame), reg);
         if t_done.saturating_sub(self.last_publish) > 200_000_000 {
             self.last_publish = t_done;
             self.publish();

@@ -392,7 +392,7 @@ pub struct EventTx {
 }
 
 /// A processor run on the receiver thread (no ring hop, no wake-up).
-pub type InlineProcessor = super::processor::Processor<RingTx<super::processor::SinkMsg>>;
+pub type InlineProcessor = super::processor::Processor<super::processor::SinkTx>;
 
 impl EventTx {
     /// One ring per signal thread; a full ring blocks (`overload = "block"`).
@@ -508,12 +508,15 @@ impl EventTx {
     pub fn send_frame(&mut self, events: &[Event], t_frame: u64) {
         let t_push = mono_ns();
         if let Some(p) = self.inline.as_deref_mut() {
+            // One clock read per message, not two per slot (as a drain).
+            let mut done = 0;
             for ev in events {
-                p.on_slot(&Slot {
+                let slot = Slot {
                     ev: *ev,
                     t_frame,
                     t_push,
-                });
+                };
+                done = p.on_slot_after(&slot, done);
             }
             self.dirty |= 1;
             self.flush();

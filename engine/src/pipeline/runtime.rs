@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::overload::{Overload, Stage, StageLimits};
-use super::processor::{Emit, Processor, ProcessorConfig, ResyncHook, SinkMsg};
+use super::processor::{Processor, ProcessorConfig, ResyncHook, SinkMsg, SinkTx};
 use super::ring::{ring, Backoff, EventTx, RingRx, RingTx, Slot, Waiter};
 use super::sink::{JsonlWriter, LiveView, RowCollector, SinkShared, SinkState};
 use super::stats::{Registry, RingStats};
@@ -99,6 +99,10 @@ pub struct PipelineConfig {
     /// Further consumers of the rows (`--parquet`, the `[[sinks]]`), fed by
     /// the sink thread after the JSONL writer, in order.
     pub collectors: Vec<Box<dyn RowCollector>>,
+    /// Keep the latest value of every output for [`Pipeline::view`] (the
+    /// demo's table). Without it, an output or a collector, rows never
+    /// leave the signal threads: they are counted, not materialised.
+    pub live_view: bool,
     /// Resync hooks (live feeds); `None` = replay.
     pub resync: Option<ResyncFactory>,
     /// Core pinning plan.
@@ -125,12 +129,15 @@ pub struct Pipeline {
     pub txs: Vec<EventTx>,
     /// Published counters and histograms.
     pub registry: Arc<Registry>,
-    /// Latest values for the live view.
+    /// Latest values for the live view (empty unless
+    /// [`PipelineConfig::live_view`]).
     pub view: Arc<SinkShared>,
     /// The core plan (receivers pin themselves with it after the signal threads).
     pub cores: Arc<CorePlan>,
     workers: Vec<JoinHandle<()>>,
     sink: JoinHandle<std::io::Result<u64>>,
+    /// Rows reach the sink thread (else only the instruments count them).
+    sink_consumes: bool,
 }
 
 impl Pipeline {
@@ -147,14 +154,23 @@ impl Pipeline {
         let mut txs_per_receiver: Vec<Vec<RingTx<Slot>>> =
             (0..cfg.receivers).map(|_| Vec::new()).collect();
         let mut sink_rxs = Vec::new();
+        // Rows cross to the sink thread only when something there consumes
+        // them; otherwise the processors count them and drop them.
+        let sink_consumes = cfg.output.is_some() || !cfg.collectors.is_empty() || cfg.live_view;
+        let sink_ring = |rxs: &mut Vec<RingRx<SinkMsg>>| {
+            if !sink_consumes {
+                return SinkTx::discard();
+            }
+            let (tx, rx) = ring::<SinkMsg>(cfg.ring_capacity, sink_waiter.clone(), full.clone());
+            rxs.push(rx);
+            SinkTx::ring(tx)
+        };
         let mut workers = Vec::new();
         let processor_cfg = Arc::new(cfg.processor);
         let mut inline_txs = Vec::new();
         if cfg.inline {
             for _ in 0..cfg.receivers {
-                let (sink_tx, sink_rx) =
-                    ring::<SinkMsg>(cfg.ring_capacity, sink_waiter.clone(), full.clone());
-                sink_rxs.push(sink_rx);
+                let sink_tx = sink_ring(&mut sink_rxs);
                 let resync: Box<dyn ResyncHook> = match &cfg.resync {
                     Some(f) => f(),
                     None => Box::new(super::processor::NoResync),
@@ -175,9 +191,7 @@ impl Pipeline {
                 occupancy
                     .push(registry.add_ring(format!("receiver{r}->signal{w}"), cfg.ring_capacity));
             }
-            let (sink_tx, sink_rx) =
-                ring::<SinkMsg>(cfg.ring_capacity, sink_waiter.clone(), full.clone());
-            sink_rxs.push(sink_rx);
+            let sink_tx = sink_ring(&mut sink_rxs);
             let registry = registry.clone();
             let pcfg = processor_cfg.clone();
             let resync: Box<dyn ResyncHook> = match &cfg.resync {
@@ -200,7 +214,7 @@ impl Pipeline {
 
         let sink = {
             let registry = registry.clone();
-            let view = view.clone();
+            let view = cfg.live_view.then(|| view.clone());
             let outputs = cfg.outputs.clone();
             let output = cfg.output;
             let collectors = cfg.collectors;
@@ -244,25 +258,32 @@ impl Pipeline {
             cores: cfg.cores,
             workers,
             sink,
+            sink_consumes,
         }
     }
 
     /// Waits until every receiver has dropped its sender and everything
-    /// queued is processed and written. Returns the number of rows written.
+    /// queued is processed and written. Returns the number of rows written
+    /// (emitted, when nothing consumed them).
     pub fn finish(self) -> std::io::Result<u64> {
         drop(self.txs);
         for w in self.workers {
             let _ = w.join();
         }
-        match self.sink.join() {
-            Ok(r) => r,
-            Err(_) => Err(std::io::Error::other("sink thread panicked")),
+        let written = match self.sink.join() {
+            Ok(r) => r?,
+            Err(_) => return Err(std::io::Error::other("sink thread panicked")),
+        };
+        if self.sink_consumes {
+            return Ok(written);
         }
+        let instruments = self.registry.instruments();
+        Ok(instruments.iter().map(|(_, s)| s.rows.get()).sum())
     }
 }
 
-fn worker_loop<O: Emit + NotifyOut>(
-    mut proc: Processor<O>,
+fn worker_loop(
+    mut proc: Processor<SinkTx>,
     mut rxs: Vec<RingRx<Slot>>,
     occupancy: &[Arc<RingStats>],
     waiter: &Waiter,
@@ -288,7 +309,7 @@ fn worker_loop<O: Emit + NotifyOut>(
             }
         }
         if did > 0 {
-            proc.emitter().notify_out();
+            proc.emitter().notify();
             backoff.reset();
             if delay_ns > 0 {
                 slow_down(delay_ns, did);
@@ -303,7 +324,7 @@ fn worker_loop<O: Emit + NotifyOut>(
         });
     }
     proc.publish();
-    proc.emitter().notify_out();
+    proc.emitter().notify();
 }
 
 /// `debug_signal_delay_ns`: a deliberately slow signal stage (one sleep
@@ -314,25 +335,13 @@ fn slow_down(delay_ns: u64, events: usize) {
     std::thread::sleep(std::time::Duration::from_nanos(ns));
 }
 
-/// Wakes whoever consumes a processor's output.
-pub trait NotifyOut {
-    /// Wake the consumer.
-    fn notify_out(&self);
-}
-
-impl NotifyOut for RingTx<SinkMsg> {
-    fn notify_out(&self) {
-        self.notify();
-    }
-}
-
 fn sink_loop(
     mut rxs: Vec<RingRx<SinkMsg>>,
     waiter: &Waiter,
     output: Option<Box<dyn Write + Send>>,
     mut collectors: Vec<Box<dyn RowCollector>>,
     outputs: &Arc<[String]>,
-    view: Arc<SinkShared>,
+    view: Option<Arc<SinkShared>>,
     registry: Arc<Registry>,
 ) -> std::io::Result<u64> {
     // The JSONL writer buffers its rows itself (1 MiB), so no `BufWriter`.

@@ -461,7 +461,8 @@ pub struct SinkShared {
 /// Sink-side bookkeeping for the live view and the sink latency stage.
 pub struct SinkState {
     view: LiveView,
-    shared: Arc<SinkShared>,
+    /// Where the view is published; `None`: no one reads it, so none is kept.
+    shared: Option<Arc<SinkShared>>,
     registry: Arc<Registry>,
     samples: StageSamples,
     /// `(t_frame, now)` of the last row stamped in this drain round.
@@ -472,8 +473,12 @@ pub struct SinkState {
 }
 
 impl SinkState {
-    /// New state.
-    pub fn new(outputs: &[String], shared: Arc<SinkShared>, registry: Arc<Registry>) -> Self {
+    /// New state (keeping a live view only when it is `shared`).
+    pub fn new(
+        outputs: &[String],
+        shared: Option<Arc<SinkShared>>,
+        registry: Arc<Registry>,
+    ) -> Self {
         Self {
             view: LiveView {
                 outputs: outputs.to_vec(),
@@ -497,6 +502,7 @@ impl SinkState {
     /// [`maybe_publish`]: Self::maybe_publish
     pub fn observe(&mut self, msg: &SinkMsg) {
         match *msg {
+            SinkMsg::Instrument(_) if self.shared.is_none() => {}
             SinkMsg::Instrument(info) => {
                 let n = self.view.outputs.len();
                 let idx = info.inst.index();
@@ -539,7 +545,7 @@ impl SinkState {
         }
         self.last_publish = now;
         self.registry.record_samples(&mut self.samples);
-        if let Ok(mut v) = self.shared.view.lock() {
+        if let Some(Ok(mut v)) = self.shared.as_ref().map(|s| s.view.lock()) {
             v.clone_from(&self.view);
         }
     }

@@ -632,7 +632,8 @@ mod tests {
     #[test]
     fn a_websocket_sink_needs_a_listener() {
         let cfg = Config::from_toml_str("[[sinks]]\nkind = \"websocket\"\n", "t").unwrap();
-        let Err(e) = crate::app::start_pipeline_with(&cfg, 1, crate::app::Output::None, None, None)
+        let Err(e) =
+            crate::app::start_pipeline_with(&cfg, 1, crate::app::Output::None, None, None, false)
         else {
             panic!("started without a listener");
         };
