@@ -25,11 +25,8 @@ pub struct Ingest {
     tx: EventTx,
     /// Counters of this feed.
     pub stats: Arc<FeedStats>,
-    registry: Arc<Registry>,
     samples: StageSamples,
     known: Vec<(InstrumentId, Symbol)>,
-    frames_since_publish: u32,
-    last_publish: u64,
 }
 
 impl Ingest {
@@ -57,11 +54,8 @@ impl Ingest {
             events: Vec::with_capacity(8192),
             tx,
             stats,
-            registry,
-            samples: StageSamples::new(Stage::Parse),
+            samples: registry.stage_samples(Stage::Parse),
             known: Vec::new(),
-            frames_since_publish: 0,
-            last_publish: 0,
         }
     }
 
@@ -140,8 +134,7 @@ impl Ingest {
                         }
                     }
                     self.tx.send_frame(&self.events, t_frame);
-                    self.samples
-                        .record(mono_ns().saturating_sub(t_frame), &self.registry);
+                    self.samples.record(mono_ns().saturating_sub(t_frame));
                 }
             }
             Err(e) => {
@@ -152,13 +145,6 @@ impl Ingest {
                     eprintln!("further parse errors are only counted");
                 }
             }
-        }
-        self.frames_since_publish += 1;
-        if self.frames_since_publish >= 65_536
-            || t_frame.saturating_sub(self.last_publish) > 200_000_000
-        {
-            self.last_publish = t_frame;
-            self.publish();
         }
     }
 
@@ -203,17 +189,5 @@ impl Ingest {
     #[inline]
     pub fn drain_staged(&mut self) -> bool {
         self.tx.drain_staged()
-    }
-
-    /// Publishes the buffered parse-stage samples.
-    pub fn publish(&mut self) {
-        self.frames_since_publish = 0;
-        self.registry.record_samples(&mut self.samples);
-    }
-}
-
-impl Drop for Ingest {
-    fn drop(&mut self) {
-        self.publish();
     }
 }

@@ -215,6 +215,11 @@ impl<O: Emit> Processor<O> {
         } else {
             (OutputId(u16::MAX), OutputId(u16::MAX))
         };
+        let samples = [
+            registry.stage_samples(Stage::RingHop),
+            registry.stage_samples(Stage::Signal),
+            registry.stage_samples(Stage::FrameToSignal),
+        ];
         Self {
             status_ids,
             cfg,
@@ -225,11 +230,7 @@ impl<O: Emit> Processor<O> {
             registry,
             resync,
             out,
-            samples: [
-                StageSamples::new(Stage::RingHop),
-                StageSamples::new(Stage::Signal),
-                StageSamples::new(Stage::FrameToSignal),
-            ],
+            samples,
             wire: super::wire::WireRecorder::new(),
             last_publish: 0,
             scratch: Vec::with_capacity(4096),
@@ -299,13 +300,11 @@ impl<O: Emit> Processor<O> {
         }
         // One sample per normalized message, taken at the slot that completes
         // it (a depth diff's book is applied and its signals run at its last
-        // level; the slots before only queue levels). Full batches publish
-        // themselves; the timer below keeps partial ones fresh.
+        // level; the slots before only queue levels).
         let [ring, sig, e2e] = &mut self.samples;
-        let reg = &*self.registry;
-        ring.record(t_pop.saturating_sub(slot.t_push), reg);
-        sig.record(t_done.saturating_sub(t_pop), reg);
-        e2e.record(t_done.saturating_sub(slot.t_frame), reg);
+        ring.record(t_pop.saturating_sub(slot.t_push));
+        sig.record(t_done.saturating_sub(t_pop));
+        e2e.record(t_done.saturating_sub(slot.t_frame));
         if t_done.saturating_sub(self.last_publish) > 200_000_000 {
             self.last_publish = t_done;
             self.publish();
@@ -313,11 +312,8 @@ impl<O: Emit> Processor<O> {
         t_done
     }
 
-    /// Publishes the buffered latency samples to the registry.
+    /// Publishes the buffered exchange-to-signal samples.
     pub fn publish(&mut self) {
-        for s in &mut self.samples {
-            self.registry.record_samples(s);
-        }
         self.wire.publish();
     }
 

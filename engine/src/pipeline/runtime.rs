@@ -346,7 +346,7 @@ fn sink_loop(
 ) -> std::io::Result<u64> {
     // The JSONL writer buffers its rows itself (1 MiB), so no `BufWriter`.
     let mut writer = output.map(|w| JsonlWriter::new(w, outputs.clone()));
-    let mut state = SinkState::new(outputs, view, registry);
+    let mut state = SinkState::new(outputs, view, &registry);
     let mut backoff = Backoff::eager_park();
     let mut rows = 0u64;
     let mut err: Option<std::io::Error> = None;

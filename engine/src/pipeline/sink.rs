@@ -463,7 +463,6 @@ pub struct SinkState {
     view: LiveView,
     /// Where the view is published; `None`: no one reads it, so none is kept.
     shared: Option<Arc<SinkShared>>,
-    registry: Arc<Registry>,
     samples: StageSamples,
     /// `(t_frame, now)` of the last row stamped in this drain round.
     stamp: Option<(u64, u64)>,
@@ -474,19 +473,14 @@ pub struct SinkState {
 
 impl SinkState {
     /// New state (keeping a live view only when it is `shared`).
-    pub fn new(
-        outputs: &[String],
-        shared: Option<Arc<SinkShared>>,
-        registry: Arc<Registry>,
-    ) -> Self {
+    pub fn new(outputs: &[String], shared: Option<Arc<SinkShared>>, registry: &Registry) -> Self {
         Self {
             view: LiveView {
                 outputs: outputs.to_vec(),
                 instruments: Vec::new(),
             },
             shared,
-            registry,
-            samples: StageSamples::new(Stage::FrameToSink),
+            samples: registry.stage_samples(Stage::FrameToSink),
             stamp: None,
             last_publish: 0,
             slot_of: Vec::new(),
@@ -523,8 +517,7 @@ impl SinkState {
                 if self.stamp.is_none_or(|(f, _)| f != t_frame) {
                     let now = mono_ns();
                     self.stamp = Some((t_frame, now));
-                    self.samples
-                        .record(now.saturating_sub(t_frame), &self.registry);
+                    self.samples.record(now.saturating_sub(t_frame));
                 }
                 let slot = self.slot_of.get(inst.index()).copied().unwrap_or(u32::MAX);
                 if let Some((_, vals)) = self.view.instruments.get_mut(slot as usize) {
@@ -536,15 +529,17 @@ impl SinkState {
         }
     }
 
-    /// Publishes the view and histogram at most every 100 ms (or when forced).
+    /// Publishes the view at most every 100 ms (or when forced).
     pub fn maybe_publish(&mut self, force: bool) {
         self.stamp = None;
+        if self.shared.is_none() {
+            return;
+        }
         let now = mono_ns();
         if !force && now.saturating_sub(self.last_publish) < 100_000_000 {
             return;
         }
         self.last_publish = now;
-        self.registry.record_samples(&mut self.samples);
         if let Some(Ok(mut v)) = self.shared.as_ref().map(|s| s.view.lock()) {
             v.clone_from(&self.view);
         }
