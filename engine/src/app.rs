@@ -291,7 +291,7 @@ pub fn replay_with(
             .name("replay".into())
             .spawn_scoped(s, || {
                 cores.pin_current("replay reader");
-                let mut ingest = Ingest::with_adapters(adapters, tx, registry.clone(), &feed_name);
+                let mut ingest = Ingest::with_adapters(adapters, tx, &registry, &feed_name);
                 crate::replay::replay_inputs(&inputs, &adapter_of, speed, &mut ingest, stop)
             })?;
         reader

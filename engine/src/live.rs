@@ -409,12 +409,7 @@ pub fn run(cfg: &Config, output: Output, mut when: StopWhen<'_>) -> std::io::Res
     let mut threads = Vec::new();
     let feeds_planned = cfg.feeds.iter().zip(planned).zip(pipeline.txs.drain(..));
     for (i, ((feed, (adapter, conns)), tx)) in feeds_planned.enumerate() {
-        let ingest = Ingest::new(
-            adapter,
-            tx,
-            registry.clone(),
-            &format!("{}#{i}", feed.venue),
-        );
+        let ingest = Ingest::new(adapter, tx, &registry, &format!("{}#{i}", feed.venue));
         ingest.stats.connections.set(conns.len() as i64);
         let stop = stop.clone();
         let shutdown = shutdown_rx.clone();

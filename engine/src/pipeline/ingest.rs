@@ -34,7 +34,7 @@ impl Ingest {
     pub fn new(
         adapter: Box<dyn VenueAdapter>,
         tx: EventTx,
-        registry: Arc<Registry>,
+        registry: &Registry,
         name: &str,
     ) -> Self {
         Self::with_adapters(vec![adapter], tx, registry, name)
@@ -44,7 +44,7 @@ impl Ingest {
     pub fn with_adapters(
         adapters: Vec<Box<dyn VenueAdapter>>,
         tx: EventTx,
-        registry: Arc<Registry>,
+        registry: &Registry,
         name: &str,
     ) -> Self {
         let stats = registry.add_feed(name);

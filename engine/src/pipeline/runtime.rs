@@ -229,7 +229,7 @@ impl Pipeline {
                         collectors,
                         &outputs,
                         view,
-                        registry,
+                        &registry,
                     )
                 })
                 .unwrap_or_else(|e| panic!("cannot spawn the sink thread: {e}"))
@@ -342,11 +342,11 @@ fn sink_loop(
     mut collectors: Vec<Box<dyn RowCollector>>,
     outputs: &Arc<[String]>,
     view: Option<Arc<SinkShared>>,
-    registry: Arc<Registry>,
+    registry: &Registry,
 ) -> std::io::Result<u64> {
     // The JSONL writer buffers its rows itself (1 MiB), so no `BufWriter`.
     let mut writer = output.map(|w| JsonlWriter::new(w, outputs.clone()));
-    let mut state = SinkState::new(outputs, view, &registry);
+    let mut state = SinkState::new(outputs, view, registry);
     let mut backoff = Backoff::eager_park();
     let mut rows = 0u64;
     let mut err: Option<std::io::Error> = None;

@@ -541,9 +541,9 @@ mod tests {
         for i in 0..5000u64 {
             let v = i * 7919;
             if i % 3 == 0 {
-                a.record(v)
+                a.record(v);
             } else {
-                b.record(v)
+                b.record(v);
             }
             let _ = want.record(v.max(1));
         }
