@@ -13,11 +13,9 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,46 +37,9 @@ const MAX_RATIO: f64 = 15.0;
 const MAX_ALLOCS_PER_MSG: f64 = 0.001;
 const REPS: usize = 5;
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// Count only on the measuring thread (libtest's own threads may allocate).
-    static COUNT_HERE: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_alloc() {
-    if COUNT_HERE.try_with(Cell::get).unwrap_or(false) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards every call to `System` unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_alloc();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+/// Counts only on the measuring thread (libtest's own threads may allocate).
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc_count::Counting = alloc_count::Counting;
 
 /// The capture in memory: one byte buffer, `(recv_ns, start, end)` per frame.
 struct Capture {
@@ -159,8 +120,7 @@ fn hot_pass(cap: &Capture, count_from: usize) -> HotRun {
     let t0 = Instant::now();
     for (i, &(recv_ns, s, e)) in cap.frames.iter().enumerate() {
         if i == count_from {
-            ALLOCS.store(0, Ordering::SeqCst);
-            COUNT_HERE.set(true);
+            alloc_count::start_here();
         }
         buf.clear();
         buf.extend_from_slice(&cap.data[s..e]);
@@ -174,17 +134,13 @@ fn hot_pass(cap: &Capture, count_from: usize) -> HotRun {
         n_events += events.len() as u64;
     }
     let elapsed = t0.elapsed();
-    let counting = COUNT_HERE.replace(false);
+    let allocs = alloc_count::stop_here();
     HotRun {
         elapsed,
         rows: proc.emitter().0.rows,
         events: n_events,
         parse_errors,
-        allocs: if counting {
-            ALLOCS.load(Ordering::SeqCst)
-        } else {
-            0
-        },
+        allocs: allocs.unwrap_or(0),
         counted: cap.frames.len().saturating_sub(count_from),
     }
 }
@@ -224,11 +180,8 @@ fn hot_path_allocates_nothing_and_stays_within_a_ratio_of_the_parse() {
     assert!(n > 10_000, "capture too small: {n} frames");
 
     // The counter works on this thread.
-    COUNT_HERE.set(true);
-    ALLOCS.store(0, Ordering::SeqCst);
-    drop(std::hint::black_box(Vec::<u8>::with_capacity(8)));
-    COUNT_HERE.set(false);
-    assert_eq!(ALLOCS.load(Ordering::SeqCst), 1, "counting allocator");
+    let probe = alloc_count::on_this_thread(|| std::hint::black_box(Vec::<u8>::with_capacity(8)));
+    assert_eq!(probe.1, 1, "counting allocator");
 
     // 1. Allocations: warm up on the first 20% of the frames, count the rest.
     let first = hot_pass(&cap, n / 5);
@@ -302,8 +255,7 @@ fn overflow_stage_allocates_nothing_while_the_ring_is_full() {
     let (mut trades_in, mut trades_out) = (0u64, 0u64);
     for (i, &(recv_ns, s, e)) in cap.frames.iter().enumerate() {
         if i == n / 5 {
-            ALLOCS.store(0, Ordering::SeqCst);
-            COUNT_HERE.set(true);
+            alloc_count::start_here();
         }
         buf.clear();
         buf.extend_from_slice(&cap.data[s..e]);
@@ -326,8 +278,7 @@ fn overflow_stage_allocates_nothing_while_the_ring_is_full() {
         }
         tx.drain_staged();
     }
-    COUNT_HERE.set(false);
-    let allocs = ALLOCS.load(Ordering::SeqCst);
+    let allocs = alloc_count::stop_here().unwrap_or(0);
     let o = &registry.overload;
     let merged = o.diffs_merged.load(Ordering::Relaxed);
     let conflated = o.quotes_conflated.load(Ordering::Relaxed);

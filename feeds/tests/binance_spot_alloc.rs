@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufRead, BufReader};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 use feeds::event::Scale;
@@ -15,35 +14,8 @@ use feeds::instruments::Instruments;
 use feeds::venue::VenueAdapter;
 use feeds::venues::binance::{Binance, SPOT_MARKET};
 
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call to `System` unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc_count::Counting = alloc_count::Counting;
 
 fn records(rel: &str) -> Option<Vec<(i64, Vec<u8>)>> {
     let path = common::shared_dir()?.join(rel);
@@ -89,15 +61,12 @@ fn no_allocation_per_frame_after_warm_up() {
     };
     assert_eq!(run(&mut a), 1); // the "this is not json" line
                                 // The counter works.
-    COUNTING.store(true, Ordering::SeqCst);
+    alloc_count::start_everywhere();
     drop(std::hint::black_box(Vec::<u8>::with_capacity(8)));
-    assert_eq!(ALLOCS.swap(0, Ordering::SeqCst), 1);
+    assert_eq!(alloc_count::allocations(), 1);
+    alloc_count::start_everywhere();
     let errors = run(&mut a);
-    COUNTING.store(false, Ordering::SeqCst);
+    let _ = alloc_count::stop_everywhere();
     assert_eq!(errors, 1);
-    assert_eq!(
-        ALLOCS.load(Ordering::SeqCst),
-        0,
-        "allocations after warm-up"
-    );
+    assert_eq!(alloc_count::allocations(), 0, "allocations after warm-up");
 }

@@ -7,10 +7,7 @@
 mod common;
 
 use common::shared_dir;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use feeds::book::{DepthSync, DiffOutcome, SnapshotOutcome};
 use feeds::capture::CaptureReader;
@@ -18,47 +15,9 @@ use feeds::event::{BookSide, DepthHeader, InstrumentId, Level, SnapshotHeader};
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
-/// Counts allocations of threads that opted in (tests run on parallel threads).
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: forwards to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+/// Counts allocations of the threads that opt in (tests run on parallel threads).
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations made by `f` on this thread.
-fn count<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    let before = ALLOCS.load(Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
-    let out = f();
-    COUNTING.with(|c| c.set(false));
-    (out, ALLOCS.load(Ordering::Relaxed) - before)
-}
+static GLOBAL: alloc_count::Counting = alloc_count::Counting;
 
 /// Best level `(px, qty)`.
 type Top = (i64, i64);
@@ -95,7 +54,7 @@ fn binance_spot_capture_syncs_and_cross_checks() {
     loop {
         // Reader allocations after the first 1000 records (the copy into the
         // pre-sized `frame` does not allocate).
-        let (item, n) = count(|| {
+        let (item, n) = alloc_count::on_this_thread(|| {
             r.next_record().map(|x| {
                 x.map(|rec| {
                     frame.clear();
@@ -126,7 +85,7 @@ fn binance_spot_capture_syncs_and_cross_checks() {
                 levels: levels.len() as u32,
                 checksum: None,
             };
-            let (out, n) = count(|| sync.on_diff(&hdr, &levels));
+            let (out, n) = alloc_count::on_this_thread(|| sync.on_diff(&hdr, &levels));
             match out {
                 DiffOutcome::Applied => {
                     applied += 1;

@@ -6,41 +6,11 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
 use common::venues::{adapter, venue_captures};
 use feeds::venue::{FrameKind, VENUES};
 
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call to `System` unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc_count::Counting = alloc_count::Counting;
 
 #[test]
 fn every_venue_parses_its_captures_cleanly_without_allocating() {
@@ -88,11 +58,12 @@ fn every_venue_parses_its_captures_cleanly_without_allocating() {
             cap.records.len()
         );
         // Warmed up: the second pass over the same frames allocates nothing.
-        COUNTING.store(true, Ordering::SeqCst);
+        alloc_count::start_everywhere();
         drop(std::hint::black_box(Vec::<u8>::with_capacity(8)));
-        assert_eq!(ALLOCS.swap(0, Ordering::SeqCst), 1, "the counter counts");
+        assert_eq!(alloc_count::allocations(), 1, "the counter counts");
+        alloc_count::start_everywhere();
         let again = run(a.as_mut());
-        COUNTING.store(false, Ordering::SeqCst);
+        let _ = alloc_count::stop_everywhere();
         // Venues that drop trades already seen (Coinbase, by trade id)
         // find fewer data frames in the same frames a second time.
         assert_eq!((again.0, again.1), (errors, unknown), "{name}");
@@ -101,7 +72,7 @@ fn every_venue_parses_its_captures_cleanly_without_allocating() {
             "{name}: {again:?}"
         );
         assert_eq!(
-            ALLOCS.swap(0, Ordering::SeqCst),
+            alloc_count::allocations(),
             0,
             "{name}: allocations after warm-up"
         );

@@ -3,50 +3,14 @@
 //! while processing ~100k synthetic events (trades, valid and invalid
 //! quotes, depth events, equal and backwards timestamps).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use signals::{
     default_set, DepthView, Quote, QuoteSource, Scale, Side, SignalSet, SignalSetConfig, Trade,
 };
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// Allocations are counted on the measuring thread only: the test
-    /// harness's own threads may allocate at any time.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn count() {
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+/// Allocations are counted on the measuring thread only: the test harness's
+/// own threads may allocate at any time.
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc_count::Counting = alloc_count::Counting;
 
 /// A fixed-size book on the stack (no allocation).
 struct Book {
@@ -90,8 +54,9 @@ fn no_allocation_per_event() {
     };
     let mut ts: i64 = 1_700_000_000_000_000_000;
     let mut mid: i64 = 9_700_000_000_000; // 97 000.00000000
-    let before = ALLOCS.load(Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
+    let probe = alloc_count::on_this_thread(|| std::hint::black_box(Vec::<u8>::with_capacity(8)));
+    assert_eq!(probe.1, 1, "the counter counts");
+    alloc_count::start_here();
     for _ in 0..100_000 {
         let r = rnd();
         match r % 16 {
@@ -152,10 +117,9 @@ fn no_allocation_per_event() {
             }
         }
     }
-    COUNTING.with(|c| c.set(false));
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let allocs = alloc_count::stop_here();
     assert!(rows > 100_000, "too few rows: {rows}");
     assert!(acc.is_finite());
-    assert_eq!(after - before, 0, "allocations while processing events");
+    assert_eq!(allocs, Some(0), "allocations while processing events");
     println!("rows={rows}, overflows={}", bt.window_overflows());
 }
