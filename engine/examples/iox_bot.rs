@@ -12,6 +12,8 @@
 //! the signal list keeps only those signals (default `*`). The bot may start
 //! before the engine: it then creates the services with the default settings.
 
+mod bot;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -20,31 +22,7 @@ use engine::sinks::IoxSpec;
 use iceoryx2::prelude::*;
 use records::{Catalog, Record};
 
-/// Latest values of one instrument.
-#[derive(Default)]
-struct Book {
-    values: BTreeMap<String, f64>,
-    last_seq: u64,
-    lost: u64,
-    in_sync: Option<bool>,
-}
-
-impl Book {
-    fn decision(&self) -> &'static str {
-        let v = |k: &str| self.values.get(k).copied();
-        if self.in_sync == Some(false) {
-            return "WAIT (book resyncing)";
-        }
-        // Trades confirm the book when there were any in the window.
-        let flow = v("trade_imbalance_10s").unwrap_or(0.0);
-        match v("imbalance_l1") {
-            Some(i) if i > 0.3 && flow >= 0.0 => "BUY  (bid-heavy book)",
-            Some(i) if i < -0.3 && flow <= 0.0 => "SELL (ask-heavy book)",
-            Some(_) => "HOLD",
-            None => "WAIT (no signals yet)",
-        }
-    }
-}
+use bot::Book;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -102,35 +80,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 continue;
             }
             let book = books.entry((venue.to_owned(), sym.to_owned())).or_default();
-            // Sequence numbers are per instrument, over all its signals.
-            if book.last_seq > 0 && r.seq > book.last_seq + 1 {
-                book.lost += r.seq - book.last_seq - 1;
-            }
-            book.last_seq = book.last_seq.max(r.seq);
+            book.sequence(r.seq);
             if signals
                 .as_ref()
                 .is_some_and(|keep| !keep.iter().any(|k| k == signal))
             {
                 continue;
             }
-            if signal == "book_status" {
-                book.in_sync = Some(r.value == 1.0);
-            }
-            book.values.insert(signal.to_owned(), r.value);
+            book.set(signal, r.value);
         }
         if Instant::now() >= tick {
             tick += Duration::from_secs(1);
             for ((venue, symbol), b) in &books {
-                let mid = b
-                    .values
-                    .get("mid")
-                    .map_or("-".to_owned(), |m| format!("{m:.2}"));
-                println!(
-                    "{venue} {symbol}: mid {mid}, {} signals, {} rows lost: {}",
-                    b.values.len(),
-                    b.lost,
-                    b.decision()
-                );
+                println!("{}", b.line(venue, symbol));
             }
             if unnamed + bad > 0 {
                 println!("({unnamed} records not in the catalog, {bad} not records)");

@@ -11,37 +11,15 @@
 //! formats are understood: JSON rows, and binary records named by the
 //! engines' catalogs (`wiresignal._catalog.<engine>`).
 
+mod bot;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use records::{Catalog, Record};
 
-/// Latest values of one instrument.
-#[derive(Default)]
-struct Book {
-    values: BTreeMap<String, f64>,
-    last_seq: u64,
-    lost: u64,
-    in_sync: Option<bool>,
-}
-
-impl Book {
-    fn decision(&self) -> &'static str {
-        let v = |k: &str| self.values.get(k).copied();
-        if self.in_sync == Some(false) {
-            return "WAIT (book resyncing)";
-        }
-        // Trades confirm the book when there were any in the window.
-        let flow = v("trade_imbalance_10s").unwrap_or(0.0);
-        match v("imbalance_l1") {
-            Some(i) if i > 0.3 && flow >= 0.0 => "BUY  (bid-heavy book)",
-            Some(i) if i < -0.3 && flow <= 0.0 => "SELL (ask-heavy book)",
-            Some(_) => "HOLD",
-            None => "WAIT (no signals yet)",
-        }
-    }
-}
+use bot::Book;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -92,25 +70,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let Some((value, signal)) = value else { continue };
                 let book = books.entry((venue.to_owned(), symbol.to_owned())).or_default();
                 if let Some(seq) = seq {
-                    if book.last_seq > 0 && seq > book.last_seq + 1 {
-                        book.lost += seq - book.last_seq - 1;
-                    }
-                    book.last_seq = book.last_seq.max(seq);
+                    book.sequence(seq);
                 }
-                if signal == "book_status" {
-                    book.in_sync = Some(value == 1.0);
-                }
-                book.values.insert(signal, value);
+                book.set(&signal, value);
             }
             _ = tick.tick() => {
                 for ((venue, symbol), b) in &books {
-                    let mid = b.values.get("mid").map_or("-".to_owned(), |m| format!("{m:.2}"));
-                    println!(
-                        "{venue} {symbol}: mid {mid}, {} signals, {} rows lost: {}",
-                        b.values.len(),
-                        b.lost,
-                        b.decision()
-                    );
+                    println!("{}", b.line(venue, symbol));
                 }
                 if seconds.is_some_and(|s| started.elapsed() >= Duration::from_secs(s)) {
                     return Ok(());
