@@ -9,7 +9,101 @@
 use crate::book::{ChecksumLayout, ChecksumNumber, Crc32Spec, OrderBook};
 use crate::event::Scale;
 
-/// The checksum of `book` per `spec`; `buf` is a reused scratch buffer.
+/// What [`crc32`] reuses between checksums: the text buffer, and the numbers
+/// it rendered recently.
+///
+/// The top of a book changes by a level or two per update, so nearly every
+/// number a checksum renders was rendered by the previous one: a rendering
+/// costs ~140 instructions (`itoa`, padding, two `extend`s), a cache hit a
+/// hash, a compare and one short copy. The cache is keyed by the value and
+/// how it is rendered, so one scratch serves every instrument of a thread.
+pub struct ChecksumScratch {
+    buf: Vec<u8>,
+    cache: Box<[Rendered]>,
+}
+
+/// One cached rendering (`how == 0`: empty).
+#[derive(Clone, Copy)]
+struct Rendered {
+    v: i64,
+    how: u32,
+    len: u8,
+    text: [u8; Rendered::MAX],
+}
+
+impl Rendered {
+    /// Longest cached text (longer ones are rendered every time).
+    const MAX: usize = 27;
+    const EMPTY: Self = Self {
+        v: 0,
+        how: 0,
+        len: 0,
+        text: [0; Self::MAX],
+    };
+}
+
+impl ChecksumScratch {
+    /// Cached renderings (direct-mapped; 40 bytes each).
+    const SLOTS: usize = 512;
+
+    /// An empty scratch.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            buf: Vec::with_capacity(4096),
+            cache: vec![Rendered::EMPTY; Self::SLOTS].into_boxed_slice(),
+        }
+    }
+
+    /// The text of the last checksum.
+    #[must_use]
+    pub fn text(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Appends `v` (held at `held` decimals) rendered per `number` at `sent`
+    /// decimals, from the cache when it is there.
+    #[inline]
+    fn number(&mut self, number: ChecksumNumber, v: i64, held: u8, sent: u8) {
+        let how = 1 << 24
+            | u32::from(matches!(number, ChecksumNumber::Shortest)) << 16
+            | u32::from(held) << 8
+            | u32::from(sent);
+        // Fibonacci hashing of the value and how it is rendered.
+        let h = (v as u64 ^ u64::from(how).rotate_left(40)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let slot = (h >> 55) as usize % Self::SLOTS;
+        if let Some(r) = self.cache.get(slot) {
+            if r.how == how && r.v == v {
+                // The whole fixed-size text (two vector moves, no `memcpy`
+                // call), then cut back to its length.
+                let end = self.buf.len() + usize::from(r.len);
+                self.buf.extend_from_slice(&r.text);
+                self.buf.truncate(end);
+                return;
+            }
+        }
+        let start = self.buf.len();
+        match number {
+            ChecksumNumber::WireDigits => wire_digits(&mut self.buf, v, held, sent),
+            ChecksumNumber::Shortest => shortest(&mut self.buf, v, held),
+        }
+        let text = &self.buf[start..];
+        if let (Some(r), true) = (self.cache.get_mut(slot), text.len() <= Rendered::MAX) {
+            r.v = v;
+            r.how = how;
+            r.len = text.len() as u8;
+            r.text[..text.len()].copy_from_slice(text);
+        }
+    }
+}
+
+impl Default for ChecksumScratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The checksum of `book` per `spec` (its text stays in `scratch`).
 /// Prices and sizes are held at `scale` and were sent at `wire` decimals.
 #[must_use]
 pub fn crc32(
@@ -17,21 +111,18 @@ pub fn crc32(
     spec: &Crc32Spec,
     scale: Scale,
     wire: Scale,
-    buf: &mut Vec<u8>,
+    scratch: &mut ChecksumScratch,
 ) -> u32 {
-    buf.clear();
+    scratch.buf.clear();
     let n = spec.levels;
-    let num = |buf: &mut Vec<u8>, v: i64, held: u8, sent: u8| match spec.number {
-        ChecksumNumber::WireDigits => wire_digits(buf, v, held, sent),
-        ChecksumNumber::Shortest => shortest(buf, v, held),
-    };
     let (pd, qd) = (scale.price_decimals, scale.qty_decimals);
     let (wp, wq) = (wire.price_decimals, wire.qty_decimals);
+    let k = spec.number;
     match spec.layout {
         ChecksumLayout::AsksThenBids => {
             for (px, qty) in book.asks().take(n).chain(book.bids().take(n)) {
-                num(buf, px, pd, wp);
-                num(buf, qty, qd, wq);
+                scratch.number(k, px, pd, wp);
+                scratch.number(k, qty, qd, wq);
             }
         }
         ChecksumLayout::Interleaved => {
@@ -43,17 +134,17 @@ pub fn crc32(
                     break;
                 }
                 for (px, qty) in [b, a].into_iter().flatten() {
-                    if !buf.is_empty() {
-                        buf.push(b':');
+                    if !scratch.buf.is_empty() {
+                        scratch.buf.push(b':');
                     }
-                    num(buf, px, pd, wp);
-                    buf.push(b':');
-                    num(buf, qty, qd, wq);
+                    scratch.number(k, px, pd, wp);
+                    scratch.buf.push(b':');
+                    scratch.number(k, qty, qd, wq);
                 }
             }
         }
     }
-    crc32fast::hash(buf)
+    crc32fast::hash(&scratch.buf)
 }
 
 /// `v` (at `held` decimals) at `sent` decimals, digits only, no leading
@@ -215,13 +306,45 @@ mod tests {
             price_decimals: 2,
             qty_decimals: 0,
         };
-        let mut buf = Vec::new();
-        let c = crc32(&bk, &spec, scale, scale, &mut buf);
-        assert_eq!(buf, b"3366.1:7:3366.8:9:3366:6:3368:8");
+        let mut scratch = ChecksumScratch::new();
+        let c = crc32(&bk, &spec, scale, scale, &mut scratch);
+        assert_eq!(scratch.text(), b"3366.1:7:3366.8:9:3366:6:3368:8");
         assert_eq!(c, crc32fast::hash(b"3366.1:7:3366.8:9:3366:6:3368:8"));
         // One side longer: its leftovers follow.
         let bk = book(&[(336_610, 7), (336_600, 6), (336_500, 1)], &[(336_680, 9)]);
-        let _ = crc32(&bk, &spec, scale, scale, &mut buf);
-        assert_eq!(buf, b"3366.1:7:3366.8:9:3366:6:3365:1");
+        let _ = crc32(&bk, &spec, scale, scale, &mut scratch);
+        assert_eq!(scratch.text(), b"3366.1:7:3366.8:9:3366:6:3365:1");
+    }
+
+    proptest::proptest! {
+        /// Cached or not, a number renders the same; colliding slots,
+        /// different decimals and both styles share one cache.
+        #[test]
+        fn cached_numbers_render_as_fresh_ones(
+            vals in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![-1_000i64..1_000, proptest::prelude::any::<i64>()],
+                    0u8..12,
+                    0u8..12,
+                    proptest::prelude::any::<bool>(),
+                ),
+                1..400,
+            )
+        ) {
+            let mut scratch = ChecksumScratch::new();
+            for round in 0..2 {
+                for &(v, held, sent, short) in &vals {
+                    let k = if short { ChecksumNumber::Shortest } else { ChecksumNumber::WireDigits };
+                    scratch.buf.clear();
+                    scratch.number(k, v, held, sent);
+                    let mut want = Vec::new();
+                    match k {
+                        ChecksumNumber::WireDigits => wire_digits(&mut want, v, held, sent),
+                        ChecksumNumber::Shortest => shortest(&mut want, v, held),
+                    }
+                    proptest::prop_assert_eq!(&scratch.buf, &want, "round {}: {} {} {} {}", round, v, held, sent, short);
+                }
+            }
+        }
     }
 }

@@ -191,7 +191,7 @@ pub struct Processor<O: Emit> {
     wire: super::wire::WireRecorder,
     last_publish: u64,
     /// Rendering buffer of exchange checksums.
-    scratch: Vec<u8>,
+    scratch: feeds::checksum::ChecksumScratch,
     /// Output ids of [`BOOK_STATUS`] and [`BOOK_GAP`].
     status_ids: (OutputId, OutputId),
 }
@@ -233,7 +233,7 @@ impl<O: Emit> Processor<O> {
             samples,
             wire: super::wire::WireRecorder::new(),
             last_publish: 0,
-            scratch: Vec::with_capacity(4096),
+            scratch: feeds::checksum::ChecksumScratch::new(),
         }
     }
 
@@ -789,7 +789,11 @@ impl PendingTickers {
 /// book is intact (also when nothing was sent, or the venue sent its
 /// "absent" value).
 #[inline]
-fn verify_checksum(st: &InstrumentState, sent: Option<u32>, scratch: &mut Vec<u8>) -> bool {
+fn verify_checksum(
+    st: &InstrumentState,
+    sent: Option<u32>,
+    scratch: &mut feeds::checksum::ChecksumScratch,
+) -> bool {
     let (Integrity::Crc32(spec), Some(sent)) = (st.policy.integrity, sent) else {
         return true;
     };
