@@ -156,8 +156,8 @@ pub fn crc32(
 fn wire_digits(buf: &mut Vec<u8>, v: i64, held: u8, sent: u8) {
     if held >= sent {
         // |v| < 10^19: dropping 19 or more decimals leaves 0.
-        let at = 10i64
-            .checked_pow(u32::from(held - sent))
+        let at = pow10(held - sent)
+            .and_then(|p| i64::try_from(p).ok())
             .map_or(0, |scale| v / scale);
         if at < 0 {
             buf.push(b'-');
@@ -172,6 +172,21 @@ fn wire_digits(buf: &mut Vec<u8>, v: i64, held: u8, sent: u8) {
     push_digits(buf, at.unsigned_abs(), 1);
 }
 
+/// `10^n` while it fits a `u64` (a table: `checked_pow` loops).
+#[inline]
+fn pow10(n: u8) -> Option<u64> {
+    const POW10: [u64; 20] = {
+        let mut t = [1u64; 20];
+        let mut i = 1;
+        while i < 20 {
+            t[i] = t[i - 1] * 10;
+            i += 1;
+        }
+        t
+    };
+    POW10.get(usize::from(n)).copied()
+}
+
 /// `v` (at `held` decimals) as its shortest decimal text (`30316`, `5.16`).
 fn shortest(buf: &mut Vec<u8>, v: i64, held: u8) {
     let a = v.unsigned_abs();
@@ -179,9 +194,7 @@ fn shortest(buf: &mut Vec<u8>, v: i64, held: u8) {
         buf.push(b'-');
     }
     // |v| < 10^19: with 19 or more decimals the integer part is 0.
-    let (int, mut frac) = 10u64
-        .checked_pow(u32::from(held))
-        .map_or((0, a), |scale| (a / scale, a % scale));
+    let (int, mut frac) = pow10(held).map_or((0, a), |scale| (a / scale, a % scale));
     push_u64(buf, int, 1);
     if frac != 0 {
         let mut width = usize::from(held);
