@@ -204,6 +204,7 @@ pub fn start_pipeline_with(
         })),
         busy_poll: cfg.engine.receiver_mode == crate::config::ReceiverMode::BusyPoll,
         inline: cfg.engine.signal_placement == crate::config::SignalPlacement::Inline,
+        adaptive: cfg.engine.signal_placement == crate::config::SignalPlacement::Adaptive,
         // Replays block: their output stays exactly the capture's.
         overload: if live {
             cfg.engine.overload

@@ -252,6 +252,11 @@ pub enum SignalPlacement {
     /// On each receiver thread, run to completion (`"inline"`): no ring hop
     /// and no wake-up per frame, the lowest latency and CPU on few cores.
     Inline,
+    /// One signal thread, and a frame runs to completion on its receiver
+    /// whenever the signal thread is idle and the receiver's ring empty
+    /// (`"adaptive"`): evenly spaced frames cost what inline costs (no
+    /// wake-up), frames that queue still pipeline through the ring.
+    Adaptive,
 }
 
 /// How a feed receiver thread waits for socket data (`[engine] receiver_mode`).
@@ -460,10 +465,11 @@ impl Config {
             signal_placement: match raw.engine.signal_placement.as_deref() {
                 None | Some("threads") => SignalPlacement::Threads,
                 Some("inline") => SignalPlacement::Inline,
+                Some("adaptive") => SignalPlacement::Adaptive,
                 Some(o) => {
                     return Err(err(
                         "engine.signal_placement",
-                        format!("expected \"threads\" or \"inline\", got {o:?}"),
+                        format!("expected \"threads\", \"inline\" or \"adaptive\", got {o:?}"),
                     ))
                 }
             },
@@ -499,6 +505,15 @@ impl Config {
                 }
             },
         };
+        if engine.signal_placement == SignalPlacement::Adaptive && engine.signal_threads != 1 {
+            return Err(err(
+                "engine.signal_placement",
+                format!(
+                    "\"adaptive\" runs one signal thread, got signal_threads = {}",
+                    engine.signal_threads
+                ),
+            ));
+        }
         let engine = EngineOptions {
             stage_capacity: positive(
                 "engine.stage_capacity",
@@ -845,6 +860,15 @@ mod tests {
         assert_eq!(e.path, "engine.signal_placement");
         let c = Config::from_toml_str("[engine]\nsignal_placement='inline'\n", "t").unwrap();
         assert_eq!(c.engine.signal_placement, SignalPlacement::Inline);
+        let c = Config::from_toml_str("[engine]\nsignal_placement='adaptive'\n", "t").unwrap();
+        assert_eq!(c.engine.signal_placement, SignalPlacement::Adaptive);
+        let e = Config::from_toml_str(
+            "[engine]\nsignal_placement='adaptive'\nsignal_threads=2\n",
+            "t",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "engine.signal_placement");
+        assert!(e.message.contains("one signal thread"), "{e}");
         use crate::pipeline::overload::Overload;
         let d = Config::default().engine;
         assert_eq!(

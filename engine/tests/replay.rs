@@ -309,6 +309,23 @@ fn inline_placement_replays_byte_identical_to_signal_threads() {
     let t = std::fs::read(dir.join("t.jsonl")).unwrap();
     assert!(!t.is_empty());
     assert_eq!(t, std::fs::read(dir.join("i.jsonl")).unwrap());
+    // Adaptive: the reader runs frames itself whenever the signal thread is
+    // idle, the rest go through the ring; at full speed both happen, in
+    // every interleaving the scheduler makes, and the order is the ring's.
+    let adaptive = test_config("[engine]\nsignal_placement = \"adaptive\"\n");
+    for round in 0..3 {
+        let out = dir.join(format!("a{round}.jsonl"));
+        replay_to(&adaptive, std::slice::from_ref(&cap), Speed::Max, &out);
+        assert_eq!(t, std::fs::read(&out).unwrap(), "adaptive round {round}");
+    }
+    let paced = dir.join("ap.jsonl");
+    replay_to(
+        &adaptive,
+        std::slice::from_ref(&cap),
+        Speed::Factor(1000.0),
+        &paced,
+    );
+    assert_eq!(t, std::fs::read(&paced).unwrap(), "adaptive, paced");
 }
 
 /// A `[[sinks]]` JSON Lines file (its own thread and ring) holds exactly

@@ -450,17 +450,20 @@ pub fn markdown(rs: &[RunResult], title: &str, env: &str) -> String {
         1.25,
         true,
     );
-    let cpu_inline = match (find(rs, "engine-epoll+inline@10k"), a10) {
-        (Some(e), Some(a)) if a.cpu_pct > 0.0 => Some(e.cpu_pct / a.cpu_pct),
-        _ => None,
-    };
-    t(
-        "CPU @10k within 1.25× of baseline a (engine-epoll+inline@10k / a@10k)",
-        cpu_inline,
-        "×",
-        1.25,
-        true,
-    );
+    for placement in ["inline", "adaptive"] {
+        let name = format!("engine-epoll+{placement}@10k");
+        let ratio = match (find(rs, &name), a10) {
+            (Some(e), Some(a)) if a.cpu_pct > 0.0 => Some(e.cpu_pct / a.cpu_pct),
+            _ => None,
+        };
+        t(
+            &format!("CPU @10k within 1.25× of baseline a ({name} / a@10k)"),
+            ratio,
+            "×",
+            1.25,
+            true,
+        );
+    }
     s
 }
 
@@ -479,6 +482,7 @@ pub fn plot_latency_vs_rate(rs: &[RunResult], path: &Path) -> Result<(), String>
         "engine-epoll",
         "engine-busy_poll",
         "engine-epoll+inline",
+        "engine-epoll+adaptive",
         "engine-busy_poll+inline",
     ];
     let pts = |k: &str, q: fn(&Lat) -> u64| -> Vec<(f64, f64)> {

@@ -159,6 +159,12 @@ impl SinkTx {
         Self(None)
     }
 
+    /// The sink thread's waiter (`None`: rows are discarded).
+    #[must_use]
+    pub fn waiter(&self) -> Option<Arc<super::ring::Waiter>> {
+        self.0.as_ref().map(super::ring::RingTx::waiter)
+    }
+
     /// Wakes the sink thread if it sleeps.
     #[inline]
     pub fn notify(&self) {

@@ -370,6 +370,18 @@ impl<T> RingTx<T> {
         self.tx.slots()
     }
 
+    /// Every slot pushed so far was popped and released (processed).
+    #[must_use]
+    pub fn is_drained(&self) -> bool {
+        self.tx.slots() == self.tx.buffer().capacity()
+    }
+
+    /// The consumer's waiter (to wake it without this producer).
+    #[must_use]
+    pub fn waiter(&self) -> Arc<Waiter> {
+        self.waiter.clone()
+    }
+
     /// The consumer is gone.
     #[must_use]
     pub fn is_abandoned(&self) -> bool {
@@ -389,7 +401,23 @@ pub struct EventTx {
     batching: bool,
     /// `signal_placement = "inline"`: the receiver runs the processor itself.
     inline: Option<Box<InlineProcessor>>,
+    /// `signal_placement = "adaptive"`: the one signal thread's processor,
+    /// run here while that thread is idle and the ring drained.
+    adaptive: Option<Adaptive>,
 }
+
+/// What a receiver needs to run a signal thread's processor itself.
+struct Adaptive {
+    processor: SharedProcessor,
+    /// The sink's waiter: woken after frames processed here.
+    sink: Option<Arc<Waiter>>,
+    /// Frames were processed here since the last flush.
+    dirty: bool,
+}
+
+/// A processor run by its signal thread or, while that thread is idle, by a
+/// receiver (`signal_placement = "adaptive"`).
+pub type SharedProcessor = Arc<std::sync::Mutex<InlineProcessor>>;
 
 /// A processor run on the receiver thread (no ring hop, no wake-up).
 pub type InlineProcessor = super::processor::Processor<super::processor::SinkTx>;
@@ -405,6 +433,7 @@ impl EventTx {
             dirty: 0,
             batching: false,
             inline: None,
+            adaptive: None,
         }
     }
 
@@ -485,7 +514,24 @@ impl EventTx {
             dirty: 0,
             batching: false,
             inline: Some(processor),
+            adaptive: None,
         }
+    }
+
+    /// Runs frames on `processor` (the one signal thread's, see
+    /// [`SharedProcessor`]) whenever that thread is idle and the ring
+    /// drained: one ring only.
+    #[must_use]
+    pub fn run_when_idle(mut self, processor: SharedProcessor) -> Self {
+        if self.rings.len() == 1 {
+            let sink = processor.lock().map_or(None, |mut p| p.emitter().waiter());
+            self.adaptive = Some(Adaptive {
+                processor,
+                sink,
+                dirty: false,
+            });
+        }
+        self
     }
 
     /// The frames of one receive wake-up follow: hold the consumers'
@@ -522,6 +568,9 @@ impl EventTx {
             self.flush();
             return;
         }
+        if self.adaptive.is_some() && self.run_here(events, t_frame, t_push) {
+            return;
+        }
         if !self.stages.is_empty() {
             self.send_staged(events, t_frame, t_push);
             return;
@@ -552,11 +601,49 @@ impl EventTx {
         self.flush();
     }
 
+    /// `adaptive`: runs the frame on the signal thread's processor if that
+    /// thread is idle (its lock free) and everything sent before was
+    /// processed (ring drained, nothing staged), so the order is the ring's.
+    #[inline]
+    fn run_here(&mut self, events: &[Event], t_frame: u64, t_push: u64) -> bool {
+        let (Some(a), [ring]) = (self.adaptive.as_mut(), &self.rings[..]) else {
+            return false;
+        };
+        if !ring.is_drained() || !self.stages.iter().all(Stage::is_empty) {
+            return false;
+        }
+        let Ok(mut p) = a.processor.try_lock() else {
+            return false;
+        };
+        let mut done = 0;
+        for ev in events {
+            let slot = Slot {
+                ev: *ev,
+                t_frame,
+                t_push,
+            };
+            done = p.on_slot_after(&slot, done);
+        }
+        drop(p);
+        a.dirty = true;
+        self.flush();
+        true
+    }
+
     /// Wakes every consumer that received something since the last flush
     /// (at the end of the batch while one is open).
     #[inline]
     pub fn flush(&mut self) {
-        if self.dirty == 0 || self.batching {
+        if self.batching {
+            return;
+        }
+        if let Some(a) = self.adaptive.as_mut().filter(|a| a.dirty) {
+            a.dirty = false;
+            if let Some(w) = &a.sink {
+                w.notify();
+            }
+        }
+        if self.dirty == 0 {
             return;
         }
         if let Some(p) = self.inline.as_deref_mut() {

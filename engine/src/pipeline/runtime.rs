@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 
 use super::overload::{Overload, Stage, StageLimits};
 use super::processor::{Processor, ProcessorConfig, ResyncHook, SinkMsg, SinkTx};
-use super::ring::{ring, Backoff, EventTx, RingRx, RingTx, Slot, Waiter};
+use super::ring::{ring, Backoff, EventTx, RingRx, RingTx, SharedProcessor, Slot, Waiter};
 use super::sink::{JsonlWriter, LiveView, RowCollector, SinkShared, SinkState};
 use super::stats::{Registry, RingStats};
 
@@ -112,6 +112,10 @@ pub struct PipelineConfig {
     /// Run each receiver's processor on the receiver thread itself (no
     /// signal threads, no ring hop); `signal_threads` is then ignored.
     pub inline: bool,
+    /// One signal thread whose processor the receivers run themselves while
+    /// it is idle and their ring drained (`signal_placement = "adaptive"`;
+    /// `signal_threads` must be 1).
+    pub adaptive: bool,
     /// What a receiver does when a ring is full.
     pub overload: Overload,
     /// Items of each ring's overflow stage (`overload = "merge"`).
@@ -180,6 +184,8 @@ impl Pipeline {
             }
         }
         let signal_threads = if cfg.inline { 0 } else { cfg.signal_threads };
+        // `adaptive`: the signal threads' processors, for the receivers.
+        let mut shared: Vec<SharedProcessor> = Vec::new();
         for w in 0..signal_threads {
             let waiter = Arc::new(Waiter::new(cfg.busy_poll));
             let mut rxs = Vec::new();
@@ -200,13 +206,21 @@ impl Pipeline {
             };
             let cores = cfg.cores.clone();
             let delay = cfg.signal_delay_ns;
+            let proc: SharedProcessor = Arc::new(Mutex::new(Processor::new(
+                pcfg(),
+                registry,
+                resync,
+                sink_tx,
+            )));
+            if cfg.adaptive {
+                shared.push(proc.clone());
+            }
             let handle = std::thread::Builder::new()
                 .name(format!("signal-{w}"))
                 .spawn(move || {
                     cores.pin_current("signal thread");
                     waiter.register_current();
-                    let proc = Processor::new(pcfg(), registry, resync, sink_tx);
-                    worker_loop(proc, rxs, &occupancy, &waiter, delay);
+                    worker_loop(&proc, rxs, &occupancy, &waiter, delay);
                 })
                 .unwrap_or_else(|e| panic!("cannot spawn a signal thread: {e}"));
             workers.push(handle);
@@ -251,6 +265,13 @@ impl Pipeline {
         } else {
             txs_per_receiver.into_iter().map(EventTx::new).collect()
         };
+        let txs = match &shared[..] {
+            [one] => txs
+                .into_iter()
+                .map(|tx: EventTx| tx.run_when_idle(one.clone()))
+                .collect(),
+            _ => txs,
+        };
         Self {
             txs,
             registry,
@@ -283,15 +304,23 @@ impl Pipeline {
 }
 
 fn worker_loop(
-    mut proc: Processor<SinkTx>,
+    shared: &SharedProcessor,
     mut rxs: Vec<RingRx<Slot>>,
     occupancy: &[Arc<RingStats>],
     waiter: &Waiter,
     delay_ns: u64,
 ) {
     let mut backoff = Backoff::new();
+    let lock = || {
+        shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
     loop {
         let mut did = 0usize;
+        // Held for the drain round: a receiver runs frames itself only while
+        // this thread is idle (`adaptive`; uncontended otherwise).
+        let mut proc = lock();
         // Done time of the previous slot of this drain (one clock read per slot).
         let mut prev_done = 0u64;
         for (rx, occ) in rxs.iter_mut().zip(occupancy) {
@@ -310,12 +339,14 @@ fn worker_loop(
         }
         if did > 0 {
             proc.emitter().notify();
+            drop(proc);
             backoff.reset();
             if delay_ns > 0 {
                 slow_down(delay_ns, did);
             }
             continue;
         }
+        drop(proc);
         if rxs.iter().all(|r| r.rx.is_abandoned() && r.rx.is_empty()) {
             break;
         }
@@ -323,6 +354,7 @@ fn worker_loop(
             rxs.iter().any(|r| !r.rx.is_empty() || r.rx.is_abandoned())
         });
     }
+    let mut proc = lock();
     proc.publish();
     proc.emitter().notify();
 }
