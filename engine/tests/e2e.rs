@@ -97,6 +97,11 @@ fn inline_signal_placement_emits_the_replay_stream() {
 }
 
 #[test]
+fn adaptive_signal_placement_emits_the_replay_stream() {
+    run_matches_replay("e2e-adaptive", "signal_placement = \"adaptive\"");
+}
+
+#[test]
 fn busy_poll_receiver_emits_the_replay_stream() {
     run_matches_replay("e2e-busy", "receiver_mode = \"busy_poll\"");
 }
