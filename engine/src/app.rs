@@ -302,9 +302,10 @@ pub fn replay_with(
     let rows = pipeline.finish()?;
     res?;
     let elapsed = started.elapsed();
+    let stats = report::stats_json(&registry, elapsed, rows);
     Ok(RunReport {
-        stats: report::stats_json(&registry, elapsed, rows),
-        latency_table: report::latency_table(&registry),
+        latency_table: report::latency_table(&stats),
+        stats,
     })
 }
 

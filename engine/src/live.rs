@@ -481,8 +481,9 @@ pub fn run(cfg: &Config, output: Output, mut when: StopWhen<'_>) -> std::io::Res
         let _ = t.join();
     }
     let rows = pipeline.finish()?;
+    let stats = report::stats_json(&registry, started.elapsed(), rows);
     Ok(RunReport {
-        stats: report::stats_json(&registry, started.elapsed(), rows),
-        latency_table: report::latency_table(&registry),
+        latency_table: report::latency_table(&stats),
+        stats,
     })
 }
