@@ -643,6 +643,16 @@ mod tests {
         room: usize,
     }
 
+    impl Vecs {
+        /// A ring with room for `room` more events.
+        fn with_room(room: usize) -> Self {
+            Self {
+                got: Vec::new(),
+                room,
+            }
+        }
+    }
+
     impl Sink for Vecs {
         fn free(&self) -> usize {
             self.room
@@ -734,10 +744,7 @@ mod tests {
     #[test]
     fn contiguous_spot_diffs_merge_later_size_wins_and_trades_keep_order() {
         let mut s = stage(64);
-        let mut r = Vecs {
-            got: Vec::new(),
-            room: 0,
-        };
+        let mut r = Vecs::with_room(0);
         feed(
             &mut s,
             &mut r,
@@ -784,10 +791,7 @@ mod tests {
         ] {
             let mut s = stage(64);
             s.set_rule(I, rule, false);
-            let mut r = Vecs {
-                got: Vec::new(),
-                room: 0,
-            };
+            let mut r = Vecs::with_room(0);
             feed(&mut s, &mut r, &diff(a.0, a.1, a.2, &[(Bid, 1, 1)]));
             feed(&mut s, &mut r, &diff(b.0, b.1, b.2, &[(Bid, 2, 1)]));
             assert_eq!(
@@ -806,10 +810,7 @@ mod tests {
     fn truncated_books_are_staged_verbatim() {
         let mut s = stage(64);
         s.set_rule(I, SyncRule::Unsequenced, true);
-        let mut r = Vecs {
-            got: Vec::new(),
-            room: 0,
-        };
+        let mut r = Vecs::with_room(0);
         feed(&mut s, &mut r, &diff(0, 0, 0, &[(Bid, 1, 1)]));
         feed(&mut s, &mut r, &diff(0, 0, 0, &[(Bid, 1, 2)]));
         assert_eq!(s.counters.diffs_merged.load(Ordering::Relaxed), 0);
@@ -839,10 +840,7 @@ mod tests {
     #[test]
     fn snapshot_and_reset_are_barriers_and_keep_their_place() {
         let mut s = stage(64);
-        let mut r = Vecs {
-            got: Vec::new(),
-            room: 0,
-        };
+        let mut r = Vecs::with_room(0);
         feed(&mut s, &mut r, &diff(1, 2, 0, &[(Bid, 1, 1)]));
         feed(&mut s, &mut r, &[Event::Reset(I)]);
         feed(&mut s, &mut r, &diff(3, 4, 0, &[(Bid, 2, 1)]));
@@ -871,10 +869,7 @@ mod tests {
     #[test]
     fn quotes_conflate_to_the_latest_at_the_first_position() {
         let mut s = stage(64);
-        let mut r = Vecs {
-            got: Vec::new(),
-            room: 0,
-        };
+        let mut r = Vecs::with_room(0);
         feed(
             &mut s,
             &mut r,
@@ -893,10 +888,7 @@ mod tests {
     #[test]
     fn direct_while_the_ring_has_room_and_fifo_order_behind_staged() {
         let mut s = stage(64);
-        let mut r = Vecs {
-            got: Vec::new(),
-            room: 2,
-        };
+        let mut r = Vecs::with_room(2);
         feed(&mut s, &mut r, &[trade(1), trade(2)]);
         assert!(s.is_empty());
         feed(&mut s, &mut r, &[trade(3), trade(4)]);
@@ -1028,10 +1020,7 @@ mod tests {
                 let original: Vec<Event> = diffs.iter().flatten().copied().collect();
                 let mut s = stage(1 << 12);
                 s.set_rule(I, rule, false);
-                let mut r = Vecs {
-                    got: Vec::new(),
-                    room: 0,
-                };
+                let mut r = Vecs::with_room(0);
                 for d in &diffs {
                     r.room = next(8) as usize;
                     feed(&mut s, &mut r, d);
