@@ -261,6 +261,22 @@ impl<O: Emit> Processor<O> {
         names
     }
 
+    /// Processes the events of one frame pushed at `t_push` on the calling
+    /// thread, as a drain would (no ring: `signal_placement` inline or
+    /// adaptive); one clock read per message, not two per slot.
+    #[inline]
+    pub fn on_frame(&mut self, events: &[Event], t_frame: u64, t_push: u64) {
+        let mut done = 0;
+        for ev in events {
+            let slot = super::ring::Slot {
+                ev: *ev,
+                t_frame,
+                t_push,
+            };
+            done = self.on_slot_after(&slot, done);
+        }
+    }
+
     /// Processes a slot popped right after the previous slot of the same
     /// drain finished at `prev_done` (the value this returned for it; 0 for
     /// none); returns when this one finished (monotonic ns).

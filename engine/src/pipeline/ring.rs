@@ -554,16 +554,7 @@ impl EventTx {
     pub fn send_frame(&mut self, events: &[Event], t_frame: u64) {
         let t_push = mono_ns();
         if let Some(p) = self.inline.as_deref_mut() {
-            // One clock read per message, not two per slot (as a drain).
-            let mut done = 0;
-            for ev in events {
-                let slot = Slot {
-                    ev: *ev,
-                    t_frame,
-                    t_push,
-                };
-                done = p.on_slot_after(&slot, done);
-            }
+            p.on_frame(events, t_frame, t_push);
             self.dirty |= 1;
             self.flush();
             return;
@@ -615,15 +606,7 @@ impl EventTx {
         let Ok(mut p) = a.processor.try_lock() else {
             return false;
         };
-        let mut done = 0;
-        for ev in events {
-            let slot = Slot {
-                ev: *ev,
-                t_frame,
-                t_push,
-            };
-            done = p.on_slot_after(&slot, done);
-        }
+        p.on_frame(events, t_frame, t_push);
         drop(p);
         a.dirty = true;
         self.flush();
