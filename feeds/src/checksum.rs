@@ -8,6 +8,7 @@
 
 use crate::book::{ChecksumLayout, ChecksumNumber, Crc32Spec, OrderBook};
 use crate::event::Scale;
+use crate::fixed::pow10;
 
 /// What [`crc32`] reuses between checksums: the text buffer, and the numbers
 /// it rendered recently.
@@ -170,21 +171,6 @@ fn wire_digits(buf: &mut Vec<u8>, v: i64, held: u8, sent: u8) {
         buf.push(b'-');
     }
     push_digits(buf, at.unsigned_abs(), 1);
-}
-
-/// `10^n` while it fits a `u64` (a table: `checked_pow` loops).
-#[inline]
-fn pow10(n: u8) -> Option<u64> {
-    const POW10: [u64; 20] = {
-        let mut t = [1u64; 20];
-        let mut i = 1;
-        while i < 20 {
-            t[i] = t[i - 1] * 10;
-            i += 1;
-        }
-        t
-    };
-    POW10.get(usize::from(n)).copied()
 }
 
 /// `v` (at `held` decimals) as its shortest decimal text (`30316`, `5.16`).

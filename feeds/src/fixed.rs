@@ -43,16 +43,23 @@ fn parse_unshaped(s: &[u8], decimals: u8) -> Result<i64, FixedError> {
     }
 }
 
-/// `10^i` for `i` in `0..=18`.
-const POW10: [u64; 19] = {
-    let mut t = [1u64; 19];
+/// `10^i` for `i` in `0..=19` (every power of ten a `u64` holds).
+const POW10: [u64; 20] = {
+    let mut t = [1u64; 20];
     let mut i = 1;
-    while i < 19 {
+    while i < 20 {
         t[i] = t[i - 1] * 10;
         i += 1;
     }
     t
 };
+
+/// `10^n` while it fits a `u64` (a table lookup, not a `checked_pow` loop).
+#[inline]
+#[must_use]
+pub(crate) fn pow10(n: u8) -> Option<u64> {
+    POW10.get(usize::from(n)).copied()
+}
 
 /// The common case, as venues send it: unsigned `digits[.digits]` whose
 /// integer digits plus `decimals` are at most 18 (so nothing can overflow:
