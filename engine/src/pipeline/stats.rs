@@ -339,8 +339,6 @@ impl StageSamples {
 pub struct Registry {
     instruments: Mutex<Vec<(InstrumentInfo, Arc<InstrumentStats>)>>,
     feeds: Mutex<Vec<(String, Arc<FeedStats>)>>,
-    /// Per stage: samples merged whole ([`Registry::merge_stage`]).
-    stages: Vec<Mutex<Histogram<u64>>>,
     /// Per stage: every thread's in-place counts ([`StageSamples`]).
     samples: Mutex<Vec<(Stage, Arc<[Counter]>)>>,
     /// Pushes that found a ring full.
@@ -360,13 +358,7 @@ impl Registry {
     /// New, empty registry.
     #[must_use]
     pub fn new() -> Arc<Self> {
-        Arc::new(Registry {
-            stages: Stage::ALL
-                .iter()
-                .map(|_| Mutex::new(new_histogram()))
-                .collect(),
-            ..Registry::default()
-        })
+        Arc::new(Registry::default())
     }
 
     /// Registers an instrument (signal thread, first sight).
@@ -450,14 +442,18 @@ impl Registry {
         let _ = self.metrics_addr.set(addr);
     }
 
-    /// Merges a thread's local histogram of `stage` into the shared one and
-    /// resets the local one.
+    /// Adds a whole histogram's samples to `stage` (as counts of their
+    /// buckets, like every thread's) and resets it.
     pub fn merge_stage(&self, stage: Stage, local: &mut Histogram<u64>) {
         if local.is_empty() {
             return;
         }
-        if let Ok(mut h) = self.stages[stage as usize].lock() {
-            let _ = h.add(&*local);
+        let samples = self.stage_samples(stage);
+        for v in local.iter_recorded() {
+            let i = StageSamples::index(v.value_iterated_to().max(1));
+            if let Some(c) = samples.counts.get(i) {
+                c.add(v.count_at_value());
+            }
         }
         local.reset();
     }
@@ -475,10 +471,7 @@ impl Registry {
 
     /// The histogram of `stage`: every thread's samples so far.
     pub fn stage(&self, stage: Stage) -> Histogram<u64> {
-        let mut h = self.stages[stage as usize]
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_else(|_| new_histogram());
+        let mut h = new_histogram();
         if let Ok(v) = self.samples.lock() {
             for (_, counts) in v.iter().filter(|(s, _)| *s == stage) {
                 StageSamples::add_to(counts, &mut h);
@@ -548,7 +541,7 @@ mod tests {
             let _ = want.record(v.max(1));
         }
         other.record(5);
-        // Recorded whole (a merged histogram) and slow samples add up too.
+        // A histogram merged whole adds up with the threads' counts.
         let mut merged = new_histogram();
         let _ = merged.record(123);
         let _ = want.record(123);
