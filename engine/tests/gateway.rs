@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{free_port, read_lines, spot_slice, temp_dir};
@@ -213,7 +214,9 @@ fn a_slow_client_is_conflated_to_the_latest_values() {
 #[test]
 fn the_live_page_shows_values_in_chromium() {
     let dir = temp_dir("gateway-page");
-    let Some(input) = spot_slice(&dir, 3000) else {
+    // About 70 s of the capture at the pace below: the replay runs until the
+    // browser is done (it stops it), however slowly the browser starts.
+    let Some(input) = spot_slice(&dir, 20000) else {
         return;
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/chromium.sh");
@@ -229,8 +232,17 @@ fn the_live_page_shows_values_in_chromium() {
     let port = free_port();
     let out = dir.join("rows.jsonl");
     let profile = dir.join("chromium-profile");
+    let stop = AtomicBool::new(false);
     let dom = std::thread::scope(|s| {
         let browser = s.spawn(|| {
+            // The replay ends when the browser is done, also if this panics.
+            struct StopOnDrop<'a>(&'a AtomicBool);
+            impl Drop for StopOnDrop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+            }
+            let _stop = StopOnDrop(&stop);
             // Wait for the listener, then let the page run for a while.
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             let t0 = Instant::now();
@@ -238,7 +250,10 @@ fn the_live_page_shows_values_in_chromium() {
                 assert!(t0.elapsed() < Duration::from_secs(10), "no listener");
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let o = Command::new(&chromium)
+            // Bounded: a browser that hangs is killed.
+            let o = Command::new("timeout")
+                .arg("90")
+                .arg(&chromium)
                 .args([
                     "--headless",
                     "--no-sandbox",
@@ -254,8 +269,14 @@ fn the_live_page_shows_values_in_chromium() {
                 .expect("run chromium");
             String::from_utf8_lossy(&o.stdout).into_owned()
         });
-        // Long enough for the browser to start, load and stream.
-        replay(&input, &out, port, engine::config::Speed::Factor(2.5));
+        let toml = format!("[metrics]\naddr = \"127.0.0.1:{port}\"\n");
+        common::replay_toml_until(
+            &toml,
+            &input,
+            &out,
+            engine::config::Speed::Factor(2.5),
+            &stop,
+        );
         browser.join().unwrap()
     });
     let mut emitted: BTreeMap<String, Vec<f64>> = BTreeMap::new();

@@ -332,6 +332,23 @@ pub fn replay_toml(
     out: &std::path::Path,
     speed: engine::config::Speed,
 ) -> serde_json::Value {
+    replay_toml_until(
+        toml,
+        input,
+        out,
+        speed,
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+}
+
+/// [`replay_toml`] that ends early once `stop` is set.
+pub fn replay_toml_until(
+    toml: &str,
+    input: &std::path::Path,
+    out: &std::path::Path,
+    speed: engine::config::Speed,
+    stop: &std::sync::atomic::AtomicBool,
+) -> serde_json::Value {
     let mut cfg = engine::config::Config::from_toml_str(toml, "test").unwrap();
     cfg.engine.pin_cores = Some(false);
     engine::app::replay_with(
@@ -341,7 +358,7 @@ pub fn replay_toml(
         speed,
         engine::app::Output::File(out.to_path_buf()),
         None,
-        &std::sync::atomic::AtomicBool::new(false),
+        stop,
     )
     .unwrap()
     .stats
