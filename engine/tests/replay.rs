@@ -328,6 +328,62 @@ fn inline_placement_replays_byte_identical_to_signal_threads() {
     assert_eq!(t, std::fs::read(&paced).unwrap(), "adaptive, paced");
 }
 
+/// Adaptive over several signal threads: a receiver runs a frame itself on
+/// the processor of the thread its instrument routes to, when that thread is
+/// idle and that ring drained. Ten Kraken instruments over three threads:
+/// each instrument's rows are exactly threads mode's (one thread), at full
+/// speed (every interleaving the scheduler makes) and paced.
+#[test]
+fn adaptive_over_several_signal_threads_keeps_each_instruments_rows() {
+    let Some(shared) = shared_dir() else { return };
+    let cap = common::venue_captures(&shared, "kraken")
+        .into_iter()
+        .next()
+        .unwrap();
+    let dir = temp_dir("adaptive-n");
+    let per_instrument = |path: &Path| {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for l in read_lines(path) {
+            let r: Value = serde_json::from_str(&l).unwrap();
+            let k = r["symbol"].as_str().unwrap().to_owned();
+            m.entry(k).or_default().push(l);
+        }
+        m
+    };
+    let one = dir.join("one.jsonl");
+    let stats_one = replay_to(
+        &test_config(""),
+        std::slice::from_ref(&cap),
+        Speed::Max,
+        &one,
+    );
+    let want = per_instrument(&one);
+    assert_eq!(want.len(), 10, "{:?}", want.keys());
+    let adaptive = "[engine]\nsignal_placement = \"adaptive\"\nsignal_threads = 3\n";
+    // Slowed signal threads (a sleep after each drain round, lock free, ring
+    // filling): a receiver that ran frames ahead of its ring would reorder.
+    let slowed = format!("{adaptive}debug_signal_delay_ns = 3000\n");
+    for (round, (toml, speed)) in [
+        (adaptive, Speed::Max),
+        (adaptive, Speed::Max),
+        (adaptive, Speed::Factor(1000.0)),
+        (&slowed, Speed::Max),
+        (&slowed, Speed::Max),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = dir.join(format!("a{round}.jsonl"));
+        let stats = replay_to(&test_config(toml), std::slice::from_ref(&cap), speed, &out);
+        assert_eq!(per_instrument(&out), want, "round {round}");
+        // The same books: every instrument's counters (checksums included).
+        assert_eq!(
+            stats["instruments"], stats_one["instruments"],
+            "round {round}"
+        );
+    }
+}
+
 /// A `[[sinks]]` JSON Lines file (its own thread and ring) holds exactly
 /// the rows of `--out`, and the stats count them.
 #[test]

@@ -401,9 +401,9 @@ pub struct EventTx {
     batching: bool,
     /// `signal_placement = "inline"`: the receiver runs the processor itself.
     inline: Option<Box<InlineProcessor>>,
-    /// `signal_placement = "adaptive"`: the one signal thread's processor,
-    /// run here while that thread is idle and the ring drained.
-    adaptive: Option<Adaptive>,
+    /// `signal_placement = "adaptive"`: each signal thread's processor (one
+    /// per ring), run here while that thread is idle and its ring drained.
+    adaptive: Vec<Adaptive>,
 }
 
 /// What a receiver needs to run a signal thread's processor itself.
@@ -433,7 +433,7 @@ impl EventTx {
             dirty: 0,
             batching: false,
             inline: None,
-            adaptive: None,
+            adaptive: Vec::new(),
         }
     }
 
@@ -514,22 +514,24 @@ impl EventTx {
             dirty: 0,
             batching: false,
             inline: Some(processor),
-            adaptive: None,
+            adaptive: Vec::new(),
         }
     }
 
-    /// Runs frames on `processor` (the one signal thread's, see
-    /// [`SharedProcessor`]) whenever that thread is idle and the ring
-    /// drained: one ring only.
+    /// Runs frames on `processors[i]` (the processor of the signal thread
+    /// behind ring `i`, see [`SharedProcessor`]) whenever that thread is idle
+    /// and ring `i` drained. Needs one processor per ring.
     #[must_use]
-    pub fn run_when_idle(mut self, processor: SharedProcessor) -> Self {
-        if self.rings.len() == 1 {
-            let sink = processor.lock().map_or(None, |mut p| p.emitter().waiter());
-            self.adaptive = Some(Adaptive {
-                processor,
-                sink,
-                dirty: false,
-            });
+    pub fn run_when_idle(mut self, processors: &[SharedProcessor]) -> Self {
+        if processors.len() == self.rings.len() {
+            self.adaptive = processors
+                .iter()
+                .map(|processor| Adaptive {
+                    processor: processor.clone(),
+                    sink: processor.lock().map_or(None, |mut p| p.emitter().waiter()),
+                    dirty: false,
+                })
+                .collect();
         }
         self
     }
@@ -559,7 +561,7 @@ impl EventTx {
             self.flush();
             return;
         }
-        if self.adaptive.is_some() && self.run_here(events, t_frame, t_push) {
+        if !self.adaptive.is_empty() && self.run_here(events, t_frame, t_push) {
             return;
         }
         if !self.stages.is_empty() {
@@ -592,15 +594,27 @@ impl EventTx {
         self.flush();
     }
 
-    /// `adaptive`: runs the frame on the signal thread's processor if that
-    /// thread is idle (its lock free) and everything sent before was
-    /// processed (ring drained, nothing staged), so the order is the ring's.
+    /// `adaptive`: runs the frame on its signal thread's processor if that
+    /// thread is idle (its lock free) and everything sent to it before was
+    /// processed (its ring drained, nothing staged), so the order is the
+    /// ring's. A frame whose events route to several threads takes the rings.
     #[inline]
     fn run_here(&mut self, events: &[Event], t_frame: u64, t_push: u64) -> bool {
-        let (Some(a), [ring]) = (self.adaptive.as_mut(), &self.rings[..]) else {
+        let n = self.rings.len();
+        let mut route = self.route;
+        if n > 1 {
+            let mut routes = events.iter().filter_map(route_of).map(|i| i.index() % n);
+            if let Some(first) = routes.next() {
+                if routes.any(|r| r != first) {
+                    return false;
+                }
+                route = first;
+            }
+        }
+        let (Some(a), Some(ring)) = (self.adaptive.get_mut(route), self.rings.get(route)) else {
             return false;
         };
-        if !ring.is_drained() || !self.stages.iter().all(Stage::is_empty) {
+        if !ring.is_drained() || self.stages.get(route).is_some_and(|st| !st.is_empty()) {
             return false;
         }
         let Ok(mut p) = a.processor.try_lock() else {
@@ -609,6 +623,7 @@ impl EventTx {
         p.on_frame(events, t_frame, t_push);
         drop(p);
         a.dirty = true;
+        self.route = route;
         self.flush();
         true
     }
@@ -620,7 +635,7 @@ impl EventTx {
         if self.batching {
             return;
         }
-        if let Some(a) = self.adaptive.as_mut().filter(|a| a.dirty) {
+        for a in self.adaptive.iter_mut().filter(|a| a.dirty) {
             a.dirty = false;
             if let Some(w) = &a.sink {
                 w.notify();

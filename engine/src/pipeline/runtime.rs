@@ -265,12 +265,12 @@ impl Pipeline {
         } else {
             txs_per_receiver.into_iter().map(EventTx::new).collect()
         };
-        let txs = match &shared[..] {
-            [one] => txs
-                .into_iter()
-                .map(|tx: EventTx| tx.run_when_idle(one.clone()))
-                .collect(),
-            _ => txs,
+        let txs = if shared.is_empty() {
+            txs
+        } else {
+            txs.into_iter()
+                .map(|tx: EventTx| tx.run_when_idle(&shared))
+                .collect()
         };
         Self {
             txs,
@@ -339,11 +339,12 @@ fn worker_loop(
         }
         if did > 0 {
             proc.emitter().notify();
-            drop(proc);
-            backoff.reset();
             if delay_ns > 0 {
+                // Under the lock: a slow stage is slow for `adaptive` too.
                 slow_down(delay_ns, did);
             }
+            drop(proc);
+            backoff.reset();
             continue;
         }
         drop(proc);
