@@ -317,6 +317,21 @@ fn worker_loop(
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     };
     loop {
+        let pending = rxs.iter().any(|r| !r.rx.is_empty());
+        if !pending {
+            // Idle: spin, yield or park without the lock, so a receiver
+            // (`adaptive`) finds it free and runs its frames itself.
+            if rxs.iter().all(|r| r.rx.is_abandoned() && r.rx.is_empty()) {
+                break;
+            }
+            for occ in occupancy {
+                occ.observe(0);
+            }
+            backoff.idle(waiter, || {
+                rxs.iter().any(|r| !r.rx.is_empty() || r.rx.is_abandoned())
+            });
+            continue;
+        }
         let mut did = 0usize;
         // Held for the drain round: a receiver runs frames itself only while
         // this thread is idle (`adaptive`; uncontended otherwise).
@@ -343,17 +358,8 @@ fn worker_loop(
                 // Under the lock: a slow stage is slow for `adaptive` too.
                 slow_down(delay_ns, did);
             }
-            drop(proc);
             backoff.reset();
-            continue;
         }
-        drop(proc);
-        if rxs.iter().all(|r| r.rx.is_abandoned() && r.rx.is_empty()) {
-            break;
-        }
-        backoff.idle(waiter, || {
-            rxs.iter().any(|r| !r.rx.is_empty() || r.rx.is_abandoned())
-        });
     }
     let mut proc = lock();
     proc.publish();
