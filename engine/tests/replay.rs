@@ -360,8 +360,9 @@ fn adaptive_over_several_signal_threads_keeps_each_instruments_rows() {
     let want = per_instrument(&one);
     assert_eq!(want.len(), 10, "{:?}", want.keys());
     let adaptive = "[engine]\nsignal_placement = \"adaptive\"\nsignal_threads = 3\n";
-    // Slowed signal threads (a sleep after each drain round, lock free, ring
-    // filling): a receiver that ran frames ahead of its ring would reorder.
+    // Slowed signal threads (a sleep in each drain round, under the lock,
+    // while the rings fill): frames queue, so both paths interleave; a
+    // receiver that ran frames ahead of its ring would reorder.
     let slowed = format!("{adaptive}debug_signal_delay_ns = 3000\n");
     for (round, (toml, speed)) in [
         (adaptive, Speed::Max),

@@ -334,6 +334,15 @@ impl<O: Emit> Processor<O> {
         t_done
     }
 
+    /// A depth or snapshot message's levels are still to come: the next
+    /// events must be the rest of it, from the same source (the processor
+    /// holds one message in progress).
+    #[inline]
+    #[must_use]
+    pub fn mid_message(&self) -> bool {
+        self.remaining > 0
+    }
+
     /// Publishes the buffered exchange-to-signal samples.
     pub fn publish(&mut self) {
         self.wire.publish();

@@ -644,6 +644,11 @@ impl EventTx {
         let Ok(mut p) = a.processor.try_lock() else {
             return false;
         };
+        if p.mid_message() {
+            // Another receiver's message is half through its ring: the
+            // signal thread finishes it first, this frame queues behind.
+            return false;
+        }
         p.on_frame(events, t_frame, t_push);
         drop(p);
         a.dirty = true;
@@ -826,9 +831,12 @@ mod tests {
         while !waiter.sleeping.load(Ordering::Relaxed) {
             std::thread::yield_now();
         }
+        let t = std::time::Instant::now();
         drop(EventTx::new(vec![tx]));
         consumer.join().unwrap();
         assert_eq!(waiter.unparks(), 1, "woken by the drop, not the timeout");
+        // A notify before the abandon would be answered by another 30 s park.
+        assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
     }
 
     #[test]

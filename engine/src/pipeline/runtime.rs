@@ -112,9 +112,9 @@ pub struct PipelineConfig {
     /// Run each receiver's processor on the receiver thread itself (no
     /// signal threads, no ring hop); `signal_threads` is then ignored.
     pub inline: bool,
-    /// One signal thread whose processor the receivers run themselves while
-    /// it is idle and their ring drained (`signal_placement = "adaptive"`;
-    /// `signal_threads` must be 1).
+    /// Signal threads whose processors the receivers run themselves while
+    /// the thread is idle and their ring to it drained (`signal_placement =
+    /// "adaptive"`).
     pub adaptive: bool,
     /// What a receiver does when a ring is full.
     pub overload: Overload,
@@ -316,20 +316,36 @@ fn worker_loop(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     };
+    // The ring whose depth or snapshot message is half processed (its
+    // levels still coming, e.g. pushed one by one or split by a full ring):
+    // the processor holds one message in progress, so no other ring's
+    // events may run until it is complete.
+    let mut sticky: Option<usize> = None;
     loop {
-        let pending = rxs.iter().any(|r| !r.rx.is_empty());
+        let ready = |rxs: &[RingRx<Slot>], sticky: Option<usize>| match sticky {
+            Some(i) => !rxs[i].rx.is_empty() || rxs[i].rx.is_abandoned(),
+            // An abandoned ring alone is no work: only when all are (the end).
+            None => rxs.iter().any(|r| !r.rx.is_empty()) || rxs.iter().all(|r| r.rx.is_abandoned()),
+        };
+        let pending = match sticky {
+            Some(i) => !rxs[i].rx.is_empty(),
+            None => rxs.iter().any(|r| !r.rx.is_empty()),
+        };
         if !pending {
+            match sticky {
+                // Its producer is gone mid-message: the rest never comes.
+                Some(i) if rxs[i].rx.is_abandoned() => sticky = None,
+                Some(_) => {}
+                None if rxs.iter().all(|r| r.rx.is_abandoned() && r.rx.is_empty()) => break,
+                None => {
+                    for occ in occupancy {
+                        occ.observe(0);
+                    }
+                }
+            }
             // Idle: spin, yield or park without the lock, so a receiver
             // (`adaptive`) finds it free and runs its frames itself.
-            if rxs.iter().all(|r| r.rx.is_abandoned() && r.rx.is_empty()) {
-                break;
-            }
-            for occ in occupancy {
-                occ.observe(0);
-            }
-            backoff.idle(waiter, || {
-                rxs.iter().any(|r| !r.rx.is_empty() || r.rx.is_abandoned())
-            });
+            backoff.idle(waiter, || ready(&rxs, sticky));
             continue;
         }
         let mut did = 0usize;
@@ -338,7 +354,10 @@ fn worker_loop(
         let mut proc = lock();
         // Done time of the previous slot of this drain (one clock read per slot).
         let mut prev_done = 0u64;
-        for (rx, occ) in rxs.iter_mut().zip(occupancy) {
+        for (i, (rx, occ)) in rxs.iter_mut().zip(occupancy).enumerate() {
+            if sticky.is_some_and(|s| s != i) {
+                continue;
+            }
             occ.observe(rx.rx.slots());
             // Up to 1024 slots per drain, read in place and released in one
             // ring commit (not one per slot).
@@ -351,6 +370,11 @@ fn worker_loop(
                 did += take;
                 chunk.commit_all();
             }
+            if proc.mid_message() {
+                sticky = Some(i);
+                break;
+            }
+            sticky = None;
         }
         if did > 0 {
             proc.emitter().notify();
@@ -438,8 +462,10 @@ fn sink_loop(
         for c in &mut collectors {
             c.idle();
         }
+        // An abandoned ring alone is no work (a receiver that ended early
+        // must not make the sink spin): only when all are.
         backoff.idle(waiter, || {
-            rxs.iter().any(|r| !r.rx.is_empty() || r.rx.is_abandoned())
+            rxs.iter().any(|r| !r.rx.is_empty()) || rxs.iter().all(|r| r.rx.is_abandoned())
         });
     }
     state.maybe_publish(true);
