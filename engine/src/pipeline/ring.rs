@@ -649,6 +649,14 @@ impl EventTx {
             // signal thread finishes it first, this frame queues behind.
             return false;
         }
+        // The stages learn instruments from every frame, whichever path it
+        // takes (else one announced here could never be merged under
+        // back-pressure).
+        for st in &mut self.stages {
+            for ev in events {
+                st.observe(ev);
+            }
+        }
         p.on_frame(events, t_frame, t_push);
         drop(p);
         a.dirty = true;
