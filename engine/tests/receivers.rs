@@ -24,18 +24,7 @@ const PAD: i64 = 30;
 /// deep levels.
 fn snapshot(id: u32) -> Vec<Event> {
     let mid = base(id);
-    let mut levels = vec![
-        Level {
-            side: BookSide::Bid,
-            px: mid - 1,
-            qty: 1,
-        },
-        Level {
-            side: BookSide::Ask,
-            px: mid + 1,
-            qty: 1,
-        },
-    ];
+    let mut levels = vec![bid(mid - 1, 1), ask(mid + 1, 1)];
     levels.extend(deep(mid, 1));
     let mut ev = vec![Event::Snapshot(SnapshotHeader {
         inst: InstrumentId(id),
@@ -53,20 +42,23 @@ fn snapshot(id: u32) -> Vec<Event> {
 
 /// `PAD` levels per side far from the top, all of size `qty`.
 fn deep(mid: i64, qty: i64) -> impl Iterator<Item = Level> {
-    (0..PAD).flat_map(move |j| {
-        [
-            Level {
-                side: BookSide::Bid,
-                px: mid - 10_000 - j,
-                qty,
-            },
-            Level {
-                side: BookSide::Ask,
-                px: mid + 10_000 + j,
-                qty,
-            },
-        ]
-    })
+    (0..PAD).flat_map(move |j| [bid(mid - 10_000 - j, qty), ask(mid + 10_000 + j, qty)])
+}
+
+fn bid(px: i64, qty: i64) -> Level {
+    Level {
+        side: BookSide::Bid,
+        px,
+        qty,
+    }
+}
+
+fn ask(px: i64, qty: i64) -> Level {
+    Level {
+        side: BookSide::Ask,
+        px,
+        qty,
+    }
 }
 
 /// Diff `k` (from 1) of instrument `id`: the top moves up one tick, so the
@@ -74,26 +66,10 @@ fn deep(mid: i64, qty: i64) -> impl Iterator<Item = Level> {
 fn diff(id: u32, k: i64) -> Vec<Event> {
     let mid = base(id) + k;
     let mut levels = vec![
-        Level {
-            side: BookSide::Bid,
-            px: mid - 1,
-            qty: 1,
-        },
-        Level {
-            side: BookSide::Bid,
-            px: mid - 2,
-            qty: 0,
-        },
-        Level {
-            side: BookSide::Ask,
-            px: mid,
-            qty: 0,
-        },
-        Level {
-            side: BookSide::Ask,
-            px: mid + 1,
-            qty: 1,
-        },
+        bid(mid - 1, 1),
+        bid(mid - 2, 0),
+        ask(mid, 0),
+        ask(mid + 1, 1),
     ];
     levels.extend(deep(base(id), k + 1));
     let id_u = u64::try_from(k + 1).unwrap();
