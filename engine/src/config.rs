@@ -233,7 +233,8 @@ pub struct EngineOptions {
     pub stage_capacity: usize,
     /// Test knob (`debug_signal_delay_ns`, default 0): each signal thread
     /// sleeps this long per event it processes, to check the overload policy
-    /// against a deliberately slow signal stage. Threads placement only.
+    /// against a deliberately slow signal stage; so does an adaptive
+    /// receiver per event of the frames it runs itself. Not inline.
     pub debug_signal_delay_ns: u64,
     /// Wake the sink thread at most once per this many µs (`sink_wake_us`;
     /// 0: once per batch of rows). `None`: 0 when a `[[sinks]]` entry or

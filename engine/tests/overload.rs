@@ -82,6 +82,38 @@ fn slowed_signal_stage_merges_and_conflates_but_drops_no_trade_and_corrupts_no_b
     assert_eq!(live["parse_errors"], 0);
 }
 
+/// `signal_placement = "adaptive"` under the same slow signal stage (slow
+/// wherever the processor runs): no trade is dropped and the final book is
+/// the replay's. What differs from threads mode is where the back-pressure
+/// goes: a receiver that runs frames itself reads no socket meanwhile, so
+/// the socket backs up instead of the ring (see README, `signal_placement`).
+#[test]
+fn adaptive_under_a_slowed_signal_stage_drops_no_trade_and_corrupts_no_book() {
+    let adaptive = format!("{SLOW}signal_placement = \"adaptive\"\n");
+    let Some((live, replay)) = live_and_replay("overload-adaptive", 3000, &adaptive) else {
+        return;
+    };
+    let inst = "binance-spot:BTCUSDT";
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    eprintln!(
+        "overload {}; ring_full_waits {}",
+        live["overload"], live["ring_full_waits"]
+    );
+    let (l, r) = (&live["instruments"][inst], &replay["instruments"][inst]);
+    assert!(n(&r["trades"]) > 500, "{r}");
+    assert_eq!(l["trades"], r["trades"], "trades");
+    for k in ["gaps", "resyncs", "checksum_failed", "crosscheck_failed"] {
+        assert_eq!(n(&l[k]), 0, "{k}: {l}");
+    }
+    for k in ["best_bid", "best_ask", "bid_levels", "ask_levels", "synced"] {
+        assert_eq!(l[k], r[k], "{k}: live {l} replay {r}");
+    }
+    for (name, r) in live["rings"].as_object().unwrap() {
+        assert!(n(&r["high_water"]) <= n(&r["capacity"]), "{name}: {r}");
+    }
+    assert_eq!(live["parse_errors"], 0);
+}
+
 /// `overload = "block"` keeps today's behaviour: nothing is staged, every
 /// diff is applied one by one (the same book updates as the replay).
 #[test]

@@ -437,6 +437,9 @@ struct Adaptive {
     sink: Option<Arc<Waiter>>,
     /// Frames were processed here since the last flush.
     dirty: bool,
+    /// `debug_signal_delay_ns`: the processor is as slow here as on its
+    /// thread.
+    delay_ns: u64,
 }
 
 /// A processor run by its signal thread or, while that thread is idle, by a
@@ -545,8 +548,10 @@ impl EventTx {
     /// Runs frames on `processors[i]` (the processor of the signal thread
     /// behind ring `i`, see [`SharedProcessor`]) whenever that thread is idle
     /// and ring `i` drained. Needs one processor per ring.
+    /// `delay_ns`: the debug slow-down per event (see
+    /// [`crate::config::EngineOptions::debug_signal_delay_ns`]).
     #[must_use]
-    pub fn run_when_idle(mut self, processors: &[SharedProcessor]) -> Self {
+    pub fn run_when_idle(mut self, processors: &[SharedProcessor], delay_ns: u64) -> Self {
         if processors.len() == self.rings.len() {
             self.adaptive = processors
                 .iter()
@@ -554,6 +559,7 @@ impl EventTx {
                     processor: processor.clone(),
                     sink: processor.lock().map_or(None, |mut p| p.emitter().waiter()),
                     dirty: false,
+                    delay_ns,
                 })
                 .collect();
         }
@@ -658,6 +664,9 @@ impl EventTx {
             }
         }
         p.on_frame(events, t_frame, t_push);
+        if a.delay_ns > 0 {
+            super::runtime::slow_down(a.delay_ns, events.len());
+        }
         drop(p);
         a.dirty = true;
         self.route = route;

@@ -269,7 +269,7 @@ impl Pipeline {
             txs
         } else {
             txs.into_iter()
-                .map(|tx: EventTx| tx.run_when_idle(&shared))
+                .map(|tx: EventTx| tx.run_when_idle(&shared, cfg.signal_delay_ns))
                 .collect()
         };
         Self {
@@ -391,9 +391,10 @@ fn worker_loop(
 }
 
 /// `debug_signal_delay_ns`: a deliberately slow signal stage (one sleep
-/// per drained batch, `delay_ns` per event of it).
+/// per drained batch, `delay_ns` per event of it; an adaptive receiver
+/// sleeps the same per frame it runs).
 #[cold]
-fn slow_down(delay_ns: u64, events: usize) {
+pub(super) fn slow_down(delay_ns: u64, events: usize) {
     let ns = delay_ns.saturating_mul(events as u64);
     std::thread::sleep(std::time::Duration::from_nanos(ns));
 }
