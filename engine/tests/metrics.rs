@@ -19,7 +19,7 @@ use engine::config::Config;
 use engine::live::{self, StopWhen};
 use engine::metrics::{health, render, MetricsOptions, Mode};
 use engine::pipeline::clock::mono_ns;
-use engine::pipeline::stats::{new_histogram, Registry, Stage};
+use engine::pipeline::stats::{Registry, Stage};
 use feeds::event::{InstrumentId, InstrumentInfo, Scale, Symbol};
 use serde_json::Value;
 
@@ -417,11 +417,10 @@ fn exposition_of_a_filled_registry() {
     let ring = r.add_ring("receiver0->signal0".into(), 1024);
     ring.observe(3);
     ring.observe(1);
-    let mut h = new_histogram();
+    let mut parse = r.stage_samples(Stage::Parse);
     for v in 1..=1000u64 {
-        h.record(v * 1000).unwrap();
+        parse.record(v * 1000);
     }
-    r.merge_stage(Stage::Parse, &mut h);
 
     let health = health::evaluate(&r, &opts(Mode::Live), now, 2 << 20);
     let text = render::render(&r, &health);

@@ -309,7 +309,7 @@ impl<O: Emit> Processor<O> {
             _ => 0,
         };
         self.on_event(&slot.ev, slot.t_frame);
-        if !matches!(self.pending, Pending::None) {
+        if self.mid_message() {
             // A depth message's header or one of its levels before the last:
             // queued, nothing computed and nothing to sample, so no clock
             // read. The next slot of the drain counts as popped now too, so

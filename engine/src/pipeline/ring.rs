@@ -319,6 +319,14 @@ pub struct RingRx<T> {
     pub waiter: Arc<Waiter>,
 }
 
+/// A consumer's wake-up condition over its rings: one has something, or all
+/// are abandoned (the end). An abandoned ring alone is no work: a producer
+/// that ended early must not make its consumer spin.
+#[must_use]
+pub fn work_or_end<T>(rxs: &[RingRx<T>]) -> bool {
+    rxs.iter().any(|r| !r.rx.is_empty()) || rxs.iter().all(|r| r.rx.is_abandoned())
+}
+
 /// Creates a ring of `capacity` slots. `full_waits` counts pushes that found it full.
 pub fn ring<T>(
     capacity: usize,
@@ -499,11 +507,7 @@ impl EventTx {
     #[inline(never)]
     fn send_staged(&mut self, events: &[Event], t_frame: u64, t_push: u64) {
         let n = self.rings.len();
-        for st in &mut self.stages {
-            for ev in events {
-                st.observe(ev);
-            }
-        }
+        observe(&mut self.stages, events);
         if let ([ring], [st]) = (&mut self.rings[..], &mut self.stages[..]) {
             if st.is_empty() && ring.free() >= events.len() {
                 ring.push_all_quiet(events.iter().map(|&ev| Slot {
@@ -658,11 +662,7 @@ impl EventTx {
         // The stages learn instruments from every frame, whichever path it
         // takes (else one announced here could never be merged under
         // back-pressure).
-        for st in &mut self.stages {
-            for ev in events {
-                st.observe(ev);
-            }
-        }
+        observe(&mut self.stages, events);
         p.on_frame(events, t_frame, t_push);
         if a.delay_ns > 0 {
             super::runtime::slow_down(a.delay_ns, events.len());
@@ -703,6 +703,16 @@ impl EventTx {
     }
 }
 
+/// Every overflow stage learns what a frame tells about its instruments.
+#[inline]
+fn observe(stages: &mut [Stage], events: &[Event]) {
+    for st in stages {
+        for ev in events {
+            st.observe(ev);
+        }
+    }
+}
+
 /// The instrument an event routes by (levels follow their header).
 #[inline]
 fn route_of(ev: &Event) -> Option<feeds::event::InstrumentId> {
@@ -725,9 +735,10 @@ impl Drop for EventTx {
         }
         // Each consumer is woken after its ring is abandoned, so it sees
         // the end at once instead of at its park timeout.
-        let waiters: Vec<Arc<Waiter>> = self.rings.drain(..).map(|r| r.waiter()).collect();
-        for w in waiters {
-            w.notify();
+        for ring in self.rings.drain(..) {
+            let waiter = ring.waiter();
+            drop(ring);
+            waiter.notify();
         }
         if let Some(p) = self.inline.as_deref_mut() {
             p.publish();

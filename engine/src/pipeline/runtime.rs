@@ -17,7 +17,9 @@ use std::thread::JoinHandle;
 
 use super::overload::{Overload, Stage, StageLimits};
 use super::processor::{Processor, ProcessorConfig, ResyncHook, SinkMsg, SinkTx};
-use super::ring::{ring, Backoff, EventTx, RingRx, RingTx, SharedProcessor, Slot, Waiter};
+use super::ring::{
+    ring, work_or_end, Backoff, EventTx, RingRx, RingTx, SharedProcessor, Slot, Waiter,
+};
 use super::sink::{JsonlWriter, LiveView, RowCollector, SinkShared, SinkState};
 use super::stats::{Registry, RingStats};
 
@@ -321,16 +323,13 @@ fn worker_loop(
     // the processor holds one message in progress, so no other ring's
     // events may run until it is complete.
     let mut sticky: Option<usize> = None;
+    // The rings this thread may read now: the sticky one, else all.
+    let watched = |rxs: &[RingRx<Slot>], sticky: Option<usize>| match sticky {
+        Some(i) => i..i + 1,
+        None => 0..rxs.len(),
+    };
     loop {
-        let ready = |rxs: &[RingRx<Slot>], sticky: Option<usize>| match sticky {
-            Some(i) => !rxs[i].rx.is_empty() || rxs[i].rx.is_abandoned(),
-            // An abandoned ring alone is no work: only when all are (the end).
-            None => rxs.iter().any(|r| !r.rx.is_empty()) || rxs.iter().all(|r| r.rx.is_abandoned()),
-        };
-        let pending = match sticky {
-            Some(i) => !rxs[i].rx.is_empty(),
-            None => rxs.iter().any(|r| !r.rx.is_empty()),
-        };
+        let pending = rxs[watched(&rxs, sticky)].iter().any(|r| !r.rx.is_empty());
         if !pending {
             match sticky {
                 // Its producer is gone mid-message: the rest never comes.
@@ -345,7 +344,7 @@ fn worker_loop(
             }
             // Idle: spin, yield or park without the lock, so a receiver
             // (`adaptive`) finds it free and runs its frames itself.
-            backoff.idle(waiter, || ready(&rxs, sticky));
+            backoff.idle(waiter, || work_or_end(&rxs[watched(&rxs, sticky)]));
             continue;
         }
         let mut did = 0usize;
@@ -463,11 +462,7 @@ fn sink_loop(
         for c in &mut collectors {
             c.idle();
         }
-        // An abandoned ring alone is no work (a receiver that ended early
-        // must not make the sink spin): only when all are.
-        backoff.idle(waiter, || {
-            rxs.iter().any(|r| !r.rx.is_empty()) || rxs.iter().all(|r| r.rx.is_abandoned())
-        });
+        backoff.idle(waiter, || work_or_end(&rxs));
     }
     state.maybe_publish(true);
     if let Some(mut w) = writer {

@@ -442,22 +442,6 @@ impl Registry {
         let _ = self.metrics_addr.set(addr);
     }
 
-    /// Adds a whole histogram's samples to `stage` (as counts of their
-    /// buckets, like every thread's) and resets it.
-    pub fn merge_stage(&self, stage: Stage, local: &mut Histogram<u64>) {
-        if local.is_empty() {
-            return;
-        }
-        let samples = self.stage_samples(stage);
-        for v in local.iter_recorded() {
-            let i = StageSamples::index(v.value_iterated_to().max(1));
-            if let Some(c) = samples.counts.get(i) {
-                c.add(v.count_at_value());
-            }
-        }
-        local.reset();
-    }
-
     /// A new sample counter of `stage` for one thread.
     pub fn stage_samples(&self, stage: Stage) -> StageSamples {
         let counts: Arc<[Counter]> = (0..StageSamples::BUCKETS)
@@ -541,11 +525,6 @@ mod tests {
             let _ = want.record(v.max(1));
         }
         other.record(5);
-        // A histogram merged whole adds up with the threads' counts.
-        let mut merged = new_histogram();
-        let _ = merged.record(123);
-        let _ = want.record(123);
-        r.merge_stage(Stage::Signal, &mut merged);
         assert!(r.stage(Stage::Signal) == want);
         assert_eq!(r.stage(Stage::Parse).len(), 1);
         assert!(r.stage(Stage::RingHop).is_empty());
