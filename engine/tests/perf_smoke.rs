@@ -265,7 +265,7 @@ fn overflow_stage_allocates_nothing_while_the_ring_is_full() {
             .iter()
             .filter(|e| matches!(e, Event::Trade(_)))
             .count() as u64;
-        tx.send_frame(&events, i as u64);
+        tx.send_frame(&events, i as u64, i as u64);
         // A slow consumer: two slots per frame, catching up every 50
         // frames (on this thread, so the stage must never be full: a full
         // stage would wait for this very thread).

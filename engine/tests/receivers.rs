@@ -127,10 +127,10 @@ fn a_half_pushed_message_is_never_mixed_with_another_receivers() {
                         },
                         wire: feeds::instruments::NO_WIRE,
                     };
-                    tx.send_frame(&[Event::Instrument(info)], 1);
-                    tx.send_frame(&snapshot(id), 1);
+                    tx.send_frame(&[Event::Instrument(info)], 1, 1);
+                    tx.send_frame(&snapshot(id), 1, 1);
                     for k in 1..=DIFFS {
-                        tx.send_frame(&diff(id, k), 1);
+                        tx.send_frame(&diff(id, k), 1, 1);
                     }
                 });
             }

@@ -133,8 +133,9 @@ impl Ingest {
                             self.known.push((i.inst, i.symbol));
                         }
                     }
-                    self.tx.send_frame(&self.events, t_frame);
-                    self.samples.record(mono_ns().saturating_sub(t_frame));
+                    let t_parsed = mono_ns();
+                    self.samples.record(t_parsed.saturating_sub(t_frame));
+                    self.tx.send_frame(&self.events, t_frame, t_parsed);
                 }
             }
             Err(e) => {
@@ -168,7 +169,8 @@ impl Ingest {
                 .map(|&(i, _)| Event::Reset(i)),
         );
         if !self.events.is_empty() {
-            self.tx.send_frame(&self.events, mono_ns());
+            let now = mono_ns();
+            self.tx.send_frame(&self.events, now, now);
         }
     }
 

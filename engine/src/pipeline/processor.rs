@@ -263,10 +263,12 @@ impl<O: Emit> Processor<O> {
 
     /// Processes the events of one frame pushed at `t_push` on the calling
     /// thread, as a drain would (no ring: `signal_placement` inline or
-    /// adaptive); one clock read per message, not two per slot.
+    /// adaptive); one clock read per message, not two per slot. Nothing
+    /// waits between push and pop here: the first slot counts as popped at
+    /// `t_push` (no clock read for it).
     #[inline]
     pub fn on_frame(&mut self, events: &[Event], t_frame: u64, t_push: u64) {
-        let mut done = 0;
+        let mut done = t_push;
         for ev in events {
             let slot = super::ring::Slot {
                 ev: *ev,

@@ -585,10 +585,11 @@ impl EventTx {
         self.flush();
     }
 
-    /// Pushes the events of one frame and wakes the consumers it touched.
+    /// Pushes the events of one frame, read at `t_frame` and parsed at
+    /// `t_push` (monotonic ns: the parse stage's end is the ring stage's
+    /// start, one clock read for both), and wakes the consumers it touched.
     #[inline]
-    pub fn send_frame(&mut self, events: &[Event], t_frame: u64) {
-        let t_push = mono_ns();
+    pub fn send_frame(&mut self, events: &[Event], t_frame: u64, t_push: u64) {
         if let Some(p) = self.inline.as_deref_mut() {
             p.on_frame(events, t_frame, t_push);
             self.dirty |= 1;
