@@ -257,7 +257,8 @@ pub enum SignalPlacement {
     /// its receiver whenever the signal thread its instrument routes to is
     /// idle and that ring empty (`"adaptive"`): evenly spaced frames cost
     /// what inline costs (no wake-up), frames that queue still pipeline
-    /// through the rings.
+    /// through the rings, and a receiver falling behind hands its batch to
+    /// them (at most `EventTx::HERE_BUDGET_NS` of running per wake-up).
     Adaptive,
 }
 

@@ -265,9 +265,9 @@ impl<O: Emit> Processor<O> {
     /// thread, as a drain would (no ring: `signal_placement` inline or
     /// adaptive); one clock read per message, not two per slot. Nothing
     /// waits between push and pop here: the first slot counts as popped at
-    /// `t_push` (no clock read for it).
+    /// `t_push` (no clock read for it). Returns when the last was done.
     #[inline]
-    pub fn on_frame(&mut self, events: &[Event], t_frame: u64, t_push: u64) {
+    pub fn on_frame(&mut self, events: &[Event], t_frame: u64, t_push: u64) -> u64 {
         let mut done = t_push;
         for ev in events {
             let slot = super::ring::Slot {
@@ -277,6 +277,7 @@ impl<O: Emit> Processor<O> {
             };
             done = self.on_slot_after(&slot, done);
         }
+        done
     }
 
     /// Processes a slot popped right after the previous slot of the same

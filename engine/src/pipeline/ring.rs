@@ -436,6 +436,9 @@ pub struct EventTx {
     /// `signal_placement = "adaptive"`: each signal thread's processor (one
     /// per ring), run here while that thread is idle and its ring drained.
     adaptive: Vec<Adaptive>,
+    /// Adaptive: how long this receiver has run frames itself since its
+    /// wake-up began (see [`EventTx::HERE_BUDGET_NS`]).
+    here_ns: u64,
 }
 
 /// What a receiver needs to run a signal thread's processor itself.
@@ -458,6 +461,16 @@ pub type SharedProcessor = Arc<std::sync::Mutex<InlineProcessor>>;
 pub type InlineProcessor = super::processor::Processor<super::processor::SinkTx>;
 
 impl EventTx {
+    /// Adaptive: a receiver runs frames itself for at most this long per
+    /// wake-up (its first frame and those of its batch that follow); the
+    /// batch's later frames go through the rings. Far above what a wake-up
+    /// of a keeping-up feed costs (a frame is ~1–50 µs), so only a receiver
+    /// falling behind — a slow signal stage, a burst bigger than the
+    /// processor — hands work to the signal thread, and then the overflow
+    /// stage merges and conflates as in threads mode instead of the
+    /// socket backing up.
+    pub const HERE_BUDGET_NS: u64 = 100_000;
+
     /// One ring per signal thread; a full ring blocks (`overload = "block"`).
     #[must_use]
     pub fn new(rings: Vec<RingTx<Slot>>) -> Self {
@@ -469,6 +482,7 @@ impl EventTx {
             batching: false,
             inline: None,
             adaptive: Vec::new(),
+            here_ns: 0,
         }
     }
 
@@ -546,6 +560,7 @@ impl EventTx {
             batching: false,
             inline: Some(processor),
             adaptive: Vec::new(),
+            here_ns: 0,
         }
     }
 
@@ -591,13 +606,19 @@ impl EventTx {
     #[inline]
     pub fn send_frame(&mut self, events: &[Event], t_frame: u64, t_push: u64) {
         if let Some(p) = self.inline.as_deref_mut() {
-            p.on_frame(events, t_frame, t_push);
+            let _ = p.on_frame(events, t_frame, t_push);
             self.dirty |= 1;
             self.flush();
             return;
         }
-        if !self.adaptive.is_empty() && self.run_here(events, t_frame, t_push) {
-            return;
+        if !self.adaptive.is_empty() {
+            if !self.batching {
+                // A frame outside a batch begins a wake-up.
+                self.here_ns = 0;
+            }
+            if self.here_ns < Self::HERE_BUDGET_NS && self.run_here(events, t_frame, t_push) {
+                return;
+            }
         }
         if !self.stages.is_empty() {
             self.send_staged(events, t_frame, t_push);
@@ -664,11 +685,13 @@ impl EventTx {
         // takes (else one announced here could never be merged under
         // back-pressure).
         observe(&mut self.stages, events);
-        p.on_frame(events, t_frame, t_push);
+        let mut done = p.on_frame(events, t_frame, t_push);
         if a.delay_ns > 0 {
             super::runtime::slow_down(a.delay_ns, events.len());
+            done = mono_ns();
         }
         drop(p);
+        self.here_ns += done.saturating_sub(t_push);
         a.dirty = true;
         self.route = route;
         self.flush();
