@@ -9,7 +9,7 @@
 # baseline a's median of the same invocation.
 #
 #   scripts/cpu-per-msg.sh [scenario...]
-#       (default: a@10k engine-epoll@10k engine-epoll+adaptive@10k
+#       (default: a@10k engine-epoll@10k engine-epoll+threads@10k
 #        engine-epoll+inline@10k)
 #
 # ENGINE=<binary> / LOADGEN=<binary> skip the release build; ROUNDS
@@ -29,7 +29,7 @@ fi
 ROUNDS="${ROUNDS:-5}"
 scenarios=("$@")
 if [[ ${#scenarios[@]} -eq 0 ]]; then
-    scenarios=(a@10k engine-epoll@10k engine-epoll+adaptive@10k engine-epoll+inline@10k)
+    scenarios=(a@10k engine-epoll@10k engine-epoll+threads@10k engine-epoll+inline@10k)
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -98,7 +98,7 @@ ir() {
     echo "$total"
 }
 
-# Sets msgs, rows, empty, none and jsonl (instr/msg) for the first `lines`
+# Sets msgs, rows, empty, none, jsonl and threads (instr/msg) for the first `lines`
 # lines of capture $1 (header included); the baseline replays the header
 # alone, so start-up and shutdown cancel out.
 measure() {
@@ -110,8 +110,12 @@ measure() {
         exit 1
     fi
     empty=$(ir "$tmp/header.txt")
-    local none_ir jsonl_ir
+    local none_ir jsonl_ir threads_ir
     none_ir=$(ir "$tmp/slice.txt")
+    # Every frame through the ring (the default, adaptive, runs a replay's
+    # frames on the reader while the signal thread is idle).
+    printf '[engine]\nsignal_placement = "threads"\n' >"$tmp/threads.toml"
+    threads_ir=$(ir "$tmp/slice.txt" --config "$tmp/threads.toml")
     jsonl_ir=$(ir "$tmp/slice.txt" --out "$tmp/out.jsonl")
     rows=$(wc -l <"$tmp/out.jsonl")
     if [ "$rows" -lt 1 ]; then
@@ -120,6 +124,7 @@ measure() {
     fi
     none=$(per_msg "$none_ir")
     jsonl=$(per_msg "$jsonl_ir")
+    threads=$(per_msg "$threads_ir")
 }
 per_msg() { awk -v t="$1" -v e="$empty" -v n="$msgs" 'BEGIN { printf "%d", (t - e) / n }'; }
 
@@ -144,8 +149,9 @@ printf 'instr-gate: %s, first %s lines: %s messages, %s JSONL rows; baseline (he
 
 if [ "$record" = 1 ]; then
     sed -i -e "s/^\\([[:space:]]*no_output[[:space:]]*=[[:space:]]*\\)[0-9][0-9]*/\\1$none/" \
-        -e "s/^\\([[:space:]]*jsonl[[:space:]]*=[[:space:]]*\\)[0-9][0-9]*/\\1$jsonl/" "$RECORD"
-    echo "instr-gate: recorded no_output = $none, jsonl = $jsonl instr/msg in $RECORD"
+        -e "s/^\\([[:space:]]*jsonl[[:space:]]*=[[:space:]]*\\)[0-9][0-9]*/\\1$jsonl/" \
+        -e "s/^\\([[:space:]]*threads[[:space:]]*=[[:space:]]*\\)[0-9][0-9]*/\\1$threads/" "$RECORD"
+    echo "instr-gate: recorded no_output = $none, jsonl = $jsonl, threads = $threads instr/msg in $RECORD"
     exit 0
 fi
 
@@ -168,6 +174,7 @@ check() {
 }
 check no_output "$none"
 check jsonl "$jsonl"
+check threads "$threads"
 if [ "$fail" = 1 ]; then
     echo "instr-gate: above the bound; if the extra cost is intended, run" \
         "'scripts/instr-gate.sh --record' and commit $RECORD" >&2

@@ -247,8 +247,9 @@ pub struct EngineOptions {
 /// Where books and signals are computed (`[engine] signal_placement`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignalPlacement {
-    /// Pinned signal threads fed by SPSC rings (`"threads"`, default):
-    /// receivers stay responsive, instruments shard over `signal_threads`.
+    /// Pinned signal threads fed by SPSC rings (`"threads"`): receivers
+    /// stay responsive, instruments shard over `signal_threads`, every
+    /// frame wakes its signal thread.
     Threads,
     /// On each receiver thread, run to completion (`"inline"`): no ring hop
     /// and no wake-up per frame, the lowest latency and CPU on few cores.
@@ -259,6 +260,7 @@ pub enum SignalPlacement {
     /// what inline costs (no wake-up), frames that queue still pipeline
     /// through the rings, and a receiver falling behind hands its batch to
     /// them (at most `EventTx::HERE_BUDGET_NS` of running per wake-up).
+    /// The default.
     Adaptive,
 }
 
@@ -466,9 +468,9 @@ impl Config {
                 }
             },
             signal_placement: match raw.engine.signal_placement.as_deref() {
-                None | Some("threads") => SignalPlacement::Threads,
+                Some("threads") => SignalPlacement::Threads,
                 Some("inline") => SignalPlacement::Inline,
-                Some("adaptive") => SignalPlacement::Adaptive,
+                None | Some("adaptive") => SignalPlacement::Adaptive,
                 Some(o) => {
                     return Err(err(
                         "engine.signal_placement",
@@ -856,6 +858,12 @@ mod tests {
         assert_eq!(c.engine.signal_placement, SignalPlacement::Inline);
         let c = Config::from_toml_str("[engine]\nsignal_placement='adaptive'\n", "t").unwrap();
         assert_eq!(c.engine.signal_placement, SignalPlacement::Adaptive);
+        assert_eq!(
+            Config::default().engine.signal_placement,
+            SignalPlacement::Adaptive
+        );
+        let c = Config::from_toml_str("[engine]\nsignal_placement='threads'\n", "t").unwrap();
+        assert_eq!(c.engine.signal_placement, SignalPlacement::Threads);
         let c = Config::from_toml_str(
             "[engine]\nsignal_placement='adaptive'\nsignal_threads=2\n",
             "t",

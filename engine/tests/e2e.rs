@@ -97,8 +97,8 @@ fn inline_signal_placement_emits_the_replay_stream() {
 }
 
 #[test]
-fn adaptive_signal_placement_emits_the_replay_stream() {
-    run_matches_replay("e2e-adaptive", "signal_placement = \"adaptive\"");
+fn threads_signal_placement_emits_the_replay_stream() {
+    run_matches_replay("e2e-threads", "signal_placement = \"threads\"");
 }
 
 #[test]

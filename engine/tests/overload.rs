@@ -12,6 +12,8 @@ use serde_json::Value;
 
 /// Small rings and a slow signal thread: the ring is full most of the run.
 const SLOW: &str = "ring_capacity = 256\nsignal_threads = 1\ndebug_signal_delay_ns = 20000\n";
+/// Threads mode: every frame goes through the ring.
+const THREADS: &str = "signal_placement = \"threads\"\n";
 
 /// The stats of a live run over the simulator serving the first `lines`
 /// of the spot capture (engine settings `engine`), and of its replay.
@@ -35,7 +37,8 @@ fn live_and_replay(name: &str, lines: usize, engine: &str) -> Option<(Value, Val
 
 #[test]
 fn slowed_signal_stage_merges_and_conflates_but_drops_no_trade_and_corrupts_no_book() {
-    let Some((live, replay)) = live_and_replay("overload-slow", 6000, SLOW) else {
+    let Some((live, replay)) = live_and_replay("overload-slow", 6000, &format!("{SLOW}{THREADS}"))
+    else {
         return;
     };
 

@@ -292,7 +292,7 @@ fn inline_placement_replays_byte_identical_to_signal_threads() {
     let Some(shared) = shared_dir() else { return };
     let cap = shared.join("vectors/capture_small.txt.gz");
     let dir = temp_dir("inline");
-    let threads = test_config("");
+    let threads = test_config("[engine]\nsignal_placement = \"threads\"\n");
     let inline = test_config("[engine]\nsignal_placement = \"inline\"\n");
     replay_to(
         &threads,
@@ -352,7 +352,7 @@ fn adaptive_over_several_signal_threads_keeps_each_instruments_rows() {
     };
     let one = dir.join("one.jsonl");
     let stats_one = replay_to(
-        &test_config(""),
+        &test_config("[engine]\nsignal_placement = \"threads\"\n"),
         std::slice::from_ref(&cap),
         Speed::Max,
         &one,

@@ -254,12 +254,7 @@ fn cmd_suite(a: &Args) -> Result<(), String> {
         let modes: &[&str] = if rate > 200_000.0 {
             &["epoll"]
         } else {
-            &[
-                "epoll",
-                "epoll+inline",
-                "epoll+adaptive",
-                "busy_poll+inline",
-            ]
+            &["epoll", "epoll+inline", "epoll+threads", "busy_poll+inline"]
         };
         for mode in modes {
             let name = format!("engine-{mode}@{l}");

@@ -482,7 +482,7 @@ pub fn plot_latency_vs_rate(rs: &[RunResult], path: &Path) -> Result<(), String>
         "engine-epoll",
         "engine-busy_poll",
         "engine-epoll+inline",
-        "engine-epoll+adaptive",
+        "engine-epoll+threads",
         "engine-busy_poll+inline",
     ];
     let pts = |k: &str, q: fn(&Lat) -> u64| -> Vec<(f64, f64)> {

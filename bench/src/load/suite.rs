@@ -165,15 +165,16 @@ pub fn baseline(name: &str, mode: Mode, cfg: LoadConfig) -> std::io::Result<RunR
 pub struct EngineRun {
     /// Scenario name.
     pub name: String,
-    /// `epoll` or `busy_poll`, optionally `+inline` (`signal_placement`).
+    /// `epoll` or `busy_poll`, optionally `+inline`, `+adaptive` or
+    /// `+threads` (`signal_placement`; none: the default, adaptive).
     pub receiver_mode: String,
     /// Load server settings (profile, instruments, levels).
     pub load: LoadConfig,
 }
 
 pub(crate) fn engine_toml(run: &EngineRun, addr: &str, symbols: &[String]) -> String {
-    // `<receiver_mode>[+inline]`: `+inline` runs books and signals on the
-    // receiver thread (`signal_placement = "inline"`).
+    // `<receiver_mode>[+<placement>]`: e.g. `+inline` runs books and
+    // signals on the receiver thread (`signal_placement = "inline"`).
     let (receiver, placement) = match run.receiver_mode.split_once('+') {
         Some((r, p)) => (r, Some(p)),
         None => (run.receiver_mode.as_str(), None),
