@@ -15,8 +15,10 @@
 #     of the slice's header alone (start-up and shutdown), as
 #     scripts/instr-gate.sh does;
 #   * the engine both without output and writing JSONL (`engine replay
-#     --speed max [--out x.jsonl]`, the instr-gate invocation), and without
-#     output on one thread (`signal_placement = "inline"`);
+#     --speed max [--out x.jsonl]`, the instr-gate invocation, default
+#     placement: adaptive), and without output on one thread
+#     (`signal_placement = "inline"`) and with every frame through the ring
+#     to the signal thread (`"threads"`);
 #   * barter also with the snapshot cut to 100 levels per side, the depth
 #     its own snapshot fetcher requests (`limit=100`): its `OrderBook` is a
 #     sorted `Vec` per side, so every insert/remove shifts the deeper levels
@@ -75,6 +77,7 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/wiresignal-barter.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 printf '[engine]\nsignal_placement = "inline"\n' >"$tmp/inline.toml"
+printf '[engine]\nsignal_placement = "threads"\n' >"$tmp/threads.toml"
 
 fail() {
     echo "barter-compare: FAIL: $*" >&2
@@ -87,6 +90,9 @@ run_barter100() { "$HARNESS" --snapshot-limit 100 "$1" >"$2.out"; }
 run_engine() { "$ENGINE" replay "$1" --speed max --stats "$2.stats.json" >"$2.out" 2>"$2.err"; }
 run_engine_inline() {
     "$ENGINE" replay "$1" --speed max --config "$tmp/inline.toml" --stats "$2.stats.json" >"$2.out" 2>"$2.err"
+}
+run_engine_threads() {
+    "$ENGINE" replay "$1" --speed max --config "$tmp/threads.toml" --stats "$2.stats.json" >"$2.out" 2>"$2.err"
 }
 run_engine_jsonl() {
     "$ENGINE" replay "$1" --speed max --stats "$2.stats.json" --out "$2.jsonl" >"$2.out" 2>"$2.err"
@@ -130,7 +136,7 @@ measure_times() {
         printf -v "${p}_cpumed" '%s' "$(sort -g -k2,2 "$tmp/$p.times" | awk -v n="$RUNS" 'NR == int((n + 1) / 2) { print $2 }')"
     done
 }
-variants=(b:run_barter c:run_barter100 e:run_engine j:run_engine_jsonl i:run_engine_inline)
+variants=(b:run_barter c:run_barter100 e:run_engine j:run_engine_jsonl i:run_engine_inline r:run_engine_threads)
 
 # Total Ir of `$@` under callgrind.
 ir() {
@@ -213,6 +219,8 @@ for given in "$@"; do
     slice_ir j "$e_base" "$ENGINE" replay "$tmp/slice.txt" --speed max --out "$tmp/s.jsonl"
     i_base=$(ir "$ENGINE" replay "$tmp/header.txt" --speed max --config "$tmp/inline.toml")
     slice_ir i "$i_base" "$ENGINE" replay "$tmp/slice.txt" --speed max --config "$tmp/inline.toml"
+    r_base=$(ir "$ENGINE" replay "$tmp/header.txt" --speed max --config "$tmp/threads.toml")
+    slice_ir r "$r_base" "$ENGINE" replay "$tmp/slice.txt" --speed max --config "$tmp/threads.toml"
 
     row() { # label msgs wall cpu-min cpu-median ir memmove-ir
         awk -v l="$1" -v m="$2" -v w="$3" -v c="$4" -v cm="$5" -v i="$6" -v mv="$7" \
@@ -223,9 +231,10 @@ for given in "$@"; do
     }
     rows+=("$(row "barter-data 0.13: parse + sequence + book ($name)" "$b_msgs" "$b_wall" "$b_cpu" "$b_cpumed" "$b_ir" "$b_mv")")
     rows+=("$(row "barter-data 0.13, snapshot cut to 100 levels ($name)" "$b_msgs" "$c_wall" "$c_cpu" "$c_cpumed" "$c_ir" "$c_mv")")
-    rows+=("$(row "engine, no output: parse + book + 17 signals ($name)" "$e_msgs" "$e_wall" "$e_cpu" "$e_cpumed" "$e_ir" "$e_mv")")
+    rows+=("$(row "engine, no output: parse + book + 17 signals, default placement (adaptive) ($name)" "$e_msgs" "$e_wall" "$e_cpu" "$e_cpumed" "$e_ir" "$e_mv")")
     rows+=("$(row "engine, JSONL: the same + signal rows ($name)" "$e_msgs" "$j_wall" "$j_cpu" "$j_cpumed" "$j_ir" "$j_mv")")
     rows+=("$(row "engine, no output, one thread (inline) ($name)" "$e_msgs" "$i_wall" "$i_cpu" "$i_cpumed" "$i_ir" "$i_mv")")
+    rows+=("$(row "engine, no output, every frame through the ring (threads) ($name)" "$e_msgs" "$r_wall" "$r_cpu" "$r_cpumed" "$r_ir" "$r_mv")")
 done
 
 echo
