@@ -116,6 +116,7 @@ measure() {
     # frames on the reader while the signal thread is idle).
     printf '[engine]\nsignal_placement = "threads"\n' >"$tmp/threads.toml"
     threads_ir=$(ir "$tmp/slice.txt" --config "$tmp/threads.toml")
+    threads_empty=$(ir "$tmp/header.txt" --config "$tmp/threads.toml")
     jsonl_ir=$(ir "$tmp/slice.txt" --out "$tmp/out.jsonl")
     rows=$(wc -l <"$tmp/out.jsonl")
     if [ "$rows" -lt 1 ]; then
@@ -124,7 +125,7 @@ measure() {
     fi
     none=$(per_msg "$none_ir")
     jsonl=$(per_msg "$jsonl_ir")
-    threads=$(per_msg "$threads_ir")
+    threads=$(empty=$threads_empty per_msg "$threads_ir")
 }
 per_msg() { awk -v t="$1" -v e="$empty" -v n="$msgs" 'BEGIN { printf "%d", (t - e) / n }'; }
 

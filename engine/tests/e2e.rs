@@ -107,6 +107,14 @@ fn busy_poll_receiver_emits_the_replay_stream() {
 }
 
 #[test]
+fn busy_poll_with_signal_threads_emits_the_replay_stream() {
+    run_matches_replay(
+        "e2e-busy-threads",
+        "receiver_mode = \"busy_poll\"\nsignal_placement = \"threads\"",
+    );
+}
+
+#[test]
 fn busy_poll_with_inline_signals_emits_the_replay_stream() {
     run_matches_replay(
         "e2e-busy-inline",

@@ -121,7 +121,7 @@ fn adaptive_under_a_slowed_signal_stage_drops_no_trade_and_corrupts_no_book() {
 /// diff is applied one by one (the same book updates as the replay).
 #[test]
 fn block_policy_stages_nothing() {
-    let block = format!("{SLOW}overload = \"block\"\n");
+    let block = format!("{SLOW}{THREADS}overload = \"block\"\n");
     let Some((live, replay)) = live_and_replay("overload-block", 1500, &block) else {
         return;
     };

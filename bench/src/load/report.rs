@@ -450,7 +450,7 @@ pub fn markdown(rs: &[RunResult], title: &str, env: &str) -> String {
         1.25,
         true,
     );
-    for placement in ["inline", "adaptive"] {
+    for placement in ["inline", "threads"] {
         let name = format!("engine-epoll+{placement}@10k");
         let ratio = match (find(rs, &name), a10) {
             (Some(e), Some(a)) if a.cpu_pct > 0.0 => Some(e.cpu_pct / a.cpu_pct),

@@ -882,10 +882,15 @@ pub(super) fn switched(
     now: Instant,
 ) {
     m.rolled_over(now);
+    // One batch: one wake-up of the consumers, and a receiver under
+    // `adaptive` hands the held burst to the signal threads once it has run
+    // its budget.
+    handler.begin_batch();
     for (recv_ns, frame) in held {
         deliver(handler, &mut m.stats, frame_buf, *recv_ns, frame);
         m.received(now, handler.frame_was_data());
     }
+    handler.end_batch();
     handler.on_rollover();
 }
 

@@ -436,8 +436,8 @@ pub struct EventTx {
     /// `signal_placement = "adaptive"`: each signal thread's processor (one
     /// per ring), run here while that thread is idle and its ring drained.
     adaptive: Vec<Adaptive>,
-    /// Adaptive: how long this receiver has run frames itself since its
-    /// wake-up began (see [`EventTx::HERE_BUDGET_NS`]).
+    /// Adaptive: how long this receiver has run frames itself in this
+    /// batch (see [`EventTx::HERE_BUDGET_NS`]).
     here_ns: u64,
 }
 
@@ -461,9 +461,10 @@ pub type SharedProcessor = Arc<std::sync::Mutex<InlineProcessor>>;
 pub type InlineProcessor = super::processor::Processor<super::processor::SinkTx>;
 
 impl EventTx {
-    /// Adaptive: a receiver runs frames itself for at most this long per
-    /// wake-up (its first frame and those of its batch that follow); the
-    /// batch's later frames go through the rings. Far above what a wake-up
+    /// Adaptive: a receiver runs the frames of one receive batch itself
+    /// for at most this long (a frame outside a batch, such as a wake-up's
+    /// first, has its own budget); the batch's later frames go through the
+    /// rings. Far above what a wake-up
     /// of a keeping-up feed costs (a frame is ~1–50 µs), so only a receiver
     /// falling behind — a slow signal stage, a burst bigger than the
     /// processor — hands work to the signal thread, and then the overflow
@@ -591,6 +592,7 @@ impl EventTx {
     #[inline]
     pub fn begin_batch(&mut self) {
         self.batching = true;
+        self.here_ns = 0;
     }
 
     /// The batch is over: wakes every consumer that received something.
@@ -613,7 +615,7 @@ impl EventTx {
         }
         if !self.adaptive.is_empty() {
             if !self.batching {
-                // A frame outside a batch begins a wake-up.
+                // Outside a batch a frame has the budget to itself.
                 self.here_ns = 0;
             }
             if self.here_ns < Self::HERE_BUDGET_NS && self.run_here(events, t_frame, t_push) {
