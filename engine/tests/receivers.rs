@@ -154,3 +154,72 @@ fn a_half_pushed_message_is_never_mixed_with_another_receivers() {
         }
     }
 }
+
+/// Adaptive, one receiver and a slow processor (`debug_signal_delay_ns`):
+/// frames sent one per wake-up each run on the receiver (nothing reaches the
+/// ring), but within one receive batch the receiver stops running frames
+/// itself once it has spent `EventTx::HERE_BUDGET_NS`, and the rest of the
+/// batch goes through the ring. Either way each diff's mid comes out once,
+/// in order.
+#[test]
+fn an_adaptive_receiver_falling_behind_hands_its_batch_to_the_ring() {
+    let dir = temp_dir("receivers-budget");
+    let out = dir.join("rows.jsonl");
+    // 2 µs per event: a diff (65 events) takes ~130 µs, above the budget.
+    let toml = "[engine]\nsignal_threads = 1\nsignal_placement = \"adaptive\"\n\
+                ring_capacity = 8192\ndebug_signal_delay_ns = 2000\n";
+    let mut cfg = Config::from_toml_str(toml, "test").unwrap();
+    cfg.engine.pin_cores = Some(false);
+    let mut pipeline =
+        engine::app::start_pipeline_with(&cfg, 1, Output::File(out.clone()), None, None, false)
+            .unwrap();
+    let registry = pipeline.registry.clone();
+    let high_water = || -> i64 {
+        registry
+            .rings()
+            .iter()
+            .map(|(_, r)| r.high_water.get())
+            .max()
+            .unwrap_or(0)
+    };
+    let mut tx = pipeline.txs.remove(0);
+    let (venue, _) = feeds::venue::venue_by_name("kraken").unwrap();
+    let info = InstrumentInfo {
+        inst: InstrumentId(0),
+        venue,
+        symbol: Symbol::new("S0").unwrap(),
+        scale: signals::Scale {
+            price_decimals: 0,
+            qty_decimals: 0,
+        },
+        wire: feeds::instruments::NO_WIRE,
+    };
+    tx.send_frame(&[Event::Instrument(info)], 1, 1);
+    tx.send_frame(&snapshot(0), 1, 1);
+    const HALF: i64 = DIFFS / 8;
+    for k in 1..=HALF {
+        tx.send_frame(&diff(0, k), 1, 1);
+    }
+    assert_eq!(high_water(), 0, "lone frames all ran on the receiver");
+    tx.begin_batch();
+    for k in HALF + 1..=2 * HALF {
+        tx.send_frame(&diff(0, k), 1, 1);
+    }
+    tx.end_batch();
+    drop(tx);
+    pipeline.finish().unwrap();
+    assert!(
+        high_water() > 0,
+        "the batch beyond the budget went through the ring"
+    );
+    let mids: Vec<f64> = read_lines(&out)
+        .iter()
+        .filter_map(|l| {
+            let r: Value = serde_json::from_str(l).unwrap();
+            (r["signal"] == "mid").then(|| r["value"].as_f64().unwrap())
+        })
+        .collect();
+    #[allow(clippy::cast_precision_loss)]
+    let want: Vec<f64> = (1..=2 * HALF).map(|k| (base(0) + k) as f64).collect();
+    assert_eq!(mids, want);
+}
