@@ -125,9 +125,10 @@ measure() {
     fi
     none=$(per_msg "$none_ir")
     jsonl=$(per_msg "$jsonl_ir")
-    threads=$(empty=$threads_empty per_msg "$threads_ir")
+    threads=$(per_msg "$threads_ir" "$threads_empty")
 }
-per_msg() { awk -v t="$1" -v e="$empty" -v n="$msgs" 'BEGIN { printf "%d", (t - e) / n }'; }
+# instr/msg of total Ir $1 over the header-only run $2 (default: $empty).
+per_msg() { awk -v t="$1" -v e="${2:-$empty}" -v n="$msgs" 'BEGIN { printf "%d", (t - e) / n }'; }
 
 if [ "$venues" = 1 ]; then
     if [ "$#" -eq 0 ]; then

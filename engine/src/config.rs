@@ -259,7 +259,8 @@ pub enum SignalPlacement {
     /// idle and that ring empty (`"adaptive"`): evenly spaced frames cost
     /// what inline costs (no wake-up), frames that queue still pipeline
     /// through the rings, and a receiver falling behind hands its batch to
-    /// them (at most `EventTx::HERE_BUDGET_NS` of running per wake-up).
+    /// them (at most `EventTx::HERE_BUDGET_NS` of running per receive
+    /// batch).
     /// The default.
     Adaptive,
 }

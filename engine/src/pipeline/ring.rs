@@ -464,12 +464,11 @@ impl EventTx {
     /// Adaptive: a receiver runs the frames of one receive batch itself
     /// for at most this long (a frame outside a batch, such as a wake-up's
     /// first, has its own budget); the batch's later frames go through the
-    /// rings. Far above what a wake-up
-    /// of a keeping-up feed costs (a frame is ~1–50 µs), so only a receiver
-    /// falling behind — a slow signal stage, a burst bigger than the
-    /// processor — hands work to the signal thread, and then the overflow
-    /// stage merges and conflates as in threads mode instead of the
-    /// socket backing up.
+    /// rings. Far above what a batch of a keeping-up feed costs (a frame is
+    /// ~1–50 µs), so only a receiver falling behind — a slow signal stage, a
+    /// burst bigger than the processor — hands work to the signal thread,
+    /// and then the overflow stage merges and conflates as in threads mode
+    /// instead of the socket backing up.
     pub const HERE_BUDGET_NS: u64 = 100_000;
 
     /// One ring per signal thread; a full ring blocks (`overload = "block"`).
@@ -613,14 +612,8 @@ impl EventTx {
             self.flush();
             return;
         }
-        if !self.adaptive.is_empty() {
-            if !self.batching {
-                // Outside a batch a frame has the budget to itself.
-                self.here_ns = 0;
-            }
-            if self.here_ns < Self::HERE_BUDGET_NS && self.run_here(events, t_frame, t_push) {
-                return;
-            }
+        if !self.adaptive.is_empty() && self.run_here(events, t_frame, t_push) {
+            return;
         }
         if !self.stages.is_empty() {
             self.send_staged(events, t_frame, t_push);
@@ -655,9 +648,17 @@ impl EventTx {
     /// `adaptive`: runs the frame on its signal thread's processor if that
     /// thread is idle (its lock free) and everything sent to it before was
     /// processed (its ring drained, nothing staged), so the order is the
-    /// ring's. A frame whose events route to several threads takes the rings.
+    /// ring's, and this batch has not used up [`Self::HERE_BUDGET_NS`]. A
+    /// frame whose events route to several threads takes the rings.
     #[inline]
     fn run_here(&mut self, events: &[Event], t_frame: u64, t_push: u64) -> bool {
+        if !self.batching {
+            // Outside a batch a frame has the budget to itself.
+            self.here_ns = 0;
+        }
+        if self.here_ns >= Self::HERE_BUDGET_NS {
+            return false;
+        }
         let n = self.rings.len();
         let mut route = self.route;
         if n > 1 {
