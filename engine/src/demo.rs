@@ -201,15 +201,15 @@ impl LiveRender {
                 if stats.synced.get() == 1 { "yes" } else { "no" },
             ));
         }
-        let h = p.registry.stage(Stage::FrameToSignal);
-        let sink = p.registry.stage(Stage::FrameToSink);
+        let h = p.registry.summary(Stage::FrameToSignal);
+        let sink = p.registry.summary(Stage::FrameToSink);
         s.push_str(&format!(
             "\nframe→signal  p50 {:>7.2} µs   p99 {:>7.2} µs   ({} events)\nframe→sink    p50 {:>7.2} µs   p99 {:>7.2} µs\n",
-            h.value_at_quantile(0.5) as f64 / 1e3,
-            h.value_at_quantile(0.99) as f64 / 1e3,
-            h.len(),
-            sink.value_at_quantile(0.5) as f64 / 1e3,
-            sink.value_at_quantile(0.99) as f64 / 1e3,
+            h.p50() as f64 / 1e3,
+            h.p99() as f64 / 1e3,
+            h.count,
+            sink.p50() as f64 / 1e3,
+            sink.p99() as f64 / 1e3,
         ));
         s
     }

@@ -3,7 +3,6 @@
 #[cfg(feature = "sim")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use engine::app::{self, Output};
@@ -476,12 +475,30 @@ fn real_main() -> Result<(), String> {
     }
 }
 
-fn main() -> ExitCode {
-    match real_main() {
-        Ok(()) => ExitCode::SUCCESS,
+fn main() {
+    let code = match real_main() {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            2
         }
-    }
+    };
+    exit_now(code)
+}
+
+/// Ends the process once `real_main` is done, skipping the exit-time
+/// teardown of the C runtime: with mimalloc that is a forced collection of
+/// every heap and a purge (`madvise`) of all its arenas, ~0.5 ms of CPU of
+/// the ~4 ms a replay of an empty capture costs (min of 40 runs, 4.13 →
+/// 3.50 ms), for memory the kernel is about to take back anyway.
+///
+/// Nothing is lost: every thread has been joined, every file and socket was
+/// flushed and closed by its owner's drop inside `real_main`, Rust runs no
+/// destructors of statics anyway, and no dependency registers an `atexit`
+/// handler; stdout (buffered by Rust) is flushed here.
+fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // SAFETY: `_exit` ends the process; no Rust state is used afterwards.
+    unsafe { libc::_exit(code) }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::pipeline::stats::{max_rss_bytes, Registry, Stage};
+use crate::pipeline::stats::{max_rss_bytes, Registry, Stage, Summary};
 
 /// Builds the stats JSON (see README for the fields).
 #[must_use]
@@ -59,35 +59,15 @@ pub fn stats_json(registry: &Registry, elapsed: Duration, rows: u64) -> Value {
     }
     let mut latency = Map::new();
     for stage in Stage::ALL {
-        let h = registry.stage(stage);
         latency.insert(
             stage.name().to_owned(),
-            json!({
-                "count": h.len(),
-                "p50": h.value_at_quantile(0.50),
-                "p90": h.value_at_quantile(0.90),
-                "p95": h.value_at_quantile(0.95),
-                "p99": h.value_at_quantile(0.99),
-                "p999": h.value_at_quantile(0.999),
-                "max": h.max(),
-            }),
+            latency_row(&registry.summary(stage)),
         );
     }
     // Exchange (bench: frame-write) time → signals, wall clock; see pipeline::wire.
-    let h = crate::pipeline::wire::total();
-    latency.insert(
-        "exchange_to_signal".to_owned(),
-        json!({
-            "count": h.len(),
-            "p50": h.value_at_quantile(0.50),
-            "p90": h.value_at_quantile(0.90),
-            "p95": h.value_at_quantile(0.95),
-            "p99": h.value_at_quantile(0.99),
-            "p999": h.value_at_quantile(0.999),
-            "max": h.max(),
-            "series": crate::pipeline::wire::series(),
-        }),
-    );
+    let mut wire = latency_row(&crate::pipeline::wire::total());
+    wire["series"] = json!(crate::pipeline::wire::series());
+    latency.insert("exchange_to_signal".to_owned(), wire);
     let secs = elapsed.as_secs_f64();
     let messages = sum(&|s| s.messages.get());
     json!({
@@ -153,13 +133,27 @@ pub fn stats_json(registry: &Registry, elapsed: Duration, rows: u64) -> Value {
     })
 }
 
+/// A latency row of the stats JSON: count, p50 … p99.9 and max, in ns.
+fn latency_row(h: &Summary) -> Value {
+    let [p50, p90, p95, p99, p999] = h.quantiles;
+    json!({
+        "count": h.count,
+        "p50": p50,
+        "p90": p90,
+        "p95": p95,
+        "p99": p99,
+        "p999": p999,
+        "max": h.max,
+    })
+}
+
 /// Human-readable latency table (ns → µs) of [`stats_json`]'s `latency_ns`.
 #[must_use]
 pub fn latency_table(stats: &Value) -> String {
     let mut s = String::from(
         "stage                 count        p50 µs    p90 µs    p95 µs    p99 µs  p99.9 µs    max µs\n",
     );
-    // The stats' own figures (ns): each stage's histogram is built once.
+    // The stats' own figures (ns): each stage's counts are read once.
     for stage in Stage::ALL {
         let l = &stats["latency_ns"][stage.name()];
         let us = |k: &str| l[k].as_u64().unwrap_or(0) as f64 / 1000.0;

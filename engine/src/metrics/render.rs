@@ -6,15 +6,10 @@ use crate::pipeline::stats::{max_rss_bytes, Counter, FeedStats, InstrumentStats,
 use super::expo::{Exposition, Kind};
 use super::health::{Health, InstrumentHealth};
 
-/// Quantiles of every stage summary.
-pub const QUANTILES: [(f64, &str); 6] = [
-    (0.5, "0.5"),
-    (0.9, "0.9"),
-    (0.95, "0.95"),
-    (0.99, "0.99"),
-    (0.999, "0.999"),
-    (1.0, "1"),
-];
+/// The `quantile` labels of the stage latency summaries: those of
+/// [`Summary::QUANTILES`](crate::pipeline::stats::Summary::QUANTILES), then
+/// `1` (the maximum).
+const QUANTILE_LABELS: [&str; 6] = ["0.5", "0.9", "0.95", "0.99", "0.999", "1"];
 
 type FeedCounter = (&'static str, &'static str, fn(&FeedStats) -> u64);
 /// A labelled counter family of a feed: name, help, label, label values,
@@ -548,13 +543,15 @@ pub fn render(registry: &Registry, health: &Health) -> String {
         "Per-stage latency since start (hdrhistogram, 3 significant digits).",
     );
     for stage in Stage::ALL {
-        let h = registry.stage(stage);
+        let h = registry.summary(stage);
         let s = [("stage", stage.name())];
-        for (q, qs) in QUANTILES {
-            let v = if h.is_empty() {
+        // p50 .. p99.9, then the maximum as quantile 1.
+        let values = h.quantiles.into_iter().chain([h.max]);
+        for (ns, qs) in values.zip(QUANTILE_LABELS) {
+            let v = if h.count == 0 {
                 f64::NAN
             } else {
-                h.value_at_quantile(q) as f64 / 1e9
+                ns as f64 / 1e9
             };
             e.sample_f64(
                 "wiresignal_stage_latency_seconds",
@@ -565,9 +562,9 @@ pub fn render(registry: &Registry, health: &Health) -> String {
         e.sample_f64(
             "wiresignal_stage_latency_seconds_sum",
             &s,
-            h.mean() * h.len() as f64 / 1e9,
+            h.mean * h.count as f64 / 1e9,
         );
-        e.sample_u64("wiresignal_stage_latency_seconds_count", &s, h.len());
+        e.sample_u64("wiresignal_stage_latency_seconds_count", &s, h.count);
     }
 
     // Memory.

@@ -259,9 +259,52 @@ pub fn new_histogram() -> Histogram<u64> {
         .unwrap_or_else(|e| unreachable!("static bounds: {e}"))
 }
 
+/// One stage's latency distribution as every table shows it, in ns (see
+/// [`Registry::summary`]); all zero without samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Summary {
+    /// Samples.
+    pub count: u64,
+    /// The values at [`Summary::QUANTILES`]: p50, p90, p95, p99, p99.9.
+    pub quantiles: [u64; 5],
+    /// The largest sample (at bucket resolution, as hdrhistogram's `max`).
+    pub max: u64,
+    /// The mean, each sample at its bucket's midpoint (hdrhistogram's).
+    pub mean: f64,
+}
+
+impl Summary {
+    /// The quantiles of [`Summary::quantiles`].
+    pub const QUANTILES: [f64; 5] = [0.50, 0.90, 0.95, 0.99, 0.999];
+
+    /// The summary of histogram `h` (one pass for the quantiles).
+    #[must_use]
+    pub fn of(h: &Histogram<u64>) -> Self {
+        let mut q = h.value_at_quantiles(Self::QUANTILES);
+        Self {
+            count: h.len(),
+            quantiles: std::array::from_fn(|_| q.next().unwrap_or(0)),
+            max: h.max(),
+            mean: h.mean(),
+        }
+    }
+
+    /// The value at p50.
+    #[must_use]
+    pub const fn p50(&self) -> u64 {
+        self.quantiles[0]
+    }
+
+    /// The value at p99.
+    #[must_use]
+    pub const fn p99(&self) -> u64 {
+        self.quantiles[3]
+    }
+}
+
 /// One thread's latency samples of one stage, counted in place in the
-/// shared histogram's own bucket layout; readers ([`Registry::stage`]) sum
-/// the counts of every thread into a [`Histogram`].
+/// shared histogram's own bucket layout; readers ([`Registry::summary`],
+/// [`Registry::stage`]) sum the counts of every thread.
 ///
 /// Recording into an hdrhistogram costs ~60 instructions per sample (index,
 /// bounds, count, total, min and max) and needs it locked or merged; at
@@ -282,6 +325,9 @@ pub struct StageSamples {
 /// sub-buckets (half: 1024), 1 ns units.
 const SUB_BUCKET_HALF_MAGNITUDE: u32 = 10;
 const SUB_BUCKET_MASK: u64 = (1 << (SUB_BUCKET_HALF_MAGNITUDE + 1)) - 1;
+/// Buckets per group of [`Registry::summary`]'s first pass: one power of
+/// two's sub-buckets.
+const GROUP: usize = 1 << SUB_BUCKET_HALF_MAGNITUDE;
 
 impl StageSamples {
     /// Buckets of [`new_histogram`] (its `distinct_values`): 26 power-of-two
@@ -311,6 +357,32 @@ impl StageSamples {
         }
         let b = (index >> SUB_BUCKET_HALF_MAGNITUDE) - 1;
         (((index & (half - 1)) + half) as u64) << b
+    }
+
+    /// The highest value counted at `index` (hdrhistogram's
+    /// `highest_equivalent`).
+    #[inline]
+    const fn highest_value(index: usize) -> u64 {
+        Self::lowest_value(index) + Self::width(index) - 1
+    }
+
+    /// The middle of the values counted at `index` (hdrhistogram's
+    /// `median_equivalent`, which its mean takes for each sample).
+    #[inline]
+    const fn midpoint(index: usize) -> u64 {
+        Self::lowest_value(index) + (Self::width(index) >> 1)
+    }
+
+    /// How many values `index` counts together (hdrhistogram's
+    /// `equivalent_range`).
+    #[inline]
+    const fn width(index: usize) -> u64 {
+        let half = 1usize << SUB_BUCKET_HALF_MAGNITUDE;
+        if index < 2 * half {
+            1
+        } else {
+            1 << ((index >> SUB_BUCKET_HALF_MAGNITUDE) - 1)
+        }
     }
 
     /// Adds a sample in ns (0 counts as 1 ns; beyond the histogram's range,
@@ -453,7 +525,70 @@ impl Registry {
         StageSamples { counts }
     }
 
-    /// The histogram of `stage`: every thread's samples so far.
+    /// What the latency tables show of `stage` (every thread's samples so
+    /// far): the answers of [`stage`](Self::stage)'s histogram, read off the
+    /// counts without building it (a histogram is 216 KB to zero and fill,
+    /// and each `value_at_quantile` another pass over it): one pass over the
+    /// counts, then one group of 1024 per quantile.
+    pub fn summary(&self, stage: Stage) -> Summary {
+        let Ok(v) = self.samples.lock() else {
+            return Summary::default();
+        };
+        let arrays: Vec<&[Counter]> = v
+            .iter()
+            .filter(|(s, _)| *s == stage)
+            .map(|(_, c)| &c[..])
+            .collect();
+        // Pass 1, array by array: count, sum, the last bucket used, and the
+        // count of every group of `GROUP` buckets.
+        let mut groups = [0u64; StageSamples::BUCKETS / GROUP];
+        let mut s = Summary::default();
+        let mut sum: u128 = 0;
+        let mut last = 0;
+        for a in &arrays {
+            for (g, chunk) in a.chunks(GROUP).enumerate() {
+                for (j, c) in chunk.iter().enumerate() {
+                    let n = c.get();
+                    if n != 0 {
+                        let i = g * GROUP + j;
+                        groups[g] += n;
+                        sum += u128::from(StageSamples::midpoint(i)) * u128::from(n);
+                        last = last.max(i);
+                    }
+                }
+            }
+        }
+        s.count = groups.iter().sum();
+        if s.count == 0 {
+            return s;
+        }
+        s.max = StageSamples::highest_value(last);
+        s.mean = sum as f64 / s.count as f64;
+        // Pass 2, one group per quantile: hdrhistogram's `value_at_quantile`,
+        // the first bucket whose running count reaches ceil(q × count) (at
+        // least 1), at its highest value.
+        let mut before = 0; // samples in the groups before `g`
+        let mut g = 0;
+        for (q, out) in Summary::QUANTILES.iter().zip(&mut s.quantiles) {
+            let target = ((q * s.count as f64).ceil() as u64).clamp(1, s.count);
+            while before + groups[g] < target {
+                before += groups[g];
+                g += 1;
+            }
+            let mut seen = before;
+            for i in g * GROUP..(g + 1) * GROUP {
+                seen += arrays.iter().map(|a| a[i].get()).sum::<u64>();
+                if seen >= target {
+                    *out = StageSamples::highest_value(i);
+                    break;
+                }
+            }
+        }
+        s
+    }
+
+    /// The histogram of `stage`: every thread's samples so far (the
+    /// reference [`summary`](Self::summary) is tested against).
     pub fn stage(&self, stage: Stage) -> Histogram<u64> {
         let mut h = new_histogram();
         if let Ok(v) = self.samples.lock() {
@@ -528,6 +663,11 @@ mod tests {
         assert!(r.stage(Stage::Signal) == want);
         assert_eq!(r.stage(Stage::Parse).len(), 1);
         assert!(r.stage(Stage::RingHop).is_empty());
+        let s = r.summary(Stage::Signal);
+        assert_eq!((s.count, s.max), (want.len(), want.max()));
+        assert_eq!(s.p99(), want.value_at_quantile(0.99));
+        assert_eq!(r.summary(Stage::Parse).p50(), 5);
+        assert_eq!(r.summary(Stage::RingHop), Summary::default());
         drop(a);
         assert!(
             r.stage(Stage::Signal) == want,
@@ -585,6 +725,14 @@ mod tests {
             proptest::prop_assert_eq!(got.min_nz(), want.min_nz());
             proptest::prop_assert_eq!(got.value_at_quantile(0.99), want.value_at_quantile(0.99));
             proptest::prop_assert!(got == want);
+            let sum = r.summary(Stage::Parse);
+            proptest::prop_assert_eq!(sum.count, want.len());
+            proptest::prop_assert_eq!(sum.max, want.max());
+            for (q, v) in Summary::QUANTILES.iter().zip(sum.quantiles) {
+                proptest::prop_assert_eq!(v, want.value_at_quantile(*q), "q {}", q);
+            }
+            let mean = want.mean();
+            proptest::prop_assert!((sum.mean - mean).abs() <= 1e-9 * mean.abs(), "{} {}", sum.mean, mean);
         }
     }
 }
