@@ -141,9 +141,9 @@ pub struct Pipeline {
     /// The core plan (receivers pin themselves with it after the signal threads).
     pub cores: Arc<CorePlan>,
     workers: Vec<JoinHandle<()>>,
-    sink: JoinHandle<std::io::Result<u64>>,
-    /// Rows reach the sink thread (else only the instruments count them).
-    sink_consumes: bool,
+    /// The sink thread, when something consumes rows (else only the
+    /// instruments count them).
+    sink: Option<JoinHandle<std::io::Result<u64>>>,
 }
 
 impl Pipeline {
@@ -228,7 +228,10 @@ impl Pipeline {
             workers.push(handle);
         }
 
-        let sink = {
+        // No thread at all when nothing consumes rows (a replay without
+        // output): one thread fewer to start (its stack, its allocator heap,
+        // its latency counters) and to join.
+        let sink = sink_consumes.then(|| {
             let registry = registry.clone();
             let view = cfg.live_view.then(|| view.clone());
             let outputs = cfg.outputs.clone();
@@ -249,7 +252,7 @@ impl Pipeline {
                     )
                 })
                 .unwrap_or_else(|e| panic!("cannot spawn the sink thread: {e}"))
-        };
+        });
         let txs = if cfg.inline {
             inline_txs
         } else if cfg.overload == Overload::Merge {
@@ -281,7 +284,6 @@ impl Pipeline {
             cores: cfg.cores,
             workers,
             sink,
-            sink_consumes,
         }
     }
 
@@ -293,12 +295,11 @@ impl Pipeline {
         for w in self.workers {
             let _ = w.join();
         }
-        let written = match self.sink.join() {
-            Ok(r) => r?,
-            Err(_) => return Err(std::io::Error::other("sink thread panicked")),
-        };
-        if self.sink_consumes {
-            return Ok(written);
+        if let Some(sink) = self.sink {
+            return match sink.join() {
+                Ok(r) => r,
+                Err(_) => Err(std::io::Error::other("sink thread panicked")),
+            };
         }
         let instruments = self.registry.instruments();
         Ok(instruments.iter().map(|(_, s)| s.rows.get()).sum())
