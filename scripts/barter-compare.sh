@@ -16,7 +16,8 @@
 #     scripts/instr-gate.sh does;
 #   * the engine both without output and writing JSONL (`engine replay
 #     --speed max [--out x.jsonl]`, the instr-gate invocation, default
-#     placement: adaptive), and without output on one thread
+#     placement: adaptive, which a replay runs inline), and without output
+#     on one thread
 #     (`signal_placement = "inline"`) and with every frame through the ring
 #     to the signal thread (`"threads"`);
 #   * barter also with the snapshot cut to 100 levels per side, the depth
@@ -231,7 +232,7 @@ for given in "$@"; do
     }
     rows+=("$(row "barter-data 0.13: parse + sequence + book ($name)" "$b_msgs" "$b_wall" "$b_cpu" "$b_cpumed" "$b_ir" "$b_mv")")
     rows+=("$(row "barter-data 0.13, snapshot cut to 100 levels ($name)" "$b_msgs" "$c_wall" "$c_cpu" "$c_cpumed" "$c_ir" "$c_mv")")
-    rows+=("$(row "engine, no output: parse + book + 17 signals, default placement (adaptive) ($name)" "$e_msgs" "$e_wall" "$e_cpu" "$e_cpumed" "$e_ir" "$e_mv")")
+    rows+=("$(row "engine, no output: parse + book + 17 signals, default placement (adaptive, which a replay runs inline) ($name)" "$e_msgs" "$e_wall" "$e_cpu" "$e_cpumed" "$e_ir" "$e_mv")")
     rows+=("$(row "engine, JSONL: the same + signal rows ($name)" "$e_msgs" "$j_wall" "$j_cpu" "$j_cpumed" "$j_ir" "$j_mv")")
     rows+=("$(row "engine, no output, one thread (inline) ($name)" "$e_msgs" "$i_wall" "$i_cpu" "$i_cpumed" "$i_ir" "$i_mv")")
     rows+=("$(row "engine, no output, every frame through the ring (threads) ($name)" "$e_msgs" "$r_wall" "$r_cpu" "$r_cpumed" "$r_ir" "$r_mv")")

@@ -110,21 +110,25 @@ measure() {
         exit 1
     fi
     empty=$(ir "$tmp/header.txt")
-    local none_ir jsonl_ir threads_ir
+    local none_ir jsonl_ir threads_ir threads_empty jsonl_empty
     none_ir=$(ir "$tmp/slice.txt")
-    # Every frame through the ring (the default, adaptive, runs a replay's
-    # frames on the reader while the signal thread is idle).
+    # Every frame through the ring (the default, adaptive, runs a replay
+    # inline: every frame on the reader).
     printf '[engine]\nsignal_placement = "threads"\n' >"$tmp/threads.toml"
     threads_ir=$(ir "$tmp/slice.txt" --config "$tmp/threads.toml")
     threads_empty=$(ir "$tmp/header.txt" --config "$tmp/threads.toml")
     jsonl_ir=$(ir "$tmp/slice.txt" --out "$tmp/out.jsonl")
     rows=$(wc -l <"$tmp/out.jsonl")
+    # Each row is measured over a header-only run of its own setup (a JSONL
+    # run starts a sink thread the others do not, threads mode a signal
+    # thread), so start-up and shutdown cancel out of every figure.
+    jsonl_empty=$(ir "$tmp/header.txt" --out "$tmp/empty.jsonl")
     if [ "$rows" -lt 1 ]; then
         echo "instr-gate: FAIL: the JSONL replay wrote $rows rows for $msgs messages" >&2
         exit 1
     fi
     none=$(per_msg "$none_ir")
-    jsonl=$(per_msg "$jsonl_ir")
+    jsonl=$(per_msg "$jsonl_ir" "$jsonl_empty")
     threads=$(per_msg "$threads_ir" "$threads_empty")
 }
 # instr/msg of total Ir $1 over the header-only run $2 (default: $empty).

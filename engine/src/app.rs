@@ -259,6 +259,19 @@ pub fn replay_with(
     stop: &AtomicBool,
 ) -> std::io::Result<RunReport> {
     let started = Instant::now();
+    // A replay reads its frames one by one: no receive batch, no socket to
+    // fall behind on. The adaptive placement then runs every frame on the
+    // reader (a lone frame, an idle signal thread), which is inline minus
+    // the signal thread it starts and the lock and ring check per frame
+    // (~130 instructions a message). Not with `debug_signal_delay_ns`: a
+    // slowed signal stage is there to test the hand-off itself.
+    let mut cfg = cfg.clone();
+    if cfg.engine.signal_placement == crate::config::SignalPlacement::Adaptive
+        && cfg.engine.debug_signal_delay_ns == 0
+    {
+        cfg.engine.signal_placement = crate::config::SignalPlacement::Inline;
+    }
+    let cfg = &cfg;
     let inputs = crate::replay::resolve_inputs(paths, defaults)?;
     // One adapter per venue, shared by that venue's files (pieces of one
     // recording keep their instruments and books).

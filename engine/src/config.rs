@@ -261,7 +261,9 @@ pub enum SignalPlacement {
     /// through the rings, and a receiver falling behind hands its batch to
     /// them (at most `EventTx::HERE_BUDGET_NS` of running per receive
     /// batch).
-    /// The default.
+    /// The default. `engine replay` runs it as [`Inline`](Self::Inline): its
+    /// frames come one at a time, so every one would run on the reader
+    /// (unless `debug_signal_delay_ns` slows the signal stage to test it).
     Adaptive,
 }
 

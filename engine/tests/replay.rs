@@ -294,7 +294,7 @@ fn inline_placement_replays_byte_identical_to_signal_threads() {
     let dir = temp_dir("inline");
     let threads = test_config("[engine]\nsignal_placement = \"threads\"\n");
     let inline = test_config("[engine]\nsignal_placement = \"inline\"\n");
-    replay_to(
+    let stats = replay_to(
         &threads,
         std::slice::from_ref(&cap),
         Speed::Max,
@@ -309,14 +309,16 @@ fn inline_placement_replays_byte_identical_to_signal_threads() {
     let t = std::fs::read(dir.join("t.jsonl")).unwrap();
     assert!(!t.is_empty());
     assert_eq!(t, std::fs::read(dir.join("i.jsonl")).unwrap());
-    // Adaptive: the reader runs frames itself whenever the signal thread is
-    // idle, the rest go through the ring; at full speed both happen, in
-    // every interleaving the scheduler makes, and the order is the ring's.
+    assert_eq!(stats["rings"].as_object().map(|r| r.len()), Some(1));
+    // Adaptive (the default), which a replay runs inline: its frames come
+    // one at a time, so the reader would run every one itself; no signal
+    // thread, no ring.
     let adaptive = test_config("[engine]\nsignal_placement = \"adaptive\"\n");
-    for round in 0..3 {
+    for round in 0..2 {
         let out = dir.join(format!("a{round}.jsonl"));
-        replay_to(&adaptive, std::slice::from_ref(&cap), Speed::Max, &out);
+        let stats = replay_to(&adaptive, std::slice::from_ref(&cap), Speed::Max, &out);
         assert_eq!(t, std::fs::read(&out).unwrap(), "adaptive round {round}");
+        assert_eq!(stats["rings"], serde_json::json!({}), "no ring in a replay");
     }
     let paced = dir.join("ap.jsonl");
     replay_to(
@@ -332,7 +334,9 @@ fn inline_placement_replays_byte_identical_to_signal_threads() {
 /// the processor of the thread its instrument routes to, when that thread is
 /// idle and that ring drained. Ten Kraken instruments over three threads:
 /// each instrument's rows are exactly threads mode's (one thread), at full
-/// speed (every interleaving the scheduler makes) and paced.
+/// speed and paced (a replay runs adaptive inline), and with slowed signal
+/// threads (then adaptive runs as such: both paths interleave, in every
+/// order the scheduler makes).
 #[test]
 fn adaptive_over_several_signal_threads_keeps_each_instruments_rows() {
     let Some(shared) = shared_dir() else { return };
@@ -377,6 +381,10 @@ fn adaptive_over_several_signal_threads_keeps_each_instruments_rows() {
         let out = dir.join(format!("a{round}.jsonl"));
         let stats = replay_to(&test_config(toml), std::slice::from_ref(&cap), speed, &out);
         assert_eq!(per_instrument(&out), want, "round {round}");
+        // Slowed: three signal threads, a ring each; else run inline.
+        let rings = stats["rings"].as_object().map_or(0, |r| r.len());
+        let slowed = toml.contains("debug_signal_delay_ns");
+        assert_eq!(rings, if slowed { 3 } else { 0 }, "round {round}");
         // The same books: every instrument's counters (checksums included).
         assert_eq!(
             stats["instruments"], stats_one["instruments"],
