@@ -495,7 +495,8 @@ fn main() {
 /// Nothing is lost: every thread has been joined, every file and socket was
 /// flushed and closed by its owner's drop inside `real_main`, Rust runs no
 /// destructors of statics anyway, and no dependency registers an `atexit`
-/// handler; stdout (buffered by Rust) is flushed here.
+/// handler; stdout (buffered by Rust) is flushed here. (mimalloc's
+/// `MIMALLOC_SHOW_STATS` / `MIMALLOC_VERBOSE` exit report is skipped too.)
 fn exit_now(code: i32) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();

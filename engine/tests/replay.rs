@@ -328,6 +328,15 @@ fn inline_placement_replays_byte_identical_to_signal_threads() {
         &paced,
     );
     assert_eq!(t, std::fs::read(&paced).unwrap(), "adaptive, paced");
+    // Adaptive as such (a slowed signal stage keeps it adaptive in a
+    // replay): the reader runs frames itself while the signal thread is
+    // idle, the rest queue through the ring; byte-identical either way.
+    let slowed =
+        test_config("[engine]\nsignal_placement = \"adaptive\"\ndebug_signal_delay_ns = 200\n");
+    let out = dir.join("as.jsonl");
+    let stats = replay_to(&slowed, std::slice::from_ref(&cap), Speed::Max, &out);
+    assert_eq!(t, std::fs::read(&out).unwrap(), "adaptive, slowed");
+    assert_eq!(stats["rings"].as_object().map(|r| r.len()), Some(1));
 }
 
 /// Adaptive over several signal threads: a receiver runs a frame itself on

@@ -147,7 +147,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts the signal threads and the sink.
+    /// Starts the signal threads and, when something consumes rows, the sink.
     pub fn start(cfg: PipelineConfig) -> Self {
         let registry = Registry::new();
         let view = Arc::new(SinkShared {

@@ -714,9 +714,16 @@ mod tests {
         ) {
             let r = Registry::new();
             let mut s = r.stage_samples(Stage::Parse);
+            // A second thread's counts of the same stage (every third sample):
+            // the summary sums them bucket by bucket.
+            let mut t = r.stage_samples(Stage::Parse);
             let mut want = new_histogram();
-            for &v in &samples {
-                s.record(v);
+            for (i, &v) in samples.iter().enumerate() {
+                if i % 3 == 2 {
+                    t.record(v);
+                } else {
+                    s.record(v);
+                }
                 let _ = want.record(v.max(1));
             }
             let got = r.stage(Stage::Parse);
