@@ -303,8 +303,8 @@ impl Summary {
 }
 
 /// One thread's latency samples of one stage, counted in place in the
-/// shared histogram's own bucket layout; readers ([`Registry::summary`],
-/// [`Registry::stage`]) sum the counts of every thread.
+/// shared histogram's own bucket layout; readers ([`Registry::summary`])
+/// sum the counts of every thread.
 ///
 /// Recording into an hdrhistogram costs ~60 instructions per sample (index,
 /// bounds, count, total, min and max) and needs it locked or merged; at
@@ -396,6 +396,7 @@ impl StageSamples {
     }
 
     /// Adds these counts to `h`.
+    #[cfg(test)]
     fn add_to(counts: &[Counter], h: &mut Histogram<u64>) {
         for (i, c) in counts.iter().enumerate() {
             let n = c.get();
@@ -526,8 +527,8 @@ impl Registry {
     }
 
     /// What the latency tables show of `stage` (every thread's samples so
-    /// far): the answers of [`stage`](Self::stage)'s histogram, read off the
-    /// counts without building it (a histogram is 216 KB to zero and fill,
+    /// far): the answers an hdrhistogram of these samples gives, read off
+    /// the counts without building one (a histogram is 216 KB to zero and fill,
     /// and each `value_at_quantile` another pass over it): one pass over the
     /// counts, then one group of 1024 per quantile.
     pub fn summary(&self, stage: Stage) -> Summary {
@@ -589,6 +590,7 @@ impl Registry {
 
     /// The histogram of `stage`: every thread's samples so far (the
     /// reference [`summary`](Self::summary) is tested against).
+    #[cfg(test)]
     pub fn stage(&self, stage: Stage) -> Histogram<u64> {
         let mut h = new_histogram();
         if let Ok(v) = self.samples.lock() {
