@@ -104,3 +104,38 @@ fn depth_snapshot_and_stream_over_hyper() {
     assert_eq!(report.connections, 1);
     assert!(report.frames >= frames);
 }
+
+/// Baseline (a) in a process of its own (`loadgen client`), as the engine
+/// is: it receives every frame the load server sends and reports its CPU.
+#[test]
+fn baseline_a_in_its_own_process_receives_every_frame() {
+    let mut cfg = LoadConfig::new(Profile::Fixed {
+        rate: 5_000.0,
+        duration: Duration::from_millis(600),
+    });
+    cfg.start_delay = Duration::from_millis(300);
+    let server = bench::load::LoadServer::start(cfg).unwrap();
+    let url = format!("{}/stream?streams=all", server.ws_base());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["client", "--url", &url, "--timeout-s", "20"])
+        .output()
+        .unwrap();
+    let sent = server.finish().frames;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str| -> f64 {
+        let mut words = text.split_whitespace();
+        words
+            .find(|w| *w == name)
+            .and_then(|_| words.next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    assert!(sent > 2_000, "sent {sent}");
+    assert_eq!(field("frames"), sent as f64, "{text}");
+    assert!(field("cpu") > 0.0, "{text}");
+}

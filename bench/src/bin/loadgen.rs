@@ -13,6 +13,7 @@ const USAGE: &str = "\
 usage:
   loadgen serve --profile <p> [--listen 127.0.0.1:9100] [--symbols N] [--levels L]
   loadgen baseline --mode recv|parse --profile <p> [--symbols N] [--levels L]
+  loadgen client --url <ws://...> [--mode recv|parse] [--timeout-s 30]
   loadgen suite --engine <path> --out <dir> [--name <date>] [--capture <file>]...
                 [--point-s 6] [--soak-s 120] [--rates 10k,100k,1m]
                 [--only a@10k,engine-epoll@10k,...]  (scenario name prefixes)
@@ -103,6 +104,31 @@ fn cmd_baseline(a: &Args) -> Result<(), String> {
     println!(
         "{}",
         serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+/// Baseline a or b in a process of its own, against a `loadgen serve` (or
+/// any Binance-protocol server): the consumer does not share the load
+/// server's address space, as no real consumer does.
+fn cmd_client(a: &Args) -> Result<(), String> {
+    let mode = match a.get("mode").unwrap_or("recv") {
+        "recv" => Mode::Recv,
+        "parse" => Mode::Parse,
+        m => return Err(format!("--mode: recv or parse, got {m:?}")),
+    };
+    let url = a.get("url").ok_or("--url needed")?;
+    let timeout = Duration::from_secs(a.num("timeout-s", 30)?);
+    let c = bench::load::client::run(url, mode, timeout).map_err(|e| e.to_string())?;
+    let frames = c.frames.max(1) as f64;
+    println!(
+        "frames {} rate {:.0}/s cpu {:.2} us/msg switches/msg {:.2} p50 {} p99 {} ns",
+        c.frames,
+        c.rate(),
+        c.cpu.as_secs_f64() * 1e6 / frames,
+        c.switches as f64 / frames,
+        c.latency.value_at_quantile(0.5),
+        c.latency.value_at_quantile(0.99),
     );
     Ok(())
 }
@@ -445,6 +471,7 @@ fn main() -> ExitCode {
     let res = Args::parse(argv).and_then(|a| match cmd.as_deref() {
         Some("serve") => cmd_serve(&a),
         Some("baseline") => cmd_baseline(&a),
+        Some("client") => cmd_client(&a),
         Some("suite") => cmd_suite(&a),
         Some("outputs") => cmd_outputs(&a),
         _ => Err(USAGE.to_owned()),
