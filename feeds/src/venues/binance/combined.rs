@@ -17,7 +17,7 @@ use crate::bytes::ascii;
 use crate::plain_json::string_end;
 
 /// Most digits of an integer taken here (as in `plain_json`).
-const MAX_DIGITS: usize = 18;
+use crate::plain_json::MAX_DIGITS;
 
 /// The stream name of `b` if it has the shape above, its `data` fields
 /// read into `f` (a default value; garbage where this is `None`). Filled in
@@ -311,6 +311,8 @@ mod tests {
             br#"{"stream":"x","data":{"e":"depthUpdate","b":[["1.0","0"],["2","3"]],"a":[],"lastUpdateId":7}}"#,
             br#"{"stream":"","data":{}}"#,
             br#"{"stream":"x","data":{"a":"1","a":[["1","2"]],"pu":5,"zz":[],"lastUpdateId":1}}"#,
+            // The load generator's bookTicker: a 19-digit Unix-ns `E` first.
+            br#"{"stream":"btcusdt@bookTicker","data":{"E":1796352671123456789,"u":7,"s":"BTCUSDT","b":"1.0","B":"1","a":"2.0","A":"1"}}"#,
         ] {
             assert!(agrees(src), "{:?}", String::from_utf8_lossy(src));
         }
@@ -320,6 +322,7 @@ mod tests {
             br#"{"stream":"x","data":{},"x":1}"#,
             br#"{"stream":"x","data":{"a":1.5}}"#,
             br#"{"stream":"x","data":{"a":01}}"#,
+            br#"{"stream":"x","data":{"a":12345678901234567890}}"#,
             br#"{"stream":"x","data":{"a":-1}}"#,
             br#"{"stream":"x","data":{"a":null}}"#,
             br#"{"stream":"x","data":{"a":{}}}"#,
