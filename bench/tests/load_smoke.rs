@@ -135,7 +135,7 @@ fn baseline_a_in_its_own_process_receives_every_frame() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(-1.0)
     };
-    assert!(sent > 2_000, "sent {sent}");
+    assert!(sent > 1_000, "sent {sent}");
     assert_eq!(field("frames"), sent as f64, "{text}");
     assert!(field("cpu") > 0.0, "{text}");
 }

@@ -80,7 +80,8 @@ pub fn thread_cpu() -> Duration {
     }
 }
 
-/// Connects to `url` and reads until the server closes or `timeout` passes.
+/// Connects to `url` and reads until the server closes or `timeout` passes
+/// (counted from the connection: the handshake within it, then the reads).
 ///
 /// # Errors
 /// When the connection cannot be made.
@@ -92,8 +93,10 @@ pub fn run(url: &str, mode: Mode, timeout: Duration) -> std::io::Result<ClientRe
 }
 
 async fn run_async(url: &str, mode: Mode, timeout: Duration) -> std::io::Result<ClientReport> {
-    let (ws, _) = tokio_tungstenite::connect_async(url)
+    // The handshake is bounded too: a stuck server must not hang the caller.
+    let (ws, _) = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(url))
         .await
+        .map_err(|_| std::io::Error::other(format!("{url}: no handshake within {timeout:?}")))?
         .map_err(|e| std::io::Error::other(format!("{url}: {e}")))?;
     let (_write, mut read) = ws.split();
     let mut latency = histogram();

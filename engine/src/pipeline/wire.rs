@@ -76,7 +76,8 @@ impl Default for WireRecorder {
 
 impl WireRecorder {
     /// Samples buffered before they are published regardless of the
-    /// processor's 200 ms publish interval (32 KiB): 20k msg/s fill it.
+    /// processor's 200 ms publish interval (32 KiB): above ~20k kept
+    /// samples a second it fills within the interval.
     pub const BUFFER: usize = 4096;
 
     /// New recorder.
@@ -207,7 +208,10 @@ mod tests {
             r.record(wall - 7_000_000 - i as i64, now);
         }
         assert_eq!(r.samples.len(), 10, "the first BUFFER were merged");
-        assert_eq!(r.samples.capacity(), WireRecorder::BUFFER);
+        assert!(
+            r.samples.capacity() < 2 * WireRecorder::BUFFER,
+            "never grew"
+        );
         assert!(total().count >= before + WireRecorder::BUFFER as u64);
         r.publish();
         assert!(r.samples.is_empty());

@@ -16,7 +16,7 @@ use super::messages::{Fields, Flat};
 use crate::bytes::ascii;
 use crate::plain_json::string_end;
 
-/// Most digits of an integer taken here (as in `plain_json`).
+// Most digits of an integer taken here: as in `plain_json`.
 use crate::plain_json::MAX_DIGITS;
 
 /// The stream name of `b` if it has the shape above, its `data` fields
