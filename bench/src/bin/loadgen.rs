@@ -94,12 +94,17 @@ fn cmd_serve(a: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// `--mode recv|parse` (default recv): baseline a or b.
+fn mode(a: &Args) -> Result<Mode, String> {
+    match a.get("mode").unwrap_or("recv") {
+        "recv" => Ok(Mode::Recv),
+        "parse" => Ok(Mode::Parse),
+        m => Err(format!("--mode: recv or parse, got {m:?}")),
+    }
+}
+
 fn cmd_baseline(a: &Args) -> Result<(), String> {
-    let mode = match a.get("mode").unwrap_or("recv") {
-        "recv" => Mode::Recv,
-        "parse" => Mode::Parse,
-        m => return Err(format!("--mode: recv or parse, got {m:?}")),
-    };
+    let mode = mode(a)?;
     let r = suite::baseline("baseline", mode, load_cfg(a)?).map_err(|e| e.to_string())?;
     println!(
         "{}",
@@ -112,11 +117,7 @@ fn cmd_baseline(a: &Args) -> Result<(), String> {
 /// any Binance-protocol server): the consumer does not share the load
 /// server's address space, as no real consumer does.
 fn cmd_client(a: &Args) -> Result<(), String> {
-    let mode = match a.get("mode").unwrap_or("recv") {
-        "recv" => Mode::Recv,
-        "parse" => Mode::Parse,
-        m => return Err(format!("--mode: recv or parse, got {m:?}")),
-    };
+    let mode = mode(a)?;
     let url = a.get("url").ok_or("--url needed")?;
     let timeout = Duration::from_secs(a.num("timeout-s", 30)?);
     let c = bench::load::client::run(url, mode, timeout).map_err(|e| e.to_string())?;
