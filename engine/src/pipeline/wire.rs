@@ -95,7 +95,8 @@ impl WireRecorder {
     pub fn record(&mut self, ts_ns: i64, t_done: u64) {
         let d = (t_done as i64 + self.offset) - ts_ns;
         if d > 0 && d < MAX_NS {
-            if self.samples.len() >= Self::BUFFER || self.samples.capacity() == 0 {
+            // Empty and unallocated, or full: one test for both.
+            if self.samples.len() == self.samples.capacity() {
                 self.make_room();
             }
             self.samples.push(d as u64);
