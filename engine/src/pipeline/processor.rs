@@ -275,26 +275,10 @@ impl<O: Emit> Processor<O> {
         let mut done = t_push;
         let mut i = 0;
         while let Some(ev) = events.get(i) {
-            // A depth or snapshot message's levels before its last only
-            // queue (no clock read, no sample: see `on_slot_at`), so they
-            // are taken in one loop, not one slot each (~40 instructions a
-            // level); the last goes through `on_slot_at` and completes it.
-            if self.remaining > 1 && done != 0 {
-                let rest = &events[i..];
-                let n = rest
-                    .iter()
-                    .take(self.remaining as usize - 1)
-                    .take_while(|e| matches!(e, Event::Level(_)))
-                    .count();
-                if n > 0 {
-                    self.levels.extend(rest[..n].iter().filter_map(|e| match e {
-                        Event::Level(l) => Some(*l),
-                        _ => None,
-                    }));
-                    self.remaining -= n as u32;
-                    i += n;
-                    continue;
-                }
+            let n = self.queue_levels(&events[i..], done, |e| level_of(e).map(|l| (l, t_push)));
+            if n > 0 {
+                i += n;
+                continue;
             }
             let slot = super::ring::Slot {
                 ev: *ev,
@@ -305,6 +289,55 @@ impl<O: Emit> Processor<O> {
             i += 1;
         }
         done
+    }
+
+    /// Processes slots popped in one drain, in order, the first right after
+    /// a slot that finished at `prev_done` (0 for none); returns when the
+    /// last finished. The same as [`on_slot_after`](Self::on_slot_after) on
+    /// each in turn.
+    pub fn on_slots(&mut self, slots: &[super::ring::Slot], mut prev_done: u64) -> u64 {
+        let mut i = 0;
+        while let Some(slot) = slots.get(i) {
+            let n = self.queue_levels(&slots[i..], prev_done, |s| {
+                level_of(&s.ev).map(|l| (l, s.t_push))
+            });
+            if n > 0 {
+                i += n;
+                continue;
+            }
+            prev_done = self.on_slot_after(slot, prev_done);
+            i += 1;
+        }
+        prev_done
+    }
+
+    /// Queues the leading items of `items` that are levels of the message
+    /// in progress before its last and were pushed by `done` (`level`: an
+    /// item's level and push time); returns how many. Each of them, as a
+    /// slot, would only be queued, with no clock read and no sample (see
+    /// [`on_slot_at`](Self::on_slot_at)); one loop takes them instead of a
+    /// slot each (~40 instructions a level). The message's last level goes
+    /// through its slot and completes it.
+    #[inline(always)]
+    fn queue_levels<T>(
+        &mut self,
+        items: &[T],
+        done: u64,
+        level: impl Fn(&T) -> Option<(Level, u64)>,
+    ) -> usize {
+        if self.remaining <= 1 || done == 0 {
+            return 0;
+        }
+        let before = self.levels.len();
+        for item in items.iter().take(self.remaining as usize - 1) {
+            match level(item) {
+                Some((l, t_push)) if t_push <= done => self.levels.push(l),
+                _ => break,
+            }
+        }
+        let n = self.levels.len() - before;
+        self.remaining -= n as u32;
+        n
     }
 
     /// Processes a slot popped right after the previous slot of the same
@@ -718,6 +751,15 @@ fn seen(
         st.stats.last_event_mono.set(t as i64);
     }
     Some(st)
+}
+
+/// The level an event carries, if it is one.
+#[inline(always)]
+fn level_of(ev: &Event) -> Option<Level> {
+    match ev {
+        Event::Level(l) => Some(*l),
+        _ => None,
+    }
 }
 
 /// The callback a signal set emits into: counts the row and sends it to the

@@ -364,9 +364,8 @@ fn worker_loop(
             let take = rx.rx.slots().min(1024 - did);
             if let Ok(chunk) = rx.rx.read_chunk(take) {
                 let (a, b) = chunk.as_slices();
-                for slot in a.iter().chain(b) {
-                    prev_done = proc.on_slot_after(slot, prev_done);
-                }
+                prev_done = proc.on_slots(a, prev_done);
+                prev_done = proc.on_slots(b, prev_done);
                 did += take;
                 chunk.commit_all();
             }
