@@ -63,17 +63,8 @@ pub(crate) fn fill<'i>(b: &'i [u8], tape: &mut Vec<Node<'i>>) -> bool {
                 i = end + 1;
             }
             b'0'..=b'9' => {
-                let start = i;
-                let mut v: u64 = 0;
-                while let Some(&d) = b.get(i) {
-                    let d = d.wrapping_sub(b'0');
-                    if d > 9 {
-                        break;
-                    }
-                    v = v.wrapping_mul(10).wrapping_add(u64::from(d));
-                    i += 1;
-                }
-                let n = i - start;
+                let (v, n) = crate::fixed::digit_run(&b[i..]);
+                i += n;
                 if n > MAX_DIGITS
                     || (c == b'0' && n > 1)
                     || matches!(b.get(i), Some(b'.' | b'e' | b'E'))

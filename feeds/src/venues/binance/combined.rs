@@ -90,17 +90,8 @@ fn value(b: &[u8], i: usize) -> Option<(Flat<'_>, usize)> {
             Some((Flat::Str(ascii(&b[i + 1..end])), end + 1))
         }
         c @ b'0'..=b'9' => {
-            let mut j = i;
-            let mut v: u64 = 0;
-            while let Some(&d) = b.get(j) {
-                let d = d.wrapping_sub(b'0');
-                if d > 9 {
-                    break;
-                }
-                v = v.wrapping_mul(10).wrapping_add(u64::from(d));
-                j += 1;
-            }
-            let n = j - i;
+            let (v, n) = crate::fixed::digit_run(&b[i..]);
+            let j = i + n;
             // Only `,` or `}` may follow (no fraction, no exponent).
             if n > MAX_DIGITS || (c == b'0' && n > 1) || !matches!(b.get(j), Some(b',' | b'}')) {
                 return None;
