@@ -511,3 +511,96 @@ fn spot_replay_emits_every_default_signal_in_the_output_format() {
     let want: std::collections::BTreeSet<String> = names.iter().cloned().collect();
     assert_eq!(seen, want);
 }
+
+/// A signal thread's drain takes a depth message's levels before its last in
+/// one loop (`Processor::on_slots`); one slot at a time (`on_slot_after`)
+/// is the reference. The spot capture's first 4,000 frames as ring slots,
+/// in drains of 1 to 700 slots each split at a varying point into the two
+/// halves of a wrapped ring chunk (so messages straddle drains and
+/// halves), every other frame pushed "later" than any clock (so its slots
+/// take the clock-reading path): the same rows (every book signal and
+/// book-status row among them) and the same number of latency samples per
+/// stage.
+#[test]
+fn a_drains_runs_of_levels_process_as_its_slots_one_at_a_time() {
+    use std::sync::atomic::AtomicU32;
+    use std::sync::Arc;
+
+    use engine::pipeline::processor::{NoResync, Processor, SinkMsg};
+    use engine::pipeline::ring::Slot;
+    use engine::pipeline::stats::{Registry, Stage};
+
+    let Some(shared) = shared_dir() else { return };
+    let mut cfg = Config::default();
+    cfg.engine.pin_cores = Some(false);
+    let ids = Arc::new(AtomicU32::new(0));
+    let mut adapter = app::make_adapter(&cfg, &cfg.engine.venue, &ids, None).unwrap();
+    let mut r = feeds::capture::CaptureReader::open(
+        &shared.join("data/binance-spot/btcusdt_20240808.txt.gz"),
+    )
+    .unwrap();
+    adapter.set_capture_symbols(&r.header().symbols.clone());
+    let (mut slots, mut events, mut depth_levels) = (Vec::new(), Vec::new(), 0usize);
+    let mut frame = Vec::new();
+    for i in 0..4_000u64 {
+        let Some(Ok(rec)) = r.next_record() else {
+            break;
+        };
+        frame.clear();
+        frame.extend_from_slice(rec.frame);
+        events.clear();
+        let _ = adapter.parse(rec.recv_ns, &mut frame, &mut events);
+        let t_push = if i % 2 == 0 { 1 } else { u64::MAX / 2 };
+        for ev in &events {
+            depth_levels += usize::from(matches!(ev, feeds::Event::Level(_)));
+            slots.push(Slot {
+                ev: *ev,
+                t_frame: i,
+                t_push,
+            });
+        }
+    }
+    assert!(depth_levels > 10_000, "{depth_levels} levels");
+
+    let run = |batched: bool| {
+        let registry = Registry::new();
+        let mut rows: Vec<SinkMsg> = Vec::new();
+        let mut proc = Processor::new(
+            app::processor_factory(&cfg, true)(),
+            registry.clone(),
+            Box::new(NoResync),
+            |m: SinkMsg| rows.push(m),
+        );
+        let (mut at, mut k) = (0, 0usize);
+        while at < slots.len() {
+            k += 1;
+            let end = (at + 1 + (k * 37) % 700).min(slots.len());
+            let drain = &slots[at..end];
+            if batched {
+                let (a, b) = drain.split_at((k * 13) % (drain.len() + 1));
+                let done = proc.on_slots(a, 0);
+                proc.on_slots(b, done);
+            } else {
+                let mut done = 0;
+                for slot in drain {
+                    done = proc.on_slot_after(slot, done);
+                }
+            }
+            at = end;
+        }
+        let samples = [Stage::RingHop, Stage::Signal, Stage::FrameToSignal]
+            .map(|s| registry.summary(s).count);
+        drop(proc);
+        (rows, samples)
+    };
+    let (one_at_a_time, samples) = run(false);
+    let (batched, batched_samples) = run(true);
+    assert!(one_at_a_time.len() > 10_000, "{} rows", one_at_a_time.len());
+    assert_eq!(batched.len(), one_at_a_time.len(), "row count");
+    assert!(batched == one_at_a_time, "rows differ");
+    assert!(samples[1] > 3_000, "{samples:?}");
+    assert_eq!(
+        batched_samples, samples,
+        "samples per stage (ring, signal, frame → signal)"
+    );
+}

@@ -75,7 +75,7 @@ struct RowSlot {
     /// Length of the middle without its padding.
     middle_len: usize,
     /// Bits of the last value written for the pair (a NaN, never written,
-    /// until the first) and its `ryu` text: signals such as `mid` repeat
+    /// until the first) and its text: signals such as `mid` repeat
     /// their value on most rows, and the text of an `f64` is a function of
     /// its bits.
     last_bits: u64,
@@ -132,8 +132,9 @@ impl RowSlot {
 /// Per row it appends three pre-rendered pieces and one number to its own
 /// buffer: the frame's `{"ts_ns":…,"recv_ns":…` (rendered once per frame:
 /// the rows of one frame arrive back to back and share both timestamps), the
-/// pair's constant middle ([`RowSlot`]), and the value (`ryu`, or the pair's
-/// last text when the value did not change). The buffer goes to `w` in
+/// pair's constant middle ([`RowSlot`]), and the value (its shortest
+/// round-trip text, as ryu writes it; or the pair's last text when the value
+/// did not change). The buffer goes to `w` in
 /// [`BUF_CAP`] chunks and on [`flush`](Self::flush); pass an unbuffered
 /// writer.
 pub struct JsonlWriter<W: Write> {
@@ -404,6 +405,7 @@ mod fmt {
         debug_assert!(v.is_finite());
         let mut b = zmij::Buffer::new();
         let s = b.format_finite(v).as_bytes();
+        debug_assert!(s.len() <= F64_MAX_LEN);
         let n = s.len().min(F64_MAX_LEN);
         out[..n].copy_from_slice(&s[..n]);
         if v.abs() < 1e15 {
@@ -777,6 +779,36 @@ mod tests {
         ]
     }
 
+    /// Every power of ten an `f64` reaches, its neighbours, and the
+    /// magnitudes where the text switches between plain and exponent, of
+    /// both signs: zmij's text with the `+` dropped is ryu's.
+    #[test]
+    fn push_f64_is_ryu_format_finite_at_every_power_of_ten() {
+        let mut values = vec![
+            0.0,
+            5e-324,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            1e15,
+            1e16,
+            1e17,
+            1e-5,
+        ];
+        for e in -323..=308 {
+            let p: f64 = format!("1e{e}").parse().unwrap();
+            values.extend([p, p.next_down(), p.next_up(), 9.999_999_999_999_999 * p]);
+        }
+        for v in values.into_iter().flat_map(|v| [v, -v]) {
+            if !v.is_finite() {
+                continue;
+            }
+            let mut out = [b'x'; fmt::F64_MAX_LEN];
+            let n = fmt::write_f64(&mut out, v);
+            let mut rb = ryu::Buffer::new();
+            assert_eq!(&out[..n], rb.format_finite(v).as_bytes(), "{v:e}");
+        }
+    }
+
     proptest! {
         #[test]
         fn any_message_sequence_is_written_as_the_reference(
@@ -789,8 +821,8 @@ mod tests {
             prop_assert_eq!(rows as usize, got.iter().filter(|&&b| b == b'\n').count());
         }
 
-        /// Around the magnitude where both switch to an exponent, and
-        /// exponents of one to three digits of either sign.
+        /// Random mantissas at exponents around the magnitudes where both
+        /// switch to an exponent (every power of ten is checked below).
         #[test]
         fn push_f64_is_ryu_format_finite_near_the_exponent_switch(
             mantissa in 1.0f64..10.0,
