@@ -213,6 +213,7 @@ pub fn start_pipeline_with(
         },
         stage_capacity: cfg.engine.stage_capacity,
         signal_delay_ns: cfg.engine.debug_signal_delay_ns,
+        signal_sched: cfg.engine.signal_thread_sched,
         // Rows only for the file and the live view: the sink may sleep ~1 ms
         // between frames; bots and dashboards get them once per batch.
         sink_wake: std::time::Duration::from_micros(

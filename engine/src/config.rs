@@ -72,6 +72,7 @@ struct RawEngine {
     book_capacity: Option<i64>,
     receiver_mode: Option<String>,
     signal_placement: Option<String>,
+    signal_thread_sched: Option<String>,
     overload: Option<String>,
     stage_capacity: Option<i64>,
     debug_signal_delay_ns: Option<i64>,
@@ -225,6 +226,8 @@ pub struct EngineOptions {
     pub receiver_mode: ReceiverMode,
     /// Where books and signals are computed (`signal_placement`).
     pub signal_placement: SignalPlacement,
+    /// The signal threads' scheduling policy (`signal_thread_sched`).
+    pub signal_thread_sched: crate::pipeline::runtime::ThreadSched,
     /// What a live receiver does when a ring is full (`overload`, default
     /// `"merge"`; replays always block). See [`crate::pipeline::overload`].
     pub overload: crate::pipeline::overload::Overload,
@@ -478,6 +481,16 @@ impl Config {
                     return Err(err(
                         "engine.signal_placement",
                         format!("expected \"threads\", \"inline\" or \"adaptive\", got {o:?}"),
+                    ))
+                }
+            },
+            signal_thread_sched: match raw.engine.signal_thread_sched.as_deref() {
+                None | Some("normal") => crate::pipeline::runtime::ThreadSched::Normal,
+                Some("batch") => crate::pipeline::runtime::ThreadSched::Batch,
+                Some(o) => {
+                    return Err(err(
+                        "engine.signal_thread_sched",
+                        format!("expected \"normal\" or \"batch\", got {o:?}"),
                     ))
                 }
             },
@@ -865,6 +878,17 @@ mod tests {
             Config::default().engine.signal_placement,
             SignalPlacement::Adaptive
         );
+        let c = Config::from_toml_str("[engine]\nsignal_thread_sched='batch'\n", "t").unwrap();
+        assert_eq!(
+            c.engine.signal_thread_sched,
+            crate::pipeline::runtime::ThreadSched::Batch
+        );
+        assert_eq!(
+            Config::default().engine.signal_thread_sched,
+            crate::pipeline::runtime::ThreadSched::Normal
+        );
+        let e = Config::from_toml_str("[engine]\nsignal_thread_sched='fifo'\n", "t").unwrap_err();
+        assert_eq!(e.path, "engine.signal_thread_sched");
         let c = Config::from_toml_str("[engine]\nsignal_placement='threads'\n", "t").unwrap();
         assert_eq!(c.engine.signal_placement, SignalPlacement::Threads);
         let c = Config::from_toml_str(

@@ -310,6 +310,20 @@ fn inline_placement_replays_byte_identical_to_signal_threads() {
     assert!(!t.is_empty());
     assert_eq!(t, std::fs::read(dir.join("i.jsonl")).unwrap());
     assert_eq!(stats["rings"].as_object().map(|r| r.len()), Some(1));
+    // The signal thread under SCHED_BATCH: the same stream.
+    let batch =
+        test_config("[engine]\nsignal_placement = \"threads\"\nsignal_thread_sched = \"batch\"\n");
+    replay_to(
+        &batch,
+        std::slice::from_ref(&cap),
+        Speed::Max,
+        &dir.join("tb.jsonl"),
+    );
+    assert_eq!(
+        t,
+        std::fs::read(dir.join("tb.jsonl")).unwrap(),
+        "threads, batch"
+    );
     // Adaptive (the default), which a replay runs inline: its frames come
     // one at a time, so the reader would run every one itself; no signal
     // thread, no ring.
